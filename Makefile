@@ -1,0 +1,62 @@
+# midtrain — the everyday commands. `make demo` and `make test` work on a fresh machine with only
+# the Rust toolchain; `make parity` also needs Python 3 + pip (it installs into .venv-parity/).
+
+CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+MIDTRAIN := $(TARGET_DIR)/debug/midtrain
+DEMO_OUT ?= out/demo
+
+.PHONY: build demo test lint fmt bench fixtures fixtures-check parity clean
+
+build:
+	$(CARGO) build --bin midtrain
+
+## demo: the whole flow on the committed fixtures
+demo: build
+	@echo "== inspect the fixture datasets (Megatron shards + manifest)"
+	$(MIDTRAIN) inspect fixtures/shards/web
+	$(MIDTRAIN) inspect fixtures/shards/math --json
+	@echo "== first document of the web dataset, decoded"
+	$(MIDTRAIN) inspect fixtures/shards/web --dump 1 --tokenizer fixtures/tokenizer.json | cut -c1-400
+	@echo "== verify checksums against the manifests"
+	$(MIDTRAIN) verify fixtures/shards/web
+	$(MIDTRAIN) verify fixtures/shards/math
+
+## test: unit tests, end-to-end tests of the binary, and the fixture determinism check
+test:
+	$(CARGO) test --workspace --no-fail-fast
+	$(MAKE) fixtures-check
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## bench: throughput benchmarks; numbers go to docs/benchmarks.md
+bench:
+	$(CARGO) bench -p mixtures --bench shards
+
+## fixtures: regenerate everything under fixtures/ (deterministic)
+fixtures:
+	$(CARGO) run -p midtrain-fixtures -- fixtures
+
+## fixtures-check: regenerate into a scratch folder and require identical bytes
+fixtures-check:
+	rm -rf $(TARGET_DIR)/fixtures-check
+	$(CARGO) run -q -p midtrain-fixtures -- $(TARGET_DIR)/fixtures-check
+	diff -r fixtures/dumps $(TARGET_DIR)/fixtures-check/dumps
+	diff -r fixtures/shards $(TARGET_DIR)/fixtures-check/shards
+	cmp fixtures/tokenizer.json $(TARGET_DIR)/fixtures-check/tokenizer.json
+	cmp fixtures/models/lid.bin $(TARGET_DIR)/fixtures-check/models/lid.bin
+	cmp fixtures/models/quality.bin $(TARGET_DIR)/fixtures-check/models/quality.bin
+	@echo "fixtures are reproducible"
+
+## parity: differential checks against the reference implementations (by hand; installs them)
+parity: build
+	bash scripts/parity/setup_venv.sh megatron
+	.venv-parity/bin/python scripts/parity/megatron_shards.py --midtrain $(MIDTRAIN) --fixtures fixtures/shards
+
+clean:
+	rm -rf out

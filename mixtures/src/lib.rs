@@ -1,0 +1,18 @@
+//! `mixtures`: the shared vocabulary of token data.
+//!
+//! Token shards in Megatron-LM's MMIDIDX v1 format ([`shard`]), the dataset manifest that lists
+//! them ([`manifest`]), opening a dataset or shard ([`dataset`]), length statistics ([`stats`]),
+//! and the atomic-write and checksum helpers every writer uses ([`fsutil`]).
+
+pub mod dataset;
+pub mod fsutil;
+pub mod manifest;
+pub mod shard;
+pub mod stats;
+
+pub use dataset::TokenSource;
+pub use manifest::{DatasetManifest, ShardEntry, TokenizerIdentity};
+pub use shard::{ShardError, ShardReader, ShardWriter, TokenDtype, Tokens};
+
+/// The version of midtrain that wrote an artefact, recorded in manifests.
+pub const MIDTRAIN_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,221 @@
+//! The dataset manifest (`manifest.json`): what a prepared dataset holds and how to check it.
+//!
+//! It is written last and atomically: a folder without one is an unfinished dataset. It carries
+//! no timestamps, so the same input and config give a byte-identical manifest.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{CHECKSUM_ALGORITHM, file_checksum, write_atomic};
+use crate::shard::{ShardReader, ShardSummary, TokenDtype, shard_paths};
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const MANIFEST_FORMAT: &str = "midtrain-dataset/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{path}: no {MANIFEST_FILE}: not a dataset, or an unfinished one (rerun the command that writes it)")]
+    Missing { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: invalid manifest: {source}")]
+    Parse { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: manifest format {found:?} is not {MANIFEST_FORMAT:?}")]
+    Format { path: PathBuf, found: String },
+    #[error(transparent)]
+    Shard(#[from] crate::shard::ShardError),
+}
+
+/// Which tokenizer produced the ids, so shards made with different tokenizers are never mixed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenizerIdentity {
+    /// xxh3-128 of the `tokenizer.json` bytes.
+    pub content_hash: String,
+    pub vocab_size: usize,
+    pub eos_id: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_id: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardEntry {
+    /// Shard prefix relative to the dataset folder (`web_00000` for `web_00000.bin/.idx`).
+    pub prefix: String,
+    pub documents: u64,
+    pub tokens: u64,
+    pub bin_checksum: String,
+    pub idx_checksum: String,
+    /// Per-document sidecar parquet, relative to the dataset folder, when one was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecar: Option<String>,
+}
+
+impl ShardEntry {
+    /// Describe a finished shard that lies in `dataset_dir`, checksumming both files.
+    pub fn from_summary(dataset_dir: &Path, summary: &ShardSummary) -> Result<Self, ManifestError> {
+        let (bin, idx) = shard_paths(&summary.prefix);
+        let checksum =
+            |p: &Path| file_checksum(p).map_err(|source| ManifestError::Io { path: p.to_path_buf(), source });
+        let prefix = summary.prefix.strip_prefix(dataset_dir).unwrap_or(&summary.prefix);
+        Ok(Self {
+            prefix: prefix.to_string_lossy().into_owned(),
+            documents: summary.documents,
+            tokens: summary.tokens,
+            bin_checksum: checksum(&bin)?,
+            idx_checksum: checksum(&idx)?,
+            sidecar: None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetManifest {
+    pub format: String,
+    pub midtrain_version: String,
+    pub domain: String,
+    pub tokenizer: TokenizerIdentity,
+    pub dtype: TokenDtype,
+    pub documents: u64,
+    pub tokens: u64,
+    pub checksum_algorithm: String,
+    pub shards: Vec<ShardEntry>,
+    /// The resolved configuration that produced the dataset.
+    pub config: serde_json::Value,
+}
+
+impl DatasetManifest {
+    pub fn new(
+        domain: impl Into<String>,
+        tokenizer: TokenizerIdentity,
+        shards: Vec<ShardEntry>,
+        config: serde_json::Value,
+    ) -> Self {
+        Self {
+            format: MANIFEST_FORMAT.to_string(),
+            midtrain_version: crate::MIDTRAIN_VERSION.to_string(),
+            domain: domain.into(),
+            dtype: TokenDtype::for_vocab(tokenizer.vocab_size),
+            tokenizer,
+            documents: shards.iter().map(|s| s.documents).sum(),
+            tokens: shards.iter().map(|s| s.tokens).sum(),
+            checksum_algorithm: CHECKSUM_ALGORITHM.to_string(),
+            shards,
+            config,
+        }
+    }
+
+    /// Read `DIR/manifest.json`.
+    pub fn load(dataset_dir: &Path) -> Result<Self, ManifestError> {
+        let path = dataset_dir.join(MANIFEST_FILE);
+        if !path.is_file() {
+            return Err(ManifestError::Missing { path: dataset_dir.to_path_buf() });
+        }
+        let bytes = fs::read(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        let manifest: Self =
+            serde_json::from_slice(&bytes).map_err(|source| ManifestError::Parse { path: path.clone(), source })?;
+        if manifest.format != MANIFEST_FORMAT {
+            return Err(ManifestError::Format { path, found: manifest.format });
+        }
+        Ok(manifest)
+    }
+
+    /// Write `DIR/manifest.json` atomically. Call it after every shard is finished.
+    pub fn write(&self, dataset_dir: &Path) -> Result<(), ManifestError> {
+        let path = dataset_dir.join(MANIFEST_FILE);
+        let mut bytes = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        bytes.push(b'\n');
+        write_atomic(&path, &bytes).map_err(|source| ManifestError::Io { path, source })
+    }
+
+    /// Absolute shard prefixes, in order.
+    pub fn shard_prefixes(&self, dataset_dir: &Path) -> Vec<PathBuf> {
+        self.shards.iter().map(|s| dataset_dir.join(&s.prefix)).collect()
+    }
+
+    /// Recompute every checksum and count; one result per shard file that was checked.
+    pub fn verify(&self, dataset_dir: &Path) -> Vec<VerifyFinding> {
+        let mut findings = Vec::new();
+        for shard in &self.shards {
+            let prefix = dataset_dir.join(&shard.prefix);
+            let (bin, idx) = shard_paths(&prefix);
+            for (path, expected) in [(bin, &shard.bin_checksum), (idx, &shard.idx_checksum)] {
+                let problem = match file_checksum(&path) {
+                    Ok(actual) if &actual == expected => None,
+                    Ok(actual) => Some(format!("checksum {actual} != manifest {expected}")),
+                    Err(e) => Some(e.to_string()),
+                };
+                findings.push(VerifyFinding { path, problem });
+            }
+            let problem = match ShardReader::open(&prefix) {
+                Ok(r) if (r.num_documents() as u64, r.num_tokens()) == (shard.documents, shard.tokens) => None,
+                Ok(r) => Some(format!(
+                    "holds {} documents / {} tokens, manifest says {} / {}",
+                    r.num_documents(),
+                    r.num_tokens(),
+                    shard.documents,
+                    shard.tokens
+                )),
+                Err(e) => Some(e.to_string()),
+            };
+            findings.push(VerifyFinding { path: prefix, problem });
+        }
+        findings
+    }
+}
+
+/// One check made by [`DatasetManifest::verify`]: `problem` is `None` when it passed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyFinding {
+    pub path: PathBuf,
+    pub problem: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::ShardWriter;
+
+    fn dataset(dir: &Path) -> DatasetManifest {
+        let mut w = ShardWriter::create(dir.join("web_00000"), 500).unwrap();
+        w.append(&[1, 2, 3, 0]).unwrap();
+        w.append(&[4, 0]).unwrap();
+        let summary = w.finish().unwrap();
+        let entry = ShardEntry::from_summary(dir, &summary).unwrap();
+        let tokenizer = TokenizerIdentity { content_hash: "ab".into(), vocab_size: 500, eos_id: 0, bos_id: None };
+        DatasetManifest::new("web", tokenizer, vec![entry], serde_json::json!({"k": 1}))
+    }
+
+    #[test]
+    fn manifest_round_trips_and_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dataset(dir.path());
+        assert_eq!((m.documents, m.tokens, m.shards[0].prefix.as_str()), (2, 6, "web_00000"));
+        m.write(dir.path()).unwrap();
+        let loaded = DatasetManifest::load(dir.path()).unwrap();
+        assert_eq!(loaded, m);
+        assert!(loaded.verify(dir.path()).iter().all(|f| f.problem.is_none()));
+    }
+
+    #[test]
+    fn verify_detects_a_changed_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dataset(dir.path());
+        let bin = dir.path().join("web_00000.bin");
+        let mut bytes = fs::read(&bin).unwrap();
+        bytes[0] ^= 1;
+        fs::write(&bin, bytes).unwrap();
+        let bad: Vec<_> = m.verify(dir.path()).into_iter().filter(|f| f.problem.is_some()).collect();
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].path.ends_with("web_00000.bin"));
+        assert!(bad[0].problem.as_ref().unwrap().contains("checksum"));
+    }
+
+    #[test]
+    fn missing_manifest_says_unfinished() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = DatasetManifest::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("unfinished"), "{err}");
+    }
+}

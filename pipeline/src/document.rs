@@ -1,0 +1,67 @@
+//! The unit of work: one document as read from a dump, with what the steps learned about it.
+
+use std::sync::Arc;
+
+/// A document flowing through `prepare`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    pub id: String,
+    pub text: String,
+    /// The input file it came from.
+    pub source: Arc<str>,
+    /// Row (parquet) or line (jsonl) in that file, 0-based.
+    pub row: u64,
+    /// The page URL when the input has one (used by `url_blocklist`).
+    pub url: Option<String>,
+    /// Scores the steps computed, in the order they were added (`language_score`, `quality`, ...).
+    pub scores: Vec<(&'static str, f64)>,
+    /// Labels the steps computed (`language`).
+    pub labels: Vec<(&'static str, String)>,
+}
+
+impl Document {
+    pub fn new(id: String, text: String, source: Arc<str>, row: u64) -> Self {
+        Self { id, text, source, row, url: None, scores: Vec::new(), labels: Vec::new() }
+    }
+
+    /// Record (or overwrite) a score.
+    pub fn set_score(&mut self, name: &'static str, value: f64) {
+        match self.scores.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.scores.push((name, value)),
+        }
+    }
+
+    pub fn score(&self, name: &str) -> Option<f64> {
+        self.scores.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    pub fn set_label(&mut self, name: &'static str, value: String) {
+        match self.labels.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.labels.push((name, value)),
+        }
+    }
+
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A document that a step removed, and why. Nothing is dropped without one of these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Removal {
+    pub id: String,
+    pub source: Arc<str>,
+    pub row: u64,
+    /// The step that removed it: `read`, `where`, a filter name, `exact_dedup`, `near_dedup`, ...
+    pub step: String,
+    /// Why, in the step's words (`gopher_short_doc`, `bad_json: ...`).
+    pub reason: String,
+}
+
+impl Removal {
+    pub fn of(doc: &Document, step: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { id: doc.id.clone(), source: doc.source.clone(), row: doc.row, step: step.into(), reason: reason.into() }
+    }
+}

@@ -1,0 +1,215 @@
+//! Readers: parquet (arrow record batches, projected) and jsonl / jsonl.gz / jsonl.zst
+//! (Dolma-style `id`, `text`, `metadata`), each yielding batches of documents in file order.
+//!
+//! Memory is bounded by the batch size (plus one parquet page per projected column), whatever
+//! the file size. Rows that the `where` predicate rejects, and bad rows when `on_error = "skip"`,
+//! come back as [`Removal`]s so that nothing disappears unexplained.
+
+mod jsonl;
+mod parquet;
+pub mod predicate;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::document::{Document, Removal};
+pub use predicate::{Predicate, PredicateError, Value};
+
+/// What to do with a bad row (bad JSON, invalid UTF-8, null or non-string text, unreadable part of a file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Stop with an error naming the file and row.
+    #[default]
+    Fail,
+    /// Record the row as removed (step `read`) with the reason, and go on.
+    Skip,
+}
+
+/// How to read the inputs of one domain.
+#[derive(Clone, Debug)]
+pub struct ReadOptions {
+    pub text_column: String,
+    /// When `None` (or the column is absent), ids are `FILE_NAME#ROW`.
+    pub id_column: Option<String>,
+    /// Column holding the URL, when present (default `url`).
+    pub url_column: Option<String>,
+    pub predicate: Option<Predicate>,
+    pub batch_size: usize,
+    pub on_error: OnError,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            text_column: "text".into(),
+            id_column: Some("id".into()),
+            url_column: Some("url".into()),
+            predicate: None,
+            batch_size: 1024,
+            on_error: OnError::Fail,
+        }
+    }
+}
+
+/// One batch from a reader: documents to process, and rows removed while reading.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub documents: Vec<Document>,
+    pub removed: Vec<Removal>,
+    /// Bytes of text read (kept and removed rows), for throughput.
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{path}: row {row}: {message} (set on_error = \"skip\" to record such rows as removed and go on)")]
+    Row { path: PathBuf, row: u64, message: String },
+    #[error("input pattern {pattern:?}: {message}")]
+    Pattern { pattern: String, message: String },
+}
+
+/// Input formats, from the file name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Parquet,
+    Jsonl,
+    JsonlGz,
+    JsonlZst,
+}
+
+impl Format {
+    pub fn of(path: &Path) -> Option<Self> {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        if name.ends_with(".parquet") {
+            Some(Self::Parquet)
+        } else if name.ends_with(".jsonl") || name.ends_with(".json") || name.ends_with(".ndjson") {
+            Some(Self::Jsonl)
+        } else if name.ends_with(".jsonl.gz") || name.ends_with(".json.gz") {
+            Some(Self::JsonlGz)
+        } else if name.ends_with(".jsonl.zst") || name.ends_with(".json.zst") || name.ends_with(".jsonl.zstd") {
+            Some(Self::JsonlZst)
+        } else {
+            None
+        }
+    }
+}
+
+/// Expand files and glob patterns into a sorted, de-duplicated list of input files.
+pub fn expand_inputs(patterns: &[impl AsRef<str>]) -> Result<Vec<PathBuf>, ReadError> {
+    let mut files = Vec::new();
+    for pattern in patterns {
+        let pattern = pattern.as_ref();
+        let err = |message: String| ReadError::Pattern { pattern: pattern.to_string(), message };
+        let before = files.len();
+        if Path::new(pattern).is_file() {
+            files.push(PathBuf::from(pattern));
+        } else {
+            for entry in glob::glob(pattern).map_err(|e| err(e.to_string()))? {
+                let path = entry.map_err(|e| err(e.to_string()))?;
+                if path.is_file() {
+                    files.push(path);
+                }
+            }
+        }
+        if files.len() == before {
+            return Err(err("matches no file".into()));
+        }
+        files[before..].sort();
+    }
+    for f in &files {
+        if Format::of(f).is_none() {
+            return Err(ReadError::File {
+                path: f.clone(),
+                message: "unknown input format (expected .parquet, .jsonl, .jsonl.gz or .jsonl.zst)".into(),
+            });
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|f| seen.insert(f.clone()));
+    Ok(files)
+}
+
+/// A reader over one input file, yielding batches in file order.
+pub type BatchIter = Box<dyn Iterator<Item = Result<Batch, ReadError>> + Send>;
+
+/// Open one input file with the reader for its format.
+pub fn open(path: &Path, options: &ReadOptions) -> Result<BatchIter, ReadError> {
+    let source: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
+    match Format::of(path) {
+        Some(Format::Parquet) => parquet::open(path, source, options),
+        Some(format) => jsonl::open(path, source, format, options),
+        None => Err(ReadError::File { path: path.to_path_buf(), message: "unknown input format".into() }),
+    }
+}
+
+/// Id for a row without one: the file name and the row number.
+fn fallback_id(path: &Path, row: u64) -> String {
+    format!("{}#{row}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
+}
+
+/// Shared per-row logic of the readers: apply the predicate, or turn a bad row into an error
+/// or a removal.
+struct RowSink<'a> {
+    path: &'a Path,
+    source: Arc<str>,
+    options: &'a ReadOptions,
+    batch: Batch,
+}
+
+impl<'a> RowSink<'a> {
+    fn new(path: &'a Path, source: Arc<str>, options: &'a ReadOptions) -> Self {
+        Self { path, source, options, batch: Batch::default() }
+    }
+
+    fn bad_row(&mut self, row: u64, id: Option<String>, message: String) -> Result<(), ReadError> {
+        match self.options.on_error {
+            OnError::Fail => Err(ReadError::Row { path: self.path.to_path_buf(), row, message }),
+            OnError::Skip => {
+                self.batch.removed.push(Removal {
+                    id: id.unwrap_or_else(|| fallback_id(self.path, row)),
+                    source: self.source.clone(),
+                    row,
+                    step: "read".into(),
+                    reason: message,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn row(
+        &mut self,
+        row: u64,
+        id: Option<String>,
+        text: String,
+        url: Option<String>,
+        lookup: &dyn Fn(&str) -> Option<Value>,
+    ) {
+        let id = id.unwrap_or_else(|| fallback_id(self.path, row));
+        self.batch.bytes += text.len() as u64;
+        if let Some(p) = &self.options.predicate
+            && !p.eval(lookup)
+        {
+            self.batch.removed.push(Removal {
+                id,
+                source: self.source.clone(),
+                row,
+                step: "where".into(),
+                reason: "predicate_false".into(),
+            });
+            return;
+        }
+        let mut doc = Document::new(id, text, self.source.clone(), row);
+        doc.url = url;
+        self.batch.documents.push(doc);
+    }
+
+    fn take(&mut self) -> Batch {
+        std::mem::take(&mut self.batch)
+    }
+}

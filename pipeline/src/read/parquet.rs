@@ -1,0 +1,238 @@
+//! Parquet reader: one row group at a time, projected to the columns the domain needs.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, Schema};
+use arrow::datatypes::{UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
+
+use super::{Batch, BatchIter, ReadError, ReadOptions, RowSink, Value};
+
+pub(super) fn open(path: &Path, source: Arc<str>, options: &ReadOptions) -> Result<BatchIter, ReadError> {
+    let file_err = |message: String| ReadError::File { path: path.to_path_buf(), message };
+    let file = File::open(path).map_err(|e| file_err(e.to_string()))?;
+    let metadata = match ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()) {
+        Ok(m) => m,
+        Err(e) => {
+            let message = format!("unreadable parquet (footer or schema): {e}");
+            if options.on_error == super::OnError::Skip {
+                // Nothing in the file can be located: record the whole file as one removal.
+                let mut sink = RowSink::new(path, source, options);
+                sink.bad_row(0, Some(super::fallback_id(path, 0)), message)?;
+                return Ok(Box::new(std::iter::once(Ok(sink.take()))));
+            }
+            return Err(file_err(message));
+        }
+    };
+    let schema = metadata.schema().clone();
+    let columns = Columns::resolve(&schema, options).map_err(file_err)?;
+    let roots: Vec<usize> = columns.all();
+    let mask = ProjectionMask::roots(metadata.metadata().file_metadata().schema_descr(), roots.iter().copied());
+    let row_group_rows: Vec<u64> =
+        metadata.metadata().row_groups().iter().map(|rg| rg.num_rows().max(0) as u64).collect();
+    Ok(Box::new(ParquetBatches {
+        path: path.to_path_buf(),
+        source,
+        options: options.clone(),
+        file,
+        metadata,
+        mask,
+        columns,
+        roots,
+        row_group_rows,
+        next_row_group: 0,
+        current: None,
+        next_row: 0,
+        row_group_end: 0,
+    }))
+}
+
+/// Positions (in the file schema) of the columns the reader uses.
+struct Columns {
+    text: usize,
+    id: Option<usize>,
+    url: Option<usize>,
+    predicate: Vec<(String, usize)>,
+}
+
+impl Columns {
+    fn resolve(schema: &Schema, options: &ReadOptions) -> Result<Self, String> {
+        let names = || schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
+        let text = schema
+            .index_of(&options.text_column)
+            .map_err(|_| format!("no text column {:?} (columns: {}); set text_column", options.text_column, names()))?;
+        let text_type = schema.field(text).data_type();
+        if !matches!(text_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+            return Err(format!("text column {:?} is {text_type}, not a string column", options.text_column));
+        }
+        let optional_string = |name: &Option<String>| {
+            name.as_deref().and_then(|n| schema.index_of(n).ok()).filter(|&i| {
+                matches!(schema.field(i).data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+            })
+        };
+        let id = optional_string(&options.id_column);
+        let url = optional_string(&options.url_column);
+        let mut predicate = Vec::new();
+        if let Some(p) = &options.predicate {
+            for column in p.columns() {
+                let i = schema
+                    .index_of(column)
+                    .map_err(|_| format!("where: no column {column:?} in this file (columns: {})", names()))?;
+                predicate.push((column.to_string(), i));
+            }
+        }
+        Ok(Self { text, id, url, predicate })
+    }
+
+    /// Sorted, de-duplicated root indices to project.
+    fn all(&self) -> Vec<usize> {
+        let mut v = vec![self.text];
+        v.extend(self.id);
+        v.extend(self.url);
+        v.extend(self.predicate.iter().map(|(_, i)| *i));
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+struct ParquetBatches {
+    path: PathBuf,
+    source: Arc<str>,
+    options: ReadOptions,
+    file: File,
+    metadata: ArrowReaderMetadata,
+    mask: ProjectionMask,
+    columns: Columns,
+    roots: Vec<usize>,
+    row_group_rows: Vec<u64>,
+    next_row_group: usize,
+    current: Option<ParquetRecordBatchReader>,
+    /// Row number (in the file) of the next row to be read.
+    next_row: u64,
+    row_group_end: u64,
+}
+
+impl ParquetBatches {
+    fn open_row_group(&mut self, rg: usize) -> Result<ParquetRecordBatchReader, String> {
+        let file = self.file.try_clone().map_err(|e| e.to_string())?;
+        ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
+            .with_projection(self.mask.clone())
+            .with_row_groups(vec![rg])
+            .with_batch_size(self.options.batch_size.max(1))
+            .build()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Rows `next_row..row_group_end` could not be decoded: fail, or record them removed.
+    fn skip_rest_of_row_group(&mut self, message: String) -> Result<Batch, ReadError> {
+        let rg = self.next_row_group - 1;
+        let message = format!("row group {rg} unreadable: {message}");
+        let mut sink = RowSink::new(&self.path, self.source.clone(), &self.options);
+        for row in self.next_row..self.row_group_end {
+            sink.bad_row(row, None, message.clone())?;
+        }
+        self.next_row = self.row_group_end;
+        self.current = None;
+        Ok(sink.take())
+    }
+
+    fn convert(&mut self, batch: &RecordBatch) -> Result<Batch, ReadError> {
+        // The projected batch holds the roots in file order: map each root to its batch column.
+        let col = |root: usize| -> ArrayRef { batch.column(self.roots.binary_search(&root).unwrap()).clone() };
+        let text = col(self.columns.text);
+        let id = self.columns.id.map(col);
+        let url = self.columns.url.map(col);
+        let predicate: Vec<(String, ArrayRef)> =
+            self.columns.predicate.iter().map(|(name, root)| (name.clone(), col(*root))).collect();
+        let mut sink = RowSink::new(&self.path, self.source.clone(), &self.options);
+        for i in 0..batch.num_rows() {
+            let row = self.next_row + i as u64;
+            let id = id.as_ref().and_then(|a| string_at(a, i)).map(str::to_string);
+            let Some(text) = string_at(&text, i) else {
+                sink.bad_row(row, id, format!("text column {:?} is null", self.options.text_column))?;
+                continue;
+            };
+            let url = url.as_ref().and_then(|a| string_at(a, i)).map(str::to_string);
+            let lookup = |name: &str| predicate.iter().find(|(n, _)| n == name).map(|(_, a)| value_at(a, i));
+            sink.row(row, id, text.to_string(), url, &lookup);
+        }
+        self.next_row += batch.num_rows() as u64;
+        Ok(sink.take())
+    }
+}
+
+impl Iterator for ParquetBatches {
+    type Item = Result<Batch, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.current.is_none() {
+                if self.next_row_group >= self.row_group_rows.len() {
+                    return None;
+                }
+                let rg = self.next_row_group;
+                self.next_row_group += 1;
+                self.row_group_end = self.next_row + self.row_group_rows[rg];
+                match self.open_row_group(rg) {
+                    Ok(reader) => self.current = Some(reader),
+                    Err(e) => return Some(self.skip_rest_of_row_group(e)),
+                }
+            }
+            match self.current.as_mut().and_then(|r| r.next()) {
+                Some(Ok(batch)) => return Some(self.convert(&batch)),
+                Some(Err(e)) => return Some(self.skip_rest_of_row_group(e.to_string())),
+                None if self.next_row < self.row_group_end => {
+                    let missing = self.row_group_end - self.next_row;
+                    return Some(self.skip_rest_of_row_group(format!("{missing} rows missing from the data pages")));
+                }
+                None => self.current = None,
+            }
+        }
+    }
+}
+
+/// The string at row `i` of a Utf8 / LargeUtf8 / Utf8View array (`None` when null or another type).
+pub(crate) fn string_at(array: &ArrayRef, i: usize) -> Option<&str> {
+    if array.is_null(i) {
+        return None;
+    }
+    match array.data_type() {
+        DataType::Utf8 => Some(array.as_string::<i32>().value(i)),
+        DataType::LargeUtf8 => Some(array.as_string::<i64>().value(i)),
+        DataType::Utf8View => Some(array.as_string_view().value(i)),
+        _ => None,
+    }
+}
+
+/// A predicate value from row `i` of any scalar column.
+fn value_at(array: &ArrayRef, i: usize) -> Value {
+    if array.is_null(i) {
+        return Value::Null;
+    }
+    macro_rules! num {
+        ($t:ty) => {
+            Value::Number(array.as_primitive::<$t>().value(i) as f64)
+        };
+    }
+    match array.data_type() {
+        DataType::Boolean => Value::Bool(array.as_boolean().value(i)),
+        DataType::Int8 => num!(Int8Type),
+        DataType::Int16 => num!(Int16Type),
+        DataType::Int32 => num!(Int32Type),
+        DataType::Int64 => num!(Int64Type),
+        DataType::UInt8 => num!(UInt8Type),
+        DataType::UInt16 => num!(UInt16Type),
+        DataType::UInt32 => num!(UInt32Type),
+        DataType::UInt64 => num!(UInt64Type),
+        DataType::Float32 => num!(Float32Type),
+        DataType::Float64 => num!(Float64Type),
+        _ => string_at(array, i).map_or(Value::Null, |s| Value::Str(s.to_string())),
+    }
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Create (if missing) the project-local parity venv `.venv-parity/` at the repo root and install,
+# idempotently, the reference packages of the named groups from PyPI.
+#
+#   scripts/parity/setup_venv.sh [GROUP...]      (default group: megatron)
+#
+# Groups:
+#   megatron      torch megatron-core numpy
+#   datatrove     datatrove[processing,io]==0.10.1 spacy==3.8.* pyarrow pandas
+#   transformers  torch transformers tokenizers numpy
+#   tokenizers    tokenizers
+#   fasttext      fasttext-numpy2-wheel numpy
+#
+# A group is skipped when all of its modules already import in the venv, so re-running is cheap.
+# Environment: PYTHON (interpreter used to create the venv, default python3),
+#              VENV (venv path, default <repo>/.venv-parity).
+set -euo pipefail
+set -f  # no globbing: requirement specs contain [ ] and *
+
+export HF_HUB_OFFLINE=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="${VENV:-$ROOT/.venv-parity}"
+PYTHON="${PYTHON:-python3}"
+
+if [ $# -eq 0 ]; then
+  set -- megatron
+fi
+
+# group -> pip requirements ; group -> python modules that must import afterwards
+group_packages() {
+  case "$1" in
+    megatron) echo "torch megatron-core numpy" ;;
+    datatrove) echo "datatrove[processing,io]==0.10.1 spacy==3.8.* pyarrow pandas" ;;
+    transformers) echo "torch transformers tokenizers numpy" ;;
+    tokenizers) echo "tokenizers" ;;
+    fasttext) echo "fasttext-numpy2-wheel numpy" ;;
+    *) return 1 ;;
+  esac
+}
+group_modules() {
+  case "$1" in
+    megatron) echo "torch numpy megatron.core.datasets.indexed_dataset" ;;
+    datatrove) echo "datatrove datatrove.pipeline.filters spacy pyarrow pandas" ;;
+    transformers) echo "torch transformers tokenizers numpy" ;;
+    tokenizers) echo "tokenizers" ;;
+    fasttext) echo "fasttext numpy" ;;
+    *) return 1 ;;
+  esac
+}
+
+for g in "$@"; do
+  if ! group_packages "$g" >/dev/null; then
+    echo "setup_venv: unknown group '$g' (known: megatron datatrove transformers tokenizers fasttext)" >&2
+    exit 2
+  fi
+done
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup_venv: creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+fi
+PY="$VENV/bin/python"
+
+importable() {
+  # all named modules import without error
+  local m
+  for m in "$@"; do
+    "$PY" -c "import $m" >/dev/null 2>&1 || return 1
+  done
+}
+
+for g in "$@"; do
+  # shellcheck disable=SC2046
+  if importable $(group_modules "$g"); then
+    echo "setup_venv: group '$g' already installed"
+    continue
+  fi
+  echo "setup_venv: installing group '$g': $(group_packages "$g")"
+  # shellcheck disable=SC2046
+  "$PY" -m pip install $(group_packages "$g")
+  # shellcheck disable=SC2046
+  if ! importable $(group_modules "$g"); then
+    echo "setup_venv: group '$g' installed but does not import: $(group_modules "$g")" >&2
+    exit 1
+  fi
+done
+
+echo "setup_venv: ready: $PY"

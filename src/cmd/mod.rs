@@ -1,0 +1,4 @@
+//! One module per subcommand: argument definitions and output formatting.
+
+pub mod inspect;
+pub mod verify;

@@ -1,0 +1,58 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use mixtures::DatasetManifest;
+use mixtures::shard::strip_shard_extension;
+
+/// Recompute the checksums and counts of a dataset's shards against its manifest.
+#[derive(Args)]
+#[command(after_help = "Examples:
+  midtrain verify fixtures/shards/web              # every shard of a dataset
+  midtrain verify fixtures/shards/web/web_00000    # one shard, against its folder's manifest.json
+Exits with status 1 when anything differs.")]
+pub struct VerifyArgs {
+    /// A dataset folder, or a shard prefix inside one.
+    path: PathBuf,
+    /// Print one JSON object per checked file.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: VerifyArgs) -> Result<ExitCode> {
+    let (dir, only) = if args.path.is_dir() {
+        (args.path.clone(), None)
+    } else {
+        let prefix = strip_shard_extension(&args.path);
+        let dir = prefix.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+        let name = prefix.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        (dir, Some(name))
+    };
+    let mut manifest = DatasetManifest::load(if dir.as_os_str().is_empty() { ".".as_ref() } else { &dir })?;
+    if let Some(name) = &only {
+        manifest.shards.retain(|s| &s.prefix == name);
+        if manifest.shards.is_empty() {
+            bail!("{}: the manifest in {} lists no shard named {name}", args.path.display(), dir.display());
+        }
+    }
+    let findings = manifest.verify(&dir);
+    let failed = findings.iter().filter(|f| f.problem.is_some()).count();
+    for f in &findings {
+        if args.json {
+            println!("{}", serde_json::json!({ "path": f.path, "ok": f.problem.is_none(), "problem": f.problem }));
+        } else if let Some(problem) = &f.problem {
+            println!("MISMATCH  {}: {problem}", f.path.display());
+        } else {
+            println!("ok        {}", f.path.display());
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} checks failed in {}", findings.len(), dir.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    if !args.json {
+        eprintln!("{} shards verified in {}", manifest.shards.len(), dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
