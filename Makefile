@@ -4,7 +4,7 @@
 CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 MIDTRAIN := $(TARGET_DIR)/debug/midtrain
-DEMO_OUT ?= out/demo
+CORPORA ?= ../shared/corpora
 
 .PHONY: build demo test lint fmt bench fixtures fixtures-check parity clean
 
@@ -13,6 +13,11 @@ build:
 
 ## demo: the whole flow on the committed fixtures
 demo: build
+	@echo "== prepare the fixture dumps: read, filter, score (out/prepared/*/filtered)"
+	$(MIDTRAIN) prepare fixtures/prepare.toml --force
+	@echo "== a quality classifier trained on the fixtures (books+math vs web)"
+	$(MIDTRAIN) quality train --positive fixtures/dumps/books.parquet --positive fixtures/dumps/math.parquet \
+		--negative fixtures/dumps/web.parquet --out out/demo-quality.bin
 	@echo "== inspect the fixture datasets (Megatron shards + manifest)"
 	$(MIDTRAIN) inspect fixtures/shards/web
 	$(MIDTRAIN) inspect fixtures/shards/math --json
@@ -37,6 +42,10 @@ fmt:
 ## bench: throughput benchmarks; numbers go to docs/benchmarks.md
 bench:
 	$(CARGO) bench -p mixtures --bench shards
+	$(CARGO) build --release --bin midtrain
+	bash scripts/parity/setup_venv.sh datatrove
+	.venv-parity/bin/python scripts/parity/datatrove_filters.py --bench --midtrain $(TARGET_DIR)/release/midtrain \
+		--corpus $(CORPORA)/web.parquet
 
 ## fixtures: regenerate everything under fixtures/ (deterministic)
 fixtures:
@@ -55,8 +64,11 @@ fixtures-check:
 
 ## parity: differential checks against the reference implementations (by hand; installs them)
 parity: build
-	bash scripts/parity/setup_venv.sh megatron
+	bash scripts/parity/setup_venv.sh megatron datatrove
 	.venv-parity/bin/python scripts/parity/megatron_shards.py --midtrain $(MIDTRAIN) --fixtures fixtures/shards
+	$(CARGO) build --release --bin midtrain
+	.venv-parity/bin/python scripts/parity/datatrove_filters.py --midtrain $(TARGET_DIR)/release/midtrain \
+		--corpus $(CORPORA)/web.parquet $(CORPORA)/books.parquet $(CORPORA)/wiki.parquet
 
 clean:
 	rm -rf out

@@ -1,6 +1,8 @@
 //! `midtrain`: the command line. Parsing and printing only; the work lives in the library crates.
 
 mod cmd;
+mod progress;
+mod report;
 
 use std::process::ExitCode;
 
@@ -18,6 +20,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Prepare(cmd::prepare::PrepareArgs),
+    Filter(cmd::filter::FilterArgs),
+    Quality(cmd::quality::QualityArgs),
     Inspect(cmd::inspect::InspectArgs),
     Verify(cmd::verify::VerifyArgs),
 }
@@ -28,6 +33,9 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MIDTRAIN_LOG").unwrap_or_else(|_| level.into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
     let result = match cli.command {
+        Command::Prepare(args) => cmd::prepare::run(args, cli.quiet),
+        Command::Filter(args) => cmd::filter::run(args, cli.quiet),
+        Command::Quality(args) => cmd::quality::run(args, cli.quiet),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Verify(args) => cmd::verify::run(args),
     };

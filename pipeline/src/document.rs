@@ -58,10 +58,21 @@ pub struct Removal {
     pub step: String,
     /// Why, in the step's words (`gopher_short_doc`, `bad_json: ...`).
     pub reason: String,
+    /// Dedup only: the duplicate cluster and the id of the document kept for it.
+    pub cluster_id: Option<u64>,
+    pub kept_id: Option<String>,
 }
 
 impl Removal {
     pub fn of(doc: &Document, step: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { id: doc.id.clone(), source: doc.source.clone(), row: doc.row, step: step.into(), reason: reason.into() }
+        Self {
+            id: doc.id.clone(),
+            source: doc.source.clone(),
+            row: doc.row,
+            step: step.into(),
+            reason: reason.into(),
+            cluster_id: None,
+            kept_id: None,
+        }
     }
 }

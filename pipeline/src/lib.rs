@@ -2,8 +2,15 @@
 //! reading dumps ([`read`]), filtering, deduplication, quality scoring — and the tokenizer that
 //! turns kept documents into token ids ([`tokenize`]).
 
+pub mod config;
 pub mod document;
+pub mod filter;
+pub mod output;
+pub mod quality_train;
 pub mod read;
+pub mod stage;
+pub mod stats;
+pub mod text;
 pub mod tokenize;
 
 pub use document::{Document, Removal};

@@ -1,4 +1,7 @@
 //! One module per subcommand: argument definitions and output formatting.
 
+pub mod filter;
 pub mod inspect;
+pub mod prepare;
+pub mod quality;
 pub mod verify;

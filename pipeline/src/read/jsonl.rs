@@ -81,18 +81,18 @@ impl JsonlBatches {
         }
         let line = match std::str::from_utf8(bytes) {
             Ok(s) => s,
-            Err(e) => return sink.bad_row(row, None, format!("invalid UTF-8 at byte {}", e.valid_up_to())),
+            Err(e) => return sink.bad_row(row, None, format!("invalid_utf8: at byte {}", e.valid_up_to())),
         };
         let object: Json = match serde_json::from_str(line) {
             Ok(v @ Json::Object(_)) => v,
-            Ok(_) => return sink.bad_row(row, None, "bad JSON: not an object".into()),
-            Err(e) => return sink.bad_row(row, None, format!("bad JSON: {e}")),
+            Ok(_) => return sink.bad_row(row, None, "bad_json: not an object".into()),
+            Err(e) => return sink.bad_row(row, None, format!("bad_json: {e}")),
         };
         let id = self.options.id_column.as_deref().and_then(|c| id_of(field(&object, c)));
         let text = match field(&object, &self.options.text_column) {
             Some(Json::String(s)) => s.clone(),
             Some(Json::Null) | None => {
-                return sink.bad_row(row, id, format!("no text field {:?}", self.options.text_column));
+                return sink.bad_row(row, id, format!("no_text: no field {:?}", self.options.text_column));
             }
             Some(other) => {
                 let kind = match other {
@@ -104,7 +104,7 @@ impl JsonlBatches {
                 return sink.bad_row(
                     row,
                     id,
-                    format!("text field {:?} is {kind}, not a string", self.options.text_column),
+                    format!("text_not_string: field {:?} is {kind}", self.options.text_column),
                 );
             }
         };
@@ -147,7 +147,7 @@ impl Iterator for JsonlBatches {
                 Err(e) => {
                     // A broken compressed stream: the rest of the file cannot be located.
                     self.done = true;
-                    let message = format!("unreadable from here on: {e}");
+                    let message = format!("unreadable_stream: the rest of the file cannot be decoded: {e}");
                     if self.options.on_error == OnError::Fail {
                         return Some(Err(ReadError::Row { path: self.path.clone(), row: self.line, message }));
                     }

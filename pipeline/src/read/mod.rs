@@ -176,6 +176,8 @@ impl<'a> RowSink<'a> {
                     row,
                     step: "read".into(),
                     reason: message,
+                    cluster_id: None,
+                    kept_id: None,
                 });
                 Ok(())
             }
@@ -201,6 +203,8 @@ impl<'a> RowSink<'a> {
                 row,
                 step: "where".into(),
                 reason: "predicate_false".into(),
+                cluster_id: None,
+                kept_id: None,
             });
             return;
         }
@@ -213,3 +217,6 @@ impl<'a> RowSink<'a> {
         std::mem::take(&mut self.batch)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -20,7 +20,7 @@ pub(super) fn open(path: &Path, source: Arc<str>, options: &ReadOptions) -> Resu
     let metadata = match ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()) {
         Ok(m) => m,
         Err(e) => {
-            let message = format!("unreadable parquet (footer or schema): {e}");
+            let message = format!("unreadable_file: parquet footer or schema: {e}");
             if options.on_error == super::OnError::Skip {
                 // Nothing in the file can be located: record the whole file as one removal.
                 let mut sink = RowSink::new(path, source, options);
@@ -133,7 +133,7 @@ impl ParquetBatches {
     /// Rows `next_row..row_group_end` could not be decoded: fail, or record them removed.
     fn skip_rest_of_row_group(&mut self, message: String) -> Result<Batch, ReadError> {
         let rg = self.next_row_group - 1;
-        let message = format!("row group {rg} unreadable: {message}");
+        let message = format!("unreadable_row_group: row group {rg}: {message}");
         let mut sink = RowSink::new(&self.path, self.source.clone(), &self.options);
         for row in self.next_row..self.row_group_end {
             sink.bad_row(row, None, message.clone())?;
@@ -156,7 +156,7 @@ impl ParquetBatches {
             let row = self.next_row + i as u64;
             let id = id.as_ref().and_then(|a| string_at(a, i)).map(str::to_string);
             let Some(text) = string_at(&text, i) else {
-                sink.bad_row(row, id, format!("text column {:?} is null", self.options.text_column))?;
+                sink.bad_row(row, id, format!("null_text: column {:?} is null", self.options.text_column))?;
                 continue;
             };
             let url = url.as_ref().and_then(|a| string_at(a, i)).map(str::to_string);

@@ -1,0 +1,189 @@
+//! The prepare config (TOML): global settings and one `[[domain]]` table per output domain.
+//!
+//! ```toml
+//! output = "out/prepared"      # each domain is written to OUTPUT/NAME
+//! batch_size = 1024            # documents per parallel batch (memory bound)
+//! on_error = "fail"            # or "skip": record bad rows as removed and go on
+//!
+//! [[domain]]
+//! name = "web"
+//! inputs = ["dumps/web/*.parquet"]   # files or globs, parquet / jsonl / jsonl.gz / jsonl.zst
+//! text_column = "text"               # default "text"
+//! id_column = "id"                   # default "id"; FILE#ROW when absent
+//! where = "language_score > 0.9"     # optional row predicate (see read::predicate)
+//!
+//! [[domain.filters]]                 # run in this order; the first drop decides
+//! type = "language"
+//! model = "models/lid.bin"
+//! languages = ["en"]
+//!
+//! [[domain.filters]]
+//! type = "gopher_quality"
+//! ```
+//!
+//! Relative paths are resolved against the config file's folder.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::filter::FilterConfig;
+use crate::read::{OnError, Predicate, ReadOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareConfig {
+    pub output: PathBuf,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub on_error: OnError,
+    #[serde(rename = "domain")]
+    pub domains: Vec<DomainConfig>,
+}
+
+fn default_batch_size() -> usize {
+    1024
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainConfig {
+    pub name: String,
+    pub inputs: Vec<String>,
+    #[serde(default = "default_text_column")]
+    pub text_column: String,
+    #[serde(default = "default_id_column")]
+    pub id_column: Option<String>,
+    #[serde(default = "default_url_column")]
+    pub url_column: Option<String>,
+    #[serde(default, rename = "where")]
+    pub where_: Option<String>,
+    #[serde(default)]
+    pub filters: Vec<FilterConfig>,
+}
+
+fn default_text_column() -> String {
+    "text".into()
+}
+
+fn default_id_column() -> Option<String> {
+    Some("id".into())
+}
+
+fn default_url_column() -> Option<String> {
+    Some("url".into())
+}
+
+impl PrepareConfig {
+    /// Read and check a config file; relative paths become relative to its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let err = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let mut config: Self = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        config.resolve_paths(base);
+        config.validate().map_err(err)?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        if self.output.is_relative() {
+            self.output = base.join(&self.output);
+        }
+        for d in &mut self.domains {
+            for input in &mut d.inputs {
+                if Path::new(input.as_str()).is_relative() {
+                    *input = base.join(&*input).to_string_lossy().into_owned();
+                }
+            }
+            for f in &mut d.filters {
+                f.resolve_paths(base);
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.domains.is_empty() {
+            return Err("no [[domain]] table".into());
+        }
+        if self.batch_size == 0 {
+            return Err("batch_size must be at least 1".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for d in &self.domains {
+            if d.name.is_empty() || d.name.contains(['/', '\\']) || d.name.starts_with('.') {
+                return Err(format!("domain name {:?} must be a plain folder name", d.name));
+            }
+            if !names.insert(&d.name) {
+                return Err(format!("domain {:?} appears twice", d.name));
+            }
+            if d.inputs.is_empty() {
+                return Err(format!("domain {:?} has no inputs", d.name));
+            }
+            if let Some(w) = &d.where_ {
+                Predicate::parse(w).map_err(|e| format!("domain {:?}: {e}", d.name))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DomainConfig {
+    pub fn read_options(&self, batch_size: usize, on_error: OnError) -> ReadOptions {
+        ReadOptions {
+            text_column: self.text_column.clone(),
+            id_column: self.id_column.clone(),
+            url_column: self.url_column.clone(),
+            predicate: self.where_.as_deref().map(|w| Predicate::parse(w).expect("validated on load")),
+            batch_size,
+            on_error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_resolves_and_validates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prepare.toml");
+        std::fs::write(
+            &path,
+            r#"
+            output = "out"
+            [[domain]]
+            name = "web"
+            inputs = ["dumps/*.parquet"]
+            where = "language_score > 0.9"
+            [[domain.filters]]
+            type = "gopher_quality"
+            [[domain.filters]]
+            type = "url_blocklist"
+            file = "lists/block.txt"
+            "#,
+        )
+        .unwrap();
+        let c = PrepareConfig::load(&path).unwrap();
+        assert_eq!(c.output, dir.path().join("out"));
+        assert_eq!(c.domains[0].inputs, [dir.path().join("dumps/*.parquet").to_string_lossy()]);
+        let FilterConfig::UrlBlocklist(b) = &c.domains[0].filters[1] else { panic!() };
+        assert_eq!(b.file, dir.path().join("lists/block.txt"));
+        assert_eq!(c.batch_size, 1024);
+
+        std::fs::write(&path, "output = \"o\"\n[[domain]]\nname = \"w\"\ninputs = [\"a\"]\nwhere = \"x >\"\n").unwrap();
+        let err = PrepareConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("prepare.toml") && err.contains("where"), "{err}");
+        std::fs::write(&path, "output = \"o\"\n[[domain]]\nname = \"w\"\ninputs = [\"a\"]\ntext_col = \"t\"\n")
+            .unwrap();
+        assert!(PrepareConfig::load(&path).unwrap_err().to_string().contains("text_col"));
+    }
+}

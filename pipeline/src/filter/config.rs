@@ -1,0 +1,133 @@
+//! Filter settings as they appear in a prepare config (`[[domain.filters]]` tables, run in
+//! order) and on the command line (`--filters a,b`), and how each becomes a [`Filter`].
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::Filter;
+use super::c4::{C4Config, C4Filter};
+use super::fineweb::{FineWebConfig, FineWebFilter};
+use super::gopher_quality::{GopherQualityConfig, GopherQualityFilter};
+use super::gopher_repetition::{GopherRepetitionConfig, GopherRepetitionFilter};
+use super::language::{LanguageConfig, LanguageFilter};
+use super::length::{LengthConfig, LengthFilter};
+use super::quality::{QualityConfig, QualityFilter};
+use super::url_blocklist::{UrlBlocklistConfig, UrlBlocklistFilter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("{path}: {message}")]
+    Resource { path: PathBuf, message: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// One filter with its settings; every field has the reference default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FilterConfig {
+    Language(LanguageConfig),
+    GopherQuality(GopherQualityConfig),
+    GopherRepetition(GopherRepetitionConfig),
+    C4Quality(C4Config),
+    FinewebQuality(FineWebConfig),
+    Length(LengthConfig),
+    UrlBlocklist(UrlBlocklistConfig),
+    Quality(QualityConfig),
+}
+
+/// Names accepted by `--filters` (those that need no file).
+pub const NAMES_WITHOUT_FILES: &[&str] = &["gopher_quality", "gopher_repetition", "c4_quality", "fineweb_quality"];
+
+impl FilterConfig {
+    /// The default settings of a filter that needs no model or list file.
+    pub fn by_name(name: &str) -> Result<Self, FilterError> {
+        Ok(match name {
+            "gopher_quality" => Self::GopherQuality(Default::default()),
+            "gopher_repetition" => Self::GopherRepetition(Default::default()),
+            "c4_quality" => Self::C4Quality(Default::default()),
+            "fineweb_quality" => Self::FinewebQuality(Default::default()),
+            "language" | "quality" | "url_blocklist" | "length" => {
+                return Err(FilterError::Config(format!(
+                    "filter {name:?} needs settings (a model, a list or bounds): use a prepare config"
+                )));
+            }
+            other => {
+                return Err(FilterError::Config(format!(
+                    "unknown filter {other:?}; known: {}, language, quality, url_blocklist, length",
+                    NAMES_WITHOUT_FILES.join(", ")
+                )));
+            }
+        })
+    }
+
+    /// Resolve relative file paths against `base` (the config file's folder).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        match self {
+            Self::Language(c) => fix(&mut c.model),
+            Self::Quality(c) => fix(&mut c.model),
+            Self::UrlBlocklist(c) => fix(&mut c.file),
+            _ => {}
+        }
+    }
+
+    pub fn build(&self) -> Result<Box<dyn Filter>, FilterError> {
+        Ok(match self {
+            Self::Language(c) => Box::new(LanguageFilter::new(c)?),
+            Self::GopherQuality(c) => Box::new(GopherQualityFilter(c.clone())),
+            Self::GopherRepetition(c) => Box::new(GopherRepetitionFilter::new(c.clone())),
+            Self::C4Quality(c) => Box::new(C4Filter(c.clone())),
+            Self::FinewebQuality(c) => Box::new(FineWebFilter(c.clone())),
+            Self::Length(c) => Box::new(LengthFilter(c.clone())),
+            Self::UrlBlocklist(c) => Box::new(UrlBlocklistFilter::from_file(&c.file)?),
+            Self::Quality(c) => Box::new(QualityFilter::new(c)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_tables_become_filters_with_defaults() {
+        #[derive(Deserialize)]
+        struct Doc {
+            filters: Vec<FilterConfig>,
+        }
+        let doc: Doc = toml::from_str(
+            r#"
+            [[filters]]
+            type = "c4_quality"
+            terminal_punct = false
+
+            [[filters]]
+            type = "gopher_quality"
+            min_doc_words = 20
+
+            [[filters]]
+            type = "length"
+            max_chars = 100000
+            "#,
+        )
+        .unwrap();
+        assert_eq!(doc.filters[0], FilterConfig::C4Quality(C4Config { terminal_punct: false, ..Default::default() }));
+        let FilterConfig::GopherQuality(g) = &doc.filters[1] else { panic!() };
+        assert_eq!((g.min_doc_words, g.max_doc_words), (Some(20), Some(100_000)));
+        let bad: Result<Doc, _> = toml::from_str("[[filters]]\ntype = \"gopher_quality\"\nmin_doc_wrds = 3\n");
+        assert!(bad.err().unwrap().to_string().contains("min_doc_wrds"));
+    }
+
+    #[test]
+    fn names_resolve_or_explain() {
+        assert!(matches!(FilterConfig::by_name("fineweb_quality"), Ok(FilterConfig::FinewebQuality(_))));
+        assert!(FilterConfig::by_name("language").err().unwrap().to_string().contains("prepare config"));
+        assert!(FilterConfig::by_name("gopher").err().unwrap().to_string().contains("known"));
+    }
+}

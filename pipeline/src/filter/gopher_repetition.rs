@@ -1,0 +1,254 @@
+//! `gopher_repetition`: the Gopher repetition rules as datatrove 0.10's
+//! `GopherRepetitionFilter` applies them. All character fractions divide by the text's length
+//! in code points. Reasons: `empty`, `dup_para_frac`, `dup_para_char_frac`, `dup_line_frac`,
+//! `dup_line_char_frac`, `top_{n}_gram` (n = 2..4), `duplicated_{n}_n_grams` (n = 5..10).
+//!
+//! n-grams are hashed (xxh3-128 over the same strings Python builds) instead of materialised,
+//! so a document costs no allocation per n-gram.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
+
+use super::{Filter, Verdict};
+use crate::document::Document;
+use crate::text::python::{self, find_duplicates};
+use crate::text::words::split_into_words;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GopherRepetitionConfig {
+    pub dup_line_frac: Option<f64>,
+    pub dup_para_frac: Option<f64>,
+    pub dup_line_char_frac: Option<f64>,
+    pub dup_para_char_frac: Option<f64>,
+    /// (n, max fraction of text covered by the most frequent n-gram)
+    pub top_n_grams: Vec<(usize, f64)>,
+    /// (n, max fraction of text in repeated n-grams)
+    pub dup_n_grams: Vec<(usize, f64)>,
+}
+
+impl Default for GopherRepetitionConfig {
+    fn default() -> Self {
+        Self {
+            dup_line_frac: Some(0.3),
+            dup_para_frac: Some(0.3),
+            dup_line_char_frac: Some(0.2),
+            dup_para_char_frac: Some(0.2),
+            top_n_grams: vec![(2, 0.2), (3, 0.18), (4, 0.16)],
+            dup_n_grams: vec![(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)],
+        }
+    }
+}
+
+pub struct GopherRepetitionFilter {
+    config: GopherRepetitionConfig,
+    top_reasons: Vec<String>,
+    dup_reasons: Vec<String>,
+}
+
+impl GopherRepetitionFilter {
+    pub fn new(config: GopherRepetitionConfig) -> Self {
+        let top_reasons = config.top_n_grams.iter().map(|(n, _)| format!("top_{n}_gram")).collect();
+        let dup_reasons = config.dup_n_grams.iter().map(|(n, _)| format!("duplicated_{n}_n_grams")).collect();
+        Self { config, top_reasons, dup_reasons }
+    }
+}
+
+/// Split on runs of two or more `\n` (Python `re.split(r"\n{2,}", s)`).
+fn split_paragraphs(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (bytes, mut start, mut i) = (s.as_bytes(), 0, 0);
+    while i < bytes.len() {
+        if bytes[i] == b'\n' {
+            let run_end = i + bytes[i..].iter().take_while(|&&b| b == b'\n').count();
+            if run_end - i >= 2 {
+                out.push(&s[start..i]);
+                start = run_end;
+            }
+            i = run_end;
+        } else {
+            i += 1;
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+/// Split on runs of `\n` (Python `re.split(r"\n+", s)`: empty first/last pieces are kept).
+fn split_lines(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('\n') {
+        out.push(&rest[..i]);
+        rest = rest[i..].trim_start_matches('\n');
+    }
+    out.push(rest);
+    out
+}
+
+fn hash_words(words: &[&str], separator: &[u8]) -> u128 {
+    let mut h = Xxh3::new();
+    for (i, w) in words.iter().enumerate() {
+        if i > 0 {
+            h.update(separator);
+        }
+        h.update(w.as_bytes());
+    }
+    h.digest128()
+}
+
+/// `len(s) * count` of the most frequent `" ".join` n-gram; ties go to the first seen.
+fn top_duplicate(words: &[&str], lengths: &[usize], n: usize) -> usize {
+    let mut counts: HashMap<u128, (usize, usize)> = HashMap::new(); // hash -> (count, first start)
+    for (start, gram) in words.windows(n).enumerate() {
+        counts.entry(hash_words(gram, b" ")).or_insert((0, start)).0 += 1;
+    }
+    let (count, first) = counts.values().fold((0, usize::MAX), |best, &(count, first)| {
+        if count > best.0 || (count == best.0 && first < best.1) { (count, first) } else { best }
+    });
+    let gram_len: usize = lengths[first..first + n].iter().sum::<usize>() + n - 1;
+    gram_len * count
+}
+
+/// Characters in repeated `"".join` n-grams, jumping past each repeat (datatrove's `find_all_duplicate`).
+fn all_duplicates(words: &[&str], lengths: &[usize], n: usize) -> usize {
+    let mut seen = HashSet::new();
+    let (mut repeated, mut i) = (0, 0);
+    while i + n <= words.len() {
+        if seen.insert(hash_words(&words[i..i + n], b"")) {
+            i += 1;
+        } else {
+            repeated += lengths[i..i + n].iter().sum::<usize>();
+            i += n;
+        }
+    }
+    repeated
+}
+
+impl Filter for GopherRepetitionFilter {
+    fn name(&self) -> &str {
+        "gopher_repetition"
+    }
+
+    fn apply(&self, doc: &mut Document) -> Verdict {
+        let c = &self.config;
+        let text = doc.text.as_str();
+        if text.is_empty() {
+            return Verdict::drop("empty");
+        }
+        let total = python::len(text) as f64;
+        let over = |limit: Option<f64>, value: f64| limit.is_some_and(|l| l != 0.0 && value > l);
+
+        let paragraphs = split_paragraphs(python::strip(text));
+        let (dup, dup_chars) = find_duplicates(paragraphs.iter().copied());
+        if over(c.dup_para_frac, dup as f64 / paragraphs.len() as f64) {
+            return Verdict::drop("dup_para_frac");
+        }
+        if over(c.dup_para_char_frac, dup_chars as f64 / total) {
+            return Verdict::drop("dup_para_char_frac");
+        }
+        let lines = split_lines(text);
+        let (dup, dup_chars) = find_duplicates(lines.iter().copied());
+        if over(c.dup_line_frac, dup as f64 / lines.len() as f64) {
+            return Verdict::drop("dup_line_frac");
+        }
+        if over(c.dup_line_char_frac, dup_chars as f64 / total) {
+            return Verdict::drop("dup_line_char_frac");
+        }
+        let words = split_into_words(text);
+        let lengths: Vec<usize> = words.iter().map(|w| python::len(w)).collect();
+        for (&(n, limit), reason) in c.top_n_grams.iter().zip(&self.top_reasons) {
+            if n == 0 || words.len() < n {
+                continue;
+            }
+            if top_duplicate(&words, &lengths, n) as f64 / total > limit {
+                return Verdict::drop(reason.clone());
+            }
+        }
+        for (&(n, limit), reason) in c.dup_n_grams.iter().zip(&self.dup_reasons) {
+            if n > 0 && all_duplicates(&words, &lengths, n) as f64 / total > limit {
+                return Verdict::drop(reason.clone());
+            }
+        }
+        Verdict::Keep
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(text: &str) -> Verdict {
+        GopherRepetitionFilter::new(GopherRepetitionConfig::default()).apply(&mut Document::new(
+            "d".into(),
+            text.into(),
+            "f".into(),
+            0,
+        ))
+    }
+
+    /// Distinct words w0 w1 ... so nothing repeats unless a test makes it.
+    fn unique_words(from: usize, n: usize) -> String {
+        (from..from + n).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn python_splits() {
+        assert_eq!(split_paragraphs("a\n\nb\n\n\nc\nd"), ["a", "b", "c\nd"]);
+        assert_eq!(split_lines("\na\n\nb\n"), ["", "a", "b", ""]);
+        assert_eq!(split_lines("x"), ["x"]);
+    }
+
+    #[test]
+    fn duplicate_line_fraction_threshold() {
+        // 10 lines, 3 of them repeats: 0.3 is not > 0.3; 4 repeats is.
+        let mut lines: Vec<String> = (0..7).map(|i| unique_words(i * 20, 20)).collect();
+        let repeat = "short line".to_string();
+        lines.extend([repeat.clone(), repeat.clone(), repeat.clone()]);
+        lines.push(repeat.clone());
+        // 11 lines: 3 duplicates (the first "short line" is not a duplicate): 3/11 < 0.3
+        assert_eq!(verdict(&lines.join("\n")), Verdict::Keep);
+        lines.push(repeat);
+        // 12 lines: 4 duplicates: 0.33 > 0.3
+        assert_eq!(verdict(&lines.join("\n")), Verdict::drop("dup_line_frac"));
+    }
+
+    #[test]
+    fn duplicate_paragraph_chars() {
+        let long = unique_words(0, 60);
+        let text = format!("{long}\n\n{}\n\n{long}", unique_words(100, 200));
+        // one duplicate paragraph of 1/3 paragraphs (> 0.3)
+        assert_eq!(verdict(&text), Verdict::drop("dup_para_frac"));
+    }
+
+    #[test]
+    fn top_bigram_ties_go_to_the_first_seen() {
+        // "Hello world": the only bigram covers 11/11 of the text.
+        assert_eq!(verdict("Hello world"), Verdict::drop("top_2_gram"));
+        // Each bigram once; the first one ("aaaaaaaaaa b", 12 chars) decides: 12 / len.
+        let text = format!("aaaaaaaaaa b {}", unique_words(0, 20));
+        let len = text.chars().count() as f64;
+        let words = split_into_words(&text);
+        let lengths: Vec<usize> = words.iter().map(|w| python::len(w)).collect();
+        assert_eq!(top_duplicate(&words, &lengths, 2), 12);
+        assert!(12.0 / len < 0.2);
+    }
+
+    #[test]
+    fn repeated_ngrams_jump_and_join_without_separator() {
+        let words = ["a", "bc", "ab", "c", "x"];
+        let lengths = [1, 2, 2, 1, 1];
+        // "abc" (a|bc) then "bcab", then "abc" (ab|c) collides with the first: 3 chars
+        assert_eq!(all_duplicates(&words, &lengths, 2), 3);
+        let words = ["p", "q", "p", "q", "p", "q"];
+        // pq, qp, pq (repeat: +2, jump to 4), pq (repeat: +2) = 4
+        assert_eq!(all_duplicates(&words, &[1; 6], 2), 4);
+        let phrase = "the quick brown fox jumps over the lazy dog";
+        // Six copies of a 9-word phrase after 150 distinct words: no single n-gram dominates
+        // (top 4-gram 114 / 1014 chars), but repeated 5-grams cover > 15% of the text.
+        let text = format!("{} {}", unique_words(0, 150), [phrase; 6].join(" "));
+        assert_eq!(verdict(&text), Verdict::drop("duplicated_5_n_grams"));
+    }
+}

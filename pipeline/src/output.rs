@@ -1,0 +1,173 @@
+//! Parquet outputs of the text stages: kept documents (id, text, source, row, url, every score
+//! and label) and removed documents (id, source, row, step, reason, and for dedup the cluster
+//! and the kept id). Each file is written under a temporary name and renamed when complete.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder, UInt64Builder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::document::{Document, Removal};
+use crate::filter::OutputColumn;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct OutputError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+fn properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_max_row_group_row_count(Some(16 * 1024))
+        .build()
+}
+
+/// A parquet file that appears at its final path only when [`finish`](ParquetOut::finish) succeeds.
+struct ParquetOut {
+    path: PathBuf,
+    tmp: PathBuf,
+    writer: ArrowWriter<File>,
+    schema: SchemaRef,
+}
+
+impl ParquetOut {
+    fn create(path: &Path, schema: SchemaRef) -> Result<Self, OutputError> {
+        let err = |e: String| OutputError { path: path.to_path_buf(), message: e };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        let tmp = mixtures::fsutil::temp_path(path);
+        let file = File::create(&tmp).map_err(|e| err(e.to_string()))?;
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties())).map_err(|e| err(e.to_string()))?;
+        Ok(Self { path: path.to_path_buf(), tmp, writer, schema })
+    }
+
+    fn write(&mut self, columns: Vec<ArrayRef>) -> Result<(), OutputError> {
+        let err = |e: String| OutputError { path: self.path.clone(), message: e };
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| err(e.to_string()))?;
+        self.writer.write(&batch).map_err(|e| err(e.to_string()))
+    }
+
+    fn finish(self) -> Result<(), OutputError> {
+        let err = |e: String| OutputError { path: self.path.clone(), message: e };
+        let file = self.writer.into_inner().map_err(|e| err(e.to_string()))?;
+        file.sync_all().map_err(|e| err(e.to_string()))?;
+        mixtures::fsutil::durable_rename(&self.tmp, &self.path).map_err(|e| err(e.to_string()))
+    }
+}
+
+/// Writes kept documents with a fixed schema: id, text, source, row, url, then the chain's outputs.
+pub struct KeptWriter {
+    out: ParquetOut,
+    outputs: Vec<OutputColumn>,
+}
+
+impl KeptWriter {
+    pub fn create(path: &Path, outputs: &[OutputColumn]) -> Result<Self, OutputError> {
+        let mut fields = vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("text", DataType::Utf8, false),
+            Field::new("source", DataType::Utf8, false),
+            Field::new("row", DataType::UInt64, false),
+            Field::new("url", DataType::Utf8, true),
+        ];
+        for o in outputs {
+            fields.push(match o {
+                OutputColumn::Score(name) => Field::new(*name, DataType::Float64, true),
+                OutputColumn::Label(name) => Field::new(*name, DataType::Utf8, true),
+            });
+        }
+        Ok(Self { out: ParquetOut::create(path, Arc::new(Schema::new(fields)))?, outputs: outputs.to_vec() })
+    }
+
+    pub fn write(&mut self, docs: &[&Document]) -> Result<(), OutputError> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let strings = |f: &dyn Fn(&Document) -> Option<&str>| -> ArrayRef {
+            let mut b = StringBuilder::new();
+            docs.iter().for_each(|d| b.append_option(f(d)));
+            Arc::new(b.finish())
+        };
+        let mut rows = UInt64Builder::new();
+        docs.iter().for_each(|d| rows.append_value(d.row));
+        let mut columns = vec![
+            strings(&|d| Some(&d.id)),
+            strings(&|d| Some(&d.text)),
+            strings(&|d| Some(&d.source)),
+            Arc::new(rows.finish()) as ArrayRef,
+            strings(&|d| d.url.as_deref()),
+        ];
+        for o in &self.outputs {
+            columns.push(match *o {
+                OutputColumn::Score(name) => {
+                    let mut b = Float64Builder::new();
+                    docs.iter().for_each(|d| b.append_option(d.score(name)));
+                    Arc::new(b.finish())
+                }
+                OutputColumn::Label(name) => strings(&|d| d.label(name)),
+            });
+        }
+        self.out.write(columns)
+    }
+
+    pub fn finish(self) -> Result<(), OutputError> {
+        self.out.finish()
+    }
+}
+
+/// Writes removed documents: id, source, row, step, reason, cluster_id, kept_id.
+pub struct RemovedWriter {
+    out: ParquetOut,
+}
+
+impl RemovedWriter {
+    pub fn create(path: &Path) -> Result<Self, OutputError> {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("source", DataType::Utf8, false),
+            Field::new("row", DataType::UInt64, false),
+            Field::new("step", DataType::Utf8, false),
+            Field::new("reason", DataType::Utf8, false),
+            Field::new("cluster_id", DataType::UInt64, true),
+            Field::new("kept_id", DataType::Utf8, true),
+        ]);
+        Ok(Self { out: ParquetOut::create(path, Arc::new(schema))? })
+    }
+
+    pub fn write(&mut self, removed: &[Removal]) -> Result<(), OutputError> {
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let strings = |f: &dyn Fn(&Removal) -> Option<&str>| -> ArrayRef {
+            let mut b = StringBuilder::new();
+            removed.iter().for_each(|r| b.append_option(f(r)));
+            Arc::new(b.finish())
+        };
+        let u64s = |f: &dyn Fn(&Removal) -> Option<u64>| -> ArrayRef {
+            let mut b = UInt64Builder::new();
+            removed.iter().for_each(|r| b.append_option(f(r)));
+            Arc::new(b.finish())
+        };
+        self.out.write(vec![
+            strings(&|r| Some(&r.id)),
+            strings(&|r| Some(&r.source)),
+            u64s(&|r| Some(r.row)),
+            strings(&|r| Some(&r.step)),
+            strings(&|r| Some(&r.reason)),
+            u64s(&|r| r.cluster_id),
+            strings(&|r| r.kept_id.as_deref()),
+        ])
+    }
+
+    pub fn finish(self) -> Result<(), OutputError> {
+        self.out.finish()
+    }
+}

@@ -1,0 +1,224 @@
+//! The filter stage: read every input, run the filter chain, write kept and removed documents
+//! and stats. `midtrain filter` runs it alone; `midtrain prepare` runs it per domain.
+//!
+//! Layout of the output folder (one part per input file, in sorted input order):
+//!
+//! ```text
+//! run.json                   what produced this folder (a rerun with other settings is refused)
+//! kept/part-00000.parquet    id, text, source, row, url, scores, labels
+//! removed/part-00000.parquet id, source, row, step, reason, cluster_id, kept_id
+//! stats/part-00000.json      written last for the part: the part is finished
+//! stats.json                 all parts summed, written last: the stage is finished
+//! ```
+//!
+//! Batches are processed in parallel (rayon) and written in input order, so outputs are
+//! byte-identical whatever the thread count. Memory is bounded by the batch size. A rerun skips
+//! finished parts and redoes unfinished ones (file granularity).
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::document::Removal;
+use crate::filter::{ChainOutcome, FilterChain};
+use crate::output::{KeptWriter, OutputError, RemovedWriter};
+use crate::read::{self, ReadError, ReadOptions};
+use crate::stats::StageStats;
+use mixtures::fsutil::write_atomic;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("{path}: {message}")]
+    Folder { path: PathBuf, message: String },
+}
+
+/// What produced an output folder; a rerun must match it to resume.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunIdentity {
+    pub stage: String,
+    pub inputs: Vec<String>,
+    pub settings: serde_json::Value,
+}
+
+/// Cumulative progress, reported after each batch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    pub documents: u64,
+    pub bytes: u64,
+    pub kept: u64,
+}
+
+pub fn part_name(i: usize) -> String {
+    format!("part-{i:05}")
+}
+
+fn folder_err(path: &Path, message: impl Into<String>) -> StageError {
+    StageError::Folder { path: path.to_path_buf(), message: message.into() }
+}
+
+/// Claim `out` for `identity`: create it, or check that it holds the same run (to resume).
+/// With `force`, an existing folder's stage outputs are removed first.
+pub fn claim_output_folder(out: &Path, identity: &RunIdentity, force: bool) -> Result<(), StageError> {
+    let run_file = out.join("run.json");
+    if force {
+        for name in ["kept", "removed", "stats", "stats.json", "run.json"] {
+            let p = out.join(name);
+            let result = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            match result {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(folder_err(&p, e.to_string())),
+            }
+        }
+    }
+    if run_file.is_file() {
+        let existing: RunIdentity = std::fs::read(&run_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| folder_err(&run_file, "unreadable run.json; use --force to start over"))?;
+        if &existing != identity {
+            return Err(folder_err(
+                out,
+                "holds the output of a different run (other inputs or settings); choose another --out or pass --force",
+            ));
+        }
+        return Ok(());
+    }
+    if out.is_dir() && std::fs::read_dir(out).map_err(|e| folder_err(out, e.to_string()))?.next().is_some() {
+        return Err(folder_err(out, "is not empty and was not written by this stage; choose another --out"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| folder_err(out, e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(identity).expect("serialisable");
+    write_atomic(&run_file, &bytes).map_err(|e| folder_err(&run_file, e.to_string()))
+}
+
+/// Run the filter stage over `inputs` into `out` (claimed beforehand with [`claim_output_folder`]).
+pub fn run_filter_stage(
+    inputs: &[PathBuf],
+    read_options: &ReadOptions,
+    chain: &FilterChain,
+    out: &Path,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<StageStats, StageError> {
+    let mut total = StageStats::with_steps(step_names(chain));
+    let mut seen = Progress::default();
+    for (i, input) in inputs.iter().enumerate() {
+        let stats_path = out.join("stats").join(format!("{}.json", part_name(i)));
+        let part = match std::fs::read(&stats_path).ok().and_then(|b| serde_json::from_slice::<StageStats>(&b).ok()) {
+            Some(done) => done,
+            None => {
+                let part = filter_file(input, i, read_options, chain, out, &mut seen, progress)?;
+                let bytes = serde_json::to_vec_pretty(&part).expect("serialisable");
+                write_atomic(&stats_path, &bytes).map_err(|e| folder_err(&stats_path, e.to_string()))?;
+                part
+            }
+        };
+        total.merge(&part);
+    }
+    let stats_path = out.join("stats.json");
+    let bytes = serde_json::to_vec_pretty(&total).expect("serialisable");
+    write_atomic(&stats_path, &bytes).map_err(|e| folder_err(&stats_path, e.to_string()))?;
+    Ok(total)
+}
+
+fn step_names(chain: &FilterChain) -> Vec<String> {
+    let mut steps = vec!["read".to_string(), "where".to_string()];
+    steps.extend(chain.names());
+    steps
+}
+
+fn filter_file(
+    input: &Path,
+    index: usize,
+    read_options: &ReadOptions,
+    chain: &FilterChain,
+    out: &Path,
+    seen: &mut Progress,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<StageStats, StageError> {
+    std::fs::create_dir_all(out.join("stats")).map_err(|e| folder_err(out, e.to_string()))?;
+    let name = part_name(index);
+    let mut kept_out = KeptWriter::create(&out.join("kept").join(format!("{name}.parquet")), &chain.outputs())?;
+    let mut removed_out = RemovedWriter::create(&out.join("removed").join(format!("{name}.parquet")))?;
+    let names = step_names(chain);
+    let mut stats = StageStats::with_steps(names.clone());
+    for batch in read::open(input, read_options)? {
+        let mut batch = batch?;
+        let read_bad = batch.removed.iter().filter(|r| r.step == "read").count() as u64;
+        let where_out = batch.documents.len() as u64;
+        let rows = where_out + batch.removed.len() as u64;
+        stats.documents_read += rows;
+        stats.bytes_read += batch.bytes;
+        let read_step = stats.step_mut("read");
+        read_step.documents_in += rows;
+        read_step.documents_out += rows - read_bad;
+        read_step.bytes_in += batch.bytes;
+        read_step.bytes_out += batch.bytes;
+        let passed_where_bytes: u64 = batch.documents.iter().map(|d| d.text.len() as u64).sum();
+        let where_step = stats.step_mut("where");
+        where_step.documents_in += rows - read_bad;
+        where_step.documents_out += where_out;
+        where_step.bytes_in += batch.bytes;
+        where_step.bytes_out += passed_where_bytes;
+        for r in &batch.removed {
+            *stats.step_mut(&r.step).removed.entry(reason_key(&r.step, &r.reason)).or_default() += 1;
+        }
+
+        let outcomes: Vec<(ChainOutcome, Vec<u64>)> = batch
+            .documents
+            .par_iter_mut()
+            .map_init(Vec::new, |bytes_in, doc| {
+                let outcome = chain.apply(doc, bytes_in);
+                (outcome, bytes_in.clone())
+            })
+            .collect();
+
+        let mut kept = Vec::with_capacity(batch.documents.len());
+        let mut removed = std::mem::take(&mut batch.removed);
+        for (doc, (outcome, bytes_in)) in batch.documents.iter().zip(&outcomes) {
+            let reached = match outcome {
+                ChainOutcome::Kept => bytes_in.len(),
+                ChainOutcome::Dropped { step, .. } => step + 1,
+            };
+            for (s, &bytes) in bytes_in.iter().enumerate().take(reached) {
+                let step = &mut stats.steps[s + 2];
+                step.documents_in += 1;
+                step.bytes_in += bytes;
+                let passed = !matches!(outcome, ChainOutcome::Dropped { step, .. } if *step == s);
+                if passed {
+                    step.documents_out += 1;
+                    step.bytes_out += bytes_in.get(s + 1).copied().unwrap_or(doc.text.len() as u64);
+                }
+            }
+            match outcome {
+                ChainOutcome::Kept => kept.push(doc),
+                ChainOutcome::Dropped { step, reason } => {
+                    *stats.steps[step + 2].removed.entry(reason.to_string()).or_default() += 1;
+                    removed.push(Removal::of(doc, names[step + 2].clone(), reason.to_string()));
+                }
+            }
+        }
+        removed.sort_by_key(|r| r.row);
+        stats.documents_kept += kept.len() as u64;
+        stats.bytes_kept += kept.iter().map(|d| d.text.len() as u64).sum::<u64>();
+        kept_out.write(&kept)?;
+        removed_out.write(&removed)?;
+        seen.documents += rows;
+        seen.bytes += batch.bytes;
+        seen.kept += kept.len() as u64;
+        progress(*seen);
+    }
+    kept_out.finish()?;
+    removed_out.finish()?;
+    Ok(stats)
+}
+
+/// Read errors carry row-specific details; the histogram keys on their kind only.
+fn reason_key(step: &str, reason: &str) -> String {
+    if step == "read" { reason.split(':').next().unwrap_or(reason).to_string() } else { reason.to_string() }
+}

@@ -1,0 +1,99 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use pipeline::filter::{FilterChain, FilterConfig};
+use pipeline::read::{self, OnError, Predicate, ReadOptions};
+use pipeline::stage::{RunIdentity, claim_output_folder, run_filter_stage};
+
+use crate::progress::TextProgress;
+
+/// Run heuristic filters over parquet/jsonl files, with no config file.
+#[derive(Args)]
+#[command(after_help = "Examples:
+  midtrain filter fixtures/dumps/web.parquet --filters gopher_quality,fineweb_quality --out out/filtered
+  midtrain filter 'dumps/*.jsonl.zst' --filters c4_quality --c4-terminal-punct false --out out/c4
+  midtrain filter data.parquet --text-column content --where 'lang in [\"Python\"]' --filters gopher_repetition --out out/code
+
+Writes OUT/kept/part-*.parquet (kept documents), OUT/removed/part-*.parquet (id, source, row,
+step, reason) and OUT/stats.json. Filters: gopher_quality, gopher_repetition, c4_quality,
+fineweb_quality (datatrove defaults); language, quality, url_blocklist and length need a
+prepare config.")]
+pub struct FilterArgs {
+    /// Input files or glob patterns (.parquet, .jsonl, .jsonl.gz, .jsonl.zst).
+    #[arg(required = true)]
+    inputs: Vec<String>,
+    /// Comma-separated filters, run in this order.
+    #[arg(long, value_delimiter = ',', required = true)]
+    filters: Vec<String>,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value = "text")]
+    text_column: String,
+    /// Id column; rows without one get FILE#ROW.
+    #[arg(long, default_value = "id")]
+    id_column: String,
+    /// Keep only rows matching this predicate, e.g. "language_score > 0.9 and int_score >= 3".
+    #[arg(long = "where", value_name = "EXPR")]
+    where_: Option<String>,
+    /// C4: drop lines without terminal punctuation (FineWeb turns this off).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    c4_terminal_punct: bool,
+    /// Documents per parallel batch.
+    #[arg(long, default_value_t = 1024)]
+    batch_size: usize,
+    /// What to do with bad rows: fail, or skip (record them as removed).
+    #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
+    on_error: String,
+    /// Redo the run even if OUT holds a finished or different one.
+    #[arg(long)]
+    force: bool,
+    /// Print the stats as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
+    let inputs = read::expand_inputs(&args.inputs)?;
+    let mut configs = Vec::new();
+    for name in &args.filters {
+        let mut config = FilterConfig::by_name(name.trim())?;
+        if let FilterConfig::C4Quality(c) = &mut config {
+            c.terminal_punct = args.c4_terminal_punct;
+        }
+        configs.push(config);
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let chain = FilterChain::new(configs.iter().map(FilterConfig::build).collect::<Result<_, _>>()?);
+    let options = ReadOptions {
+        text_column: args.text_column.clone(),
+        id_column: Some(args.id_column.clone()),
+        url_column: Some("url".into()),
+        predicate: args.where_.as_deref().map(Predicate::parse).transpose()?,
+        batch_size: args.batch_size,
+        on_error: if args.on_error == "skip" { OnError::Skip } else { OnError::Fail },
+    };
+    let identity = RunIdentity {
+        stage: "filter".into(),
+        inputs: inputs.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+        settings: serde_json::json!({
+            "filters": configs,
+            "text_column": args.text_column,
+            "id_column": args.id_column,
+            "where": args.where_,
+            "batch_size": args.batch_size,
+            "on_error": args.on_error,
+        }),
+    };
+    claim_output_folder(&args.out, &identity, args.force)?;
+    let progress = TextProgress::new("filter", quiet);
+    let stats = run_filter_stage(&inputs, &options, &chain, &args.out, &|p| progress.update(p))
+        .with_context(|| format!("filtering into {}", args.out.display()))?;
+    progress.finish();
+    crate::report::print_stage_stats(&stats, args.json);
+    Ok(ExitCode::SUCCESS)
+}

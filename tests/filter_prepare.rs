@@ -1,0 +1,161 @@
+//! End-to-end tests of `midtrain filter` and `midtrain prepare` on the fixture dumps.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow::array::{Array, AsArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+fn midtrain(args: &[&str], threads: usize) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_midtrain"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .output()
+        .expect("run midtrain")
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "midtrain failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// (column name → string values) of every part file in a folder, in part order.
+fn read_parts(dir: &Path, column: &str) -> Vec<String> {
+    let mut files: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let mut values = Vec::new();
+    for f in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&f).unwrap()).unwrap().build().unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let col = batch.column_by_name(column).unwrap().as_string::<i32>().clone();
+            values.extend((0..col.len()).map(|i| col.value(i).to_string()));
+        }
+    }
+    values
+}
+
+fn all_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+const HEURISTICS: &str = "gopher_repetition,gopher_quality,c4_quality,fineweb_quality";
+
+#[test]
+fn filter_splits_every_document_into_kept_or_removed_with_stats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("f");
+    let web = fixtures().join("dumps/web.parquet");
+    let args = ["filter", web.to_str().unwrap(), "--filters", HEURISTICS, "--out", out.to_str().unwrap(), "--json"];
+    let stats: serde_json::Value = serde_json::from_str(ok(midtrain(&args, 2)).trim()).unwrap();
+
+    let kept = read_parts(&out.join("kept"), "id");
+    let removed = read_parts(&out.join("removed"), "id");
+    let steps = read_parts(&out.join("removed"), "step");
+    let reasons = read_parts(&out.join("removed"), "reason");
+    assert_eq!(kept.len() + removed.len(), 400, "every fixture page is kept or removed");
+    assert_eq!(stats["documents_read"], 400);
+    assert_eq!(stats["documents_kept"], kept.len());
+    let mut ids: Vec<_> = kept.iter().chain(&removed).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 400, "no document twice");
+    // Per step: documents out of one step go into the next, removals match the reasons.
+    let step_stats = stats["steps"].as_array().unwrap();
+    for pair in step_stats.windows(2) {
+        assert_eq!(pair[0]["documents_out"], pair[1]["documents_in"]);
+    }
+    for s in step_stats {
+        let name = s["step"].as_str().unwrap();
+        let from_file = steps.iter().filter(|x| *x == name).count() as u64;
+        let counted: u64 = s["removed"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+        assert_eq!(from_file, counted, "{name}");
+        assert_eq!(s["documents_in"].as_u64().unwrap() - s["documents_out"].as_u64().unwrap(), counted, "{name}");
+    }
+    // The synthetic spam and short pages are caught; reasons are the reference ones.
+    assert!(reasons.iter().any(|r| r == "gopher_short_doc"));
+    assert!(reasons.iter().all(|r| !r.is_empty()));
+    assert_eq!(fs::read(out.join("stats.json")).map(|b| !b.is_empty()).ok(), Some(true));
+}
+
+#[test]
+fn filter_output_is_identical_for_any_thread_count_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let web = fixtures().join("dumps/web.parquet");
+    let run = |name: &str, threads: usize| {
+        let out = tmp.path().join(name);
+        let args = [
+            "filter",
+            web.to_str().unwrap(),
+            "--filters",
+            HEURISTICS,
+            "--batch-size",
+            "37",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        ok(midtrain(&args, threads));
+        out
+    };
+    let one = all_files(&run("one", 1));
+    let two = all_files(&run("two", 2));
+    assert_eq!(one, two, "byte-identical outputs with 1 and 2 threads");
+
+    // A rerun finds the finished parts and leaves the bytes alone.
+    let again = all_files(&run("two", 2));
+    assert_eq!(again, two);
+    // A different run into the same folder is refused, then forced.
+    let out = tmp.path().join("two");
+    let other = ["filter", web.to_str().unwrap(), "--filters", "gopher_quality", "--out", out.to_str().unwrap()];
+    let refused = midtrain(&other, 2);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("different run"));
+    let mut forced = other.to_vec();
+    forced.push("--force");
+    ok(midtrain(&forced, 2));
+}
+
+#[test]
+fn prepare_runs_every_domain_of_the_fixture_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = fs::read_to_string(fixtures().join("prepare.toml")).unwrap();
+    let output = tmp.path().join("prepared");
+    let config = config.replace("output = \"../out/prepared\"", &format!("output = {:?}", output.to_str().unwrap()));
+    let path = fixtures().join(format!(".prepare-test-{}.toml", std::process::id()));
+    fs::write(&path, config).unwrap();
+    let result = midtrain(&["prepare", path.to_str().unwrap(), "--json"], 2);
+    fs::remove_file(&path).unwrap();
+    let stdout = ok(result);
+    let stats: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(stats.len(), 5);
+    for domain in ["web", "code", "math", "books", "instruct"] {
+        assert!(output.join(domain).join("filtered/stats.json").is_file(), "{domain}");
+    }
+    // Web: the language filter removes the non-English pages and writes its columns.
+    let languages = read_parts(&output.join("web/filtered/kept"), "language");
+    assert!(!languages.is_empty() && languages.iter().all(|l| l == "en"));
+    let web_reasons = read_parts(&output.join("web/filtered/removed"), "reason");
+    assert!(web_reasons.iter().any(|r| r == "unwanted_language"), "{web_reasons:?}");
+    // Code: the where predicate selected three languages; the text came from `content`.
+    let code = &stats[1];
+    let where_step = code["steps"].as_array().unwrap().iter().find(|s| s["step"] == "where").unwrap();
+    assert!(where_step["documents_out"].as_u64().unwrap() < where_step["documents_in"].as_u64().unwrap());
+}
