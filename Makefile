@@ -45,7 +45,10 @@ bench:
 	$(CARGO) build --release --bin midtrain
 	bash scripts/parity/setup_venv.sh datatrove
 	.venv-parity/bin/python scripts/parity/datatrove_filters.py --bench --midtrain $(TARGET_DIR)/release/midtrain \
-		--corpus $(CORPORA)/web.parquet
+		--corpus $(CORPORA)/web.parquet $(CORPORA)/books.parquet $(CORPORA)/wiki.parquet
+	.venv-parity/bin/python scripts/parity/datatrove_minhash.py $(CORPORA)/web.parquet $(CORPORA)/wiki.parquet \
+		$(CORPORA)/books.parquet $(CORPORA)/code.parquet $(CORPORA)/math.parquet $(CORPORA)/instruct.parquet \
+		--midtrain $(TARGET_DIR)/release/midtrain
 
 ## fixtures: regenerate everything under fixtures/ (deterministic)
 fixtures:
@@ -69,6 +72,12 @@ parity: build
 	$(CARGO) build --release --bin midtrain
 	.venv-parity/bin/python scripts/parity/datatrove_filters.py --midtrain $(TARGET_DIR)/release/midtrain \
 		--corpus $(CORPORA)/web.parquet $(CORPORA)/books.parquet $(CORPORA)/wiki.parquet
+	.venv-parity/bin/python scripts/parity/datatrove_minhash.py $(CORPORA)/web_dupes.parquet \
+		--midtrain $(TARGET_DIR)/release/midtrain --min-agreement 98
+	rm -rf out/parity-dedup
+	$(TARGET_DIR)/release/midtrain dedup $(CORPORA)/web_dupes.parquet --out out/parity-dedup -q
+	.venv-parity/bin/python scripts/parity/dedup_eval.py out/parity-dedup --dupes $(CORPORA)/web_dupes.parquet \
+		--min-precision 0.99 --min-recall 0.95
 
 clean:
 	rm -rf out

@@ -22,6 +22,7 @@ struct Cli {
 enum Command {
     Prepare(cmd::prepare::PrepareArgs),
     Filter(cmd::filter::FilterArgs),
+    Dedup(cmd::dedup::DedupArgs),
     Quality(cmd::quality::QualityArgs),
     Inspect(cmd::inspect::InspectArgs),
     Verify(cmd::verify::VerifyArgs),
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Prepare(args) => cmd::prepare::run(args, cli.quiet),
         Command::Filter(args) => cmd::filter::run(args, cli.quiet),
+        Command::Dedup(args) => cmd::dedup::run(args, cli.quiet),
         Command::Quality(args) => cmd::quality::run(args, cli.quiet),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Verify(args) => cmd::verify::run(args),

@@ -145,7 +145,7 @@ fn prepare_runs_every_domain_of_the_fixture_config() {
     fs::remove_file(&path).unwrap();
     let stdout = ok(result);
     let stats: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(stats.len(), 5);
+    assert_eq!(stats.len(), 6, "five domains and the dedup run");
     for domain in ["web", "code", "math", "books", "instruct"] {
         assert!(output.join(domain).join("filtered/stats.json").is_file(), "{domain}");
     }
@@ -158,4 +158,49 @@ fn prepare_runs_every_domain_of_the_fixture_config() {
     let code = &stats[1];
     let where_step = code["steps"].as_array().unwrap().iter().find(|s| s["step"] == "where").unwrap();
     assert!(where_step["documents_out"].as_u64().unwrap() < where_step["documents_in"].as_u64().unwrap());
+    // Dedup ran over web + books + instruct: every kept web page went in, duplicates came out,
+    // and the filters' columns survived.
+    let dedup = &stats[5]["dedup"];
+    let kept_web = read_parts(&output.join("web/filtered/kept"), "id").len();
+    let after = read_parts(&output.join("web/dedup/kept"), "id").len();
+    let removed = read_parts(&output.join("web/dedup/removed"), "id").len();
+    assert_eq!(after + removed, kept_web);
+    assert!(removed > 0, "the fixture's exact and near copies survive the filters and are caught");
+    assert!(dedup["removed_exact"].as_u64().unwrap() > 0);
+    assert_eq!(read_parts(&output.join("web/dedup/kept"), "language").len(), after);
+    assert!(output.join("books/dedup/stats").is_dir() && !output.join("code/dedup").exists());
+}
+
+#[test]
+fn dedup_runs_stage_by_stage_across_tasks_like_in_one_go() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dupes = fixtures().join("dumps/dupes.parquet");
+    let web = fixtures().join("dumps/web.parquet");
+    let (d, w) = (dupes.to_str().unwrap(), web.to_str().unwrap());
+    let whole = tmp.path().join("whole");
+    let summary: serde_json::Value =
+        serde_json::from_str(ok(midtrain(&["dedup", d, w, "--out", whole.to_str().unwrap(), "--json"], 2)).trim())
+            .unwrap();
+    assert!(summary["dedup"]["removed_near"].as_u64().unwrap() > 50);
+
+    let split = tmp.path().join("split");
+    let s = split.to_str().unwrap();
+    for task in ["0", "1"] {
+        ok(midtrain(&["dedup", d, w, "--out", s, "--tasks", "2", "--task", task, "--stage", "signatures"], 1));
+    }
+    ok(midtrain(&["dedup", d, w, "--out", s, "--tasks", "2", "--stage", "pairs"], 2));
+    ok(midtrain(&["dedup", d, w, "--out", s, "--tasks", "2", "--stage", "clusters"], 2));
+    for task in ["1", "0"] {
+        ok(midtrain(&["dedup", d, w, "--out", s, "--tasks", "2", "--task", task, "--stage", "apply"], 2));
+    }
+    for sub in ["kept", "removed"] {
+        assert_eq!(all_files(&whole.join(sub)), all_files(&split.join(sub)), "{sub}");
+    }
+    let removed = read_parts(&split.join("removed"), "reason");
+    assert!(removed.iter().all(|r| r == "exact" || r == "near"));
+    // A stage out of order is refused with a clear message.
+    let early = tmp.path().join("early");
+    let out = midtrain(&["dedup", d, "--out", early.to_str().unwrap(), "--stage", "pairs"], 1);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("signature task 0 of 1 is not finished"));
 }

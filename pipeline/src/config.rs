@@ -46,6 +46,72 @@ pub struct PrepareConfig {
     pub on_error: OnError,
     #[serde(rename = "domain")]
     pub domains: Vec<DomainConfig>,
+    /// Deduplication over the filtered documents of several domains at once.
+    #[serde(default)]
+    pub dedup: Option<PrepareDedupConfig>,
+}
+
+/// `[dedup]`: one dedup run over the kept documents of `domains` (all by default), so that
+/// duplicates across domains and sources count; each domain's result lands in `NAME/dedup/`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareDedupConfig {
+    /// `default` (midtrain's recommendation) or `fineweb` (datatrove-compatible).
+    #[serde(default = "default_preset")]
+    pub preset: String,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub exact_only: bool,
+    /// `first`, `quality` or `root`.
+    #[serde(default = "default_keep")]
+    pub keep: String,
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: usize,
+}
+
+fn default_preset() -> String {
+    "default".into()
+}
+
+fn default_keep() -> String {
+    "first".into()
+}
+
+fn default_memory_mb() -> usize {
+    1024
+}
+
+impl PrepareDedupConfig {
+    /// The dedup settings this section asks for.
+    pub fn resolve(&self) -> Result<crate::dedup::DedupConfig, String> {
+        use crate::dedup::{DedupConfig, Keeper};
+        let mut config = match self.preset.as_str() {
+            "default" => DedupConfig::recommended(),
+            "fineweb" => DedupConfig::fineweb(),
+            other => return Err(format!("dedup: unknown preset {other:?} (default or fineweb)")),
+        };
+        if self.exact_only {
+            config.exact = true;
+            config.near = None;
+        }
+        config.keep = match self.keep.as_str() {
+            "first" => Keeper::First,
+            "quality" => Keeper::Quality,
+            "root" => Keeper::Root,
+            other => return Err(format!("dedup: unknown keep {other:?} (first, quality or root)")),
+        };
+        config.memory_budget = self.memory_mb.max(16) << 20;
+        Ok(config)
+    }
+
+    /// The domains taking part, in config order.
+    pub fn domain_names<'a>(&'a self, all: &'a [DomainConfig]) -> Vec<&'a str> {
+        all.iter()
+            .map(|d| d.name.as_str())
+            .filter(|n| self.domains.is_empty() || self.domains.iter().any(|x| x == n))
+            .collect()
+    }
 }
 
 fn default_batch_size() -> usize {
@@ -131,6 +197,12 @@ impl PrepareConfig {
                 Predicate::parse(w).map_err(|e| format!("domain {:?}: {e}", d.name))?;
             }
         }
+        if let Some(dedup) = &self.dedup {
+            dedup.resolve()?;
+            if let Some(unknown) = dedup.domains.iter().find(|n| !names.contains(n)) {
+                return Err(format!("dedup: no domain named {unknown:?}"));
+            }
+        }
         Ok(())
     }
 }
@@ -142,6 +214,8 @@ impl DomainConfig {
             id_column: self.id_column.clone(),
             url_column: self.url_column.clone(),
             predicate: self.where_.as_deref().map(|w| Predicate::parse(w).expect("validated on load")),
+            carry: Vec::new(),
+
             batch_size,
             on_error,
         }

@@ -2,6 +2,27 @@
 
 use std::sync::Arc;
 
+/// A per-document column beyond id and text: what a filter adds, and what outputs carry along.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum OutputColumn {
+    /// A float written with [`Document::set_score`].
+    Score(&'static str),
+    /// A string written with [`Document::set_label`].
+    Label(&'static str),
+}
+
+impl OutputColumn {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Score(n) | Self::Label(n) => n,
+        }
+    }
+}
+
+/// The scores and labels midtrain's own filters write, carried through later stages.
+pub const KNOWN_COLUMNS: &[OutputColumn] =
+    &[OutputColumn::Label("language"), OutputColumn::Score("language_score"), OutputColumn::Score("quality")];
+
 /// A document flowing through `prepare`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Document {

@@ -66,7 +66,7 @@ fn folder_err(path: &Path, message: impl Into<String>) -> StageError {
 pub fn claim_output_folder(out: &Path, identity: &RunIdentity, force: bool) -> Result<(), StageError> {
     let run_file = out.join("run.json");
     if force {
-        for name in ["kept", "removed", "stats", "stats.json", "run.json"] {
+        for name in ["kept", "removed", "stats", "work", "stats.json", "run.json"] {
             let p = out.join(name);
             let result = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
             match result {

@@ -74,6 +74,8 @@ pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
         id_column: Some(args.id_column.clone()),
         url_column: Some("url".into()),
         predicate: args.where_.as_deref().map(Predicate::parse).transpose()?,
+        carry: Vec::new(),
+
         batch_size: args.batch_size,
         on_error: if args.on_error == "skip" { OnError::Skip } else { OnError::Fail },
     };

@@ -1,5 +1,6 @@
 //! One module per subcommand: argument definitions and output formatting.
 
+pub mod dedup;
 pub mod filter;
 pub mod inspect;
 pub mod prepare;

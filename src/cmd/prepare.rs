@@ -4,20 +4,23 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use pipeline::config::PrepareConfig;
+use pipeline::dedup::{self, DedupJob};
 use pipeline::filter::{FilterChain, FilterConfig};
-use pipeline::read;
+use pipeline::read::{self, ReadOptions};
 use pipeline::stage::{RunIdentity, claim_output_folder, run_filter_stage};
 
 use crate::progress::TextProgress;
 
-/// Prepare every domain of a config: read, filter and score (kept/removed parquet + stats).
+/// Prepare every domain of a config: read, filter, score, deduplicate.
 #[derive(Args)]
 #[command(after_help = "Example:
   midtrain prepare fixtures/prepare.toml
 
-Each domain is written to OUTPUT/NAME/filtered/: kept/part-*.parquet, removed/part-*.parquet and
-stats.json. A rerun resumes where it stopped (finished input files are skipped); --force redoes.
-See pipeline/src/config.rs or README.md for the config format.")]
+Each domain is written to OUTPUT/NAME/filtered/ (kept/part-*.parquet, removed/part-*.parquet,
+stats.json); with a [dedup] section, one dedup run covers the kept documents of its domains
+(duplicates across domains count) and writes OUTPUT/NAME/dedup/ per domain, with the shared work
+folder and stats in OUTPUT/_dedup/. A rerun resumes where it stopped (finished input files and
+stages are skipped); --force redoes. See README.md for the config format.")]
 pub struct PrepareArgs {
     /// The prepare config (TOML).
     config: PathBuf,
@@ -71,5 +74,63 @@ pub fn run(args: PrepareArgs, quiet: bool) -> Result<ExitCode> {
         }
         crate::report::print_stage_stats(&stats, args.json);
     }
+    if config.dedup.is_some() {
+        run_dedup(&config, &args, quiet)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One dedup run over the filtered documents of the `[dedup]` domains.
+fn run_dedup(config: &PrepareConfig, args: &PrepareArgs, quiet: bool) -> Result<()> {
+    let section = config.dedup.as_ref().expect("checked by the caller");
+    let dedup_config = section.resolve().map_err(anyhow::Error::msg)?;
+    let mut inputs = Vec::new();
+    let mut parts = Vec::new();
+    for name in section.domain_names(&config.domains) {
+        let filtered = config.output.join(name).join("filtered");
+        if !filtered.join("stats.json").is_file() {
+            eprintln!("dedup skipped: domain {name:?} has not been filtered yet (run prepare without --domain)");
+            return Ok(());
+        }
+        let mut kept = read::expand_inputs(&[filtered.join("kept/*.parquet").to_string_lossy()])?;
+        kept.sort();
+        for (i, path) in kept.into_iter().enumerate() {
+            inputs.push(path);
+            parts.push((config.output.join(name).join("dedup"), pipeline::stage::part_name(i)));
+        }
+    }
+    let out = config.output.join("_dedup");
+    let identity = RunIdentity {
+        stage: "dedup".into(),
+        inputs: inputs.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+        settings: serde_json::json!({ "dedup": section }),
+    };
+    if args.force {
+        for (dir, _) in &parts {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    claim_output_folder(&out, &identity, args.force)?;
+    let job = DedupJob {
+        inputs,
+        read: ReadOptions { carry: pipeline::document::KNOWN_COLUMNS.to_vec(), ..ReadOptions::default() },
+        config: dedup_config,
+        work: out.join("work"),
+        out: out.clone(),
+        tasks: 1,
+        parts,
+    };
+    let progress = TextProgress::new("dedup", quiet);
+    let (stage, clusters) = dedup::run_all(&job, &|p| progress.update(p)).context("dedup")?;
+    progress.finish();
+    if args.json {
+        println!("{}", serde_json::json!({ "dedup": clusters, "stage": stage }));
+    } else {
+        println!("== dedup over {} → {}", section.domain_names(&config.domains).join(", "), out.display());
+        println!(
+            "removed {} exact + {} near duplicates of {} documents in {} clusters",
+            clusters.removed_exact, clusters.removed_near, clusters.documents, clusters.clusters
+        );
+    }
+    Ok(())
 }

@@ -3,13 +3,13 @@
 //! in code points. Reasons: `empty`, `dup_para_frac`, `dup_para_char_frac`, `dup_line_frac`,
 //! `dup_line_char_frac`, `top_{n}_gram` (n = 2..4), `duplicated_{n}_n_grams` (n = 5..10).
 //!
-//! n-grams are hashed (xxh3-128 over the same strings Python builds) instead of materialised,
-//! so a document costs no allocation per n-gram.
+//! n-grams are never materialised: prefix hashes over the words joined by spaces (and over
+//! their concatenation) give each n-gram's string hash in O(1), with the same equality as
+//! Python's strings (122-bit polynomial hashes).
 
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3;
 
 use super::{Filter, Verdict};
 use crate::document::Document;
@@ -88,39 +88,161 @@ fn split_lines(s: &str) -> Vec<&str> {
     out
 }
 
-fn hash_words(words: &[&str], separator: &[u8]) -> u128 {
-    let mut h = Xxh3::new();
-    for (i, w) in words.iter().enumerate() {
-        if i > 0 {
-            h.update(separator);
-        }
-        h.update(w.as_bytes());
-    }
-    h.digest128()
+/// Polynomial hashes of every prefix of a byte string, so that the hash of any substring is
+/// O(1): two moduli 2^61 − 1 with different bases, 122 bits in all.
+struct PrefixHash {
+    prefix: Vec<(u64, u64)>,
+    power: Vec<(u64, u64)>,
 }
 
+const P61: u64 = (1 << 61) - 1;
+const BASES: (u64, u64) = (1_000_003, 911_382_323);
+
+fn mul_mod(a: u64, b: u64) -> u64 {
+    let x = a as u128 * b as u128;
+    let r = (x & P61 as u128) as u64 + (x >> 61) as u64;
+    if r >= P61 { r - P61 } else { r }
+}
+
+impl PrefixHash {
+    fn new(bytes: impl ExactSizeIterator<Item = u8>) -> Self {
+        let mut prefix = Vec::with_capacity(bytes.len() + 1);
+        let mut power = Vec::with_capacity(bytes.len() + 1);
+        let (mut h, mut p) = ((0u64, 0u64), (1u64, 1u64));
+        prefix.push(h);
+        power.push(p);
+        for b in bytes {
+            h = ((mul_mod(h.0, BASES.0) + b as u64 + 1) % P61, (mul_mod(h.1, BASES.1) + b as u64 + 1) % P61);
+            p = (mul_mod(p.0, BASES.0), mul_mod(p.1, BASES.1));
+            prefix.push(h);
+            power.push(p);
+        }
+        Self { prefix, power }
+    }
+
+    /// Hash of bytes `start..end`.
+    fn range(&self, start: usize, end: usize) -> u128 {
+        let (hi, lo, pw) = (self.prefix[end], self.prefix[start], self.power[end - start]);
+        let a = (hi.0 + P61 - mul_mod(lo.0, pw.0)) % P61;
+        let b = (hi.1 + P61 - mul_mod(lo.1, pw.1)) % P61;
+        ((a as u128) << 64) | b as u128
+    }
+}
+
+/// Keys are already uniform hashes: use their low bits directly.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64 ^ (v >> 64) as u64;
+    }
+}
+
+type KeyBuild = std::hash::BuildHasherDefault<KeyHasher>;
+
+/// The words' n-grams as strings without materialising them: `" ".join` n-grams are substrings
+/// of the words joined by single spaces, `"".join` n-grams substrings of their concatenation.
+struct NGrams<'a> {
+    words: &'a [&'a str],
+    /// Code points of words[..i], prefix sums.
+    chars: Vec<usize>,
+    /// Byte offsets of each word in the spaced and the concatenated strings.
+    spaced_start: Vec<usize>,
+    joined_start: Vec<usize>,
+    spaced: PrefixHash,
+    joined: PrefixHash,
+}
+
+impl<'a> NGrams<'a> {
+    fn new(words: &'a [&'a str]) -> Self {
+        let mut chars = vec![0];
+        let (mut spaced_start, mut joined_start) =
+            (Vec::with_capacity(words.len() + 1), Vec::with_capacity(words.len() + 1));
+        let (mut s, mut j) = (0, 0);
+        for w in words {
+            spaced_start.push(s);
+            joined_start.push(j);
+            s += w.len() + 1;
+            j += w.len();
+            chars.push(chars.last().unwrap() + python::len(w));
+        }
+        spaced_start.push(s);
+        joined_start.push(j);
+        let spaced_bytes = words.iter().enumerate().flat_map(|(i, w)| {
+            let sep: &[u8] = if i + 1 < words.len() { b" " } else { b"" };
+            w.bytes().chain(sep.iter().copied())
+        });
+        let spaced_len = s.saturating_sub(1);
+        let spaced = PrefixHash::new(ExactLen(spaced_bytes, spaced_len));
+        let joined = PrefixHash::new(ExactLen(words.iter().flat_map(|w| w.bytes()), j));
+        Self { words, chars, spaced_start, joined_start, spaced, joined }
+    }
+
+    /// Hash of `" ".join(words[i..i + n])`.
+    fn spaced_hash(&self, i: usize, n: usize) -> u128 {
+        self.spaced.range(self.spaced_start[i], self.spaced_start[i + n] - 1)
+    }
+
+    /// Hash of `"".join(words[i..i + n])`.
+    fn joined_hash(&self, i: usize, n: usize) -> u128 {
+        self.joined.range(self.joined_start[i], self.joined_start[i + n])
+    }
+
+    /// Code points of words[i..i + n].
+    fn chars(&self, i: usize, n: usize) -> usize {
+        self.chars[i + n] - self.chars[i]
+    }
+
+    fn len(&self) -> usize {
+        self.words.len()
+    }
+}
+
+/// An iterator with a known length (for `PrefixHash::new`).
+struct ExactLen<I>(I, usize);
+
+impl<I: Iterator<Item = u8>> Iterator for ExactLen<I> {
+    type Item = u8;
+    fn next(&mut self) -> Option<u8> {
+        self.0.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.1, Some(self.1))
+    }
+}
+
+impl<I: Iterator<Item = u8>> ExactSizeIterator for ExactLen<I> {}
+
 /// `len(s) * count` of the most frequent `" ".join` n-gram; ties go to the first seen.
-fn top_duplicate(words: &[&str], lengths: &[usize], n: usize) -> usize {
-    let mut counts: HashMap<u128, (usize, usize)> = HashMap::new(); // hash -> (count, first start)
-    for (start, gram) in words.windows(n).enumerate() {
-        counts.entry(hash_words(gram, b" ")).or_insert((0, start)).0 += 1;
+fn top_duplicate(grams: &NGrams<'_>, n: usize) -> usize {
+    let mut counts: HashMap<u128, (usize, usize), KeyBuild> = HashMap::default(); // (count, first start)
+    for start in 0..=grams.len() - n {
+        counts.entry(grams.spaced_hash(start, n)).or_insert((0, start)).0 += 1;
     }
     let (count, first) = counts.values().fold((0, usize::MAX), |best, &(count, first)| {
         if count > best.0 || (count == best.0 && first < best.1) { (count, first) } else { best }
     });
-    let gram_len: usize = lengths[first..first + n].iter().sum::<usize>() + n - 1;
-    gram_len * count
+    (grams.chars(first, n) + n - 1) * count
 }
 
 /// Characters in repeated `"".join` n-grams, jumping past each repeat (datatrove's `find_all_duplicate`).
-fn all_duplicates(words: &[&str], lengths: &[usize], n: usize) -> usize {
-    let mut seen = HashSet::new();
+fn all_duplicates(grams: &NGrams<'_>, n: usize) -> usize {
+    let mut seen: HashSet<u128, KeyBuild> = HashSet::default();
     let (mut repeated, mut i) = (0, 0);
-    while i + n <= words.len() {
-        if seen.insert(hash_words(&words[i..i + n], b"")) {
+    while i + n <= grams.len() {
+        if seen.insert(grams.joined_hash(i, n)) {
             i += 1;
         } else {
-            repeated += lengths[i..i + n].iter().sum::<usize>();
+            repeated += grams.chars(i, n);
             i += n;
         }
     }
@@ -158,17 +280,17 @@ impl Filter for GopherRepetitionFilter {
             return Verdict::drop("dup_line_char_frac");
         }
         let words = split_into_words(text);
-        let lengths: Vec<usize> = words.iter().map(|w| python::len(w)).collect();
+        let grams = NGrams::new(&words);
         for (&(n, limit), reason) in c.top_n_grams.iter().zip(&self.top_reasons) {
             if n == 0 || words.len() < n {
                 continue;
             }
-            if top_duplicate(&words, &lengths, n) as f64 / total > limit {
+            if top_duplicate(&grams, n) as f64 / total > limit {
                 return Verdict::drop(reason.clone());
             }
         }
         for (&(n, limit), reason) in c.dup_n_grams.iter().zip(&self.dup_reasons) {
-            if n > 0 && all_duplicates(&words, &lengths, n) as f64 / total > limit {
+            if n > 0 && all_duplicates(&grams, n) as f64 / total > limit {
                 return Verdict::drop(reason.clone());
             }
         }
@@ -231,20 +353,23 @@ mod tests {
         let text = format!("aaaaaaaaaa b {}", unique_words(0, 20));
         let len = text.chars().count() as f64;
         let words = split_into_words(&text);
-        let lengths: Vec<usize> = words.iter().map(|w| python::len(w)).collect();
-        assert_eq!(top_duplicate(&words, &lengths, 2), 12);
+        assert_eq!(top_duplicate(&NGrams::new(&words), 2), 12);
         assert!(12.0 / len < 0.2);
     }
 
     #[test]
     fn repeated_ngrams_jump_and_join_without_separator() {
         let words = ["a", "bc", "ab", "c", "x"];
-        let lengths = [1, 2, 2, 1, 1];
         // "abc" (a|bc) then "bcab", then "abc" (ab|c) collides with the first: 3 chars
-        assert_eq!(all_duplicates(&words, &lengths, 2), 3);
+        assert_eq!(all_duplicates(&NGrams::new(&words), 2), 3);
         let words = ["p", "q", "p", "q", "p", "q"];
         // pq, qp, pq (repeat: +2, jump to 4), pq (repeat: +2) = 4
-        assert_eq!(all_duplicates(&words, &[1; 6], 2), 4);
+        assert_eq!(all_duplicates(&NGrams::new(&words), 2), 4);
+        // " ".join keeps word boundaries: "a bc" and "ab c" differ.
+        let words = ["a", "bc", "ab", "c"];
+        let grams = NGrams::new(&words);
+        assert_ne!(grams.spaced_hash(0, 2), grams.spaced_hash(2, 2));
+        assert_eq!(grams.joined_hash(0, 2), grams.joined_hash(2, 2));
         let phrase = "the quick brown fox jumps over the lazy dog";
         // Six copies of a 9-word phrase after 150 distinct words: no single n-gram dominates
         // (top 4-gram 114 / 1014 chars), but repeated 5-grams cover > 15% of the text.

@@ -34,14 +34,7 @@ impl Verdict {
     }
 }
 
-/// A column a filter adds to every kept document.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutputColumn {
-    /// A float written with [`Document::set_score`].
-    Score(&'static str),
-    /// A string written with [`Document::set_label`].
-    Label(&'static str),
-}
+pub use crate::document::OutputColumn;
 
 pub trait Filter: Send + Sync {
     /// The step name recorded in removals and stats.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::document::{Document, Removal};
+use crate::document::{Document, OutputColumn, Removal};
 pub use predicate::{Predicate, PredicateError, Value};
 
 /// What to do with a bad row (bad JSON, invalid UTF-8, null or non-string text, unreadable part of a file).
@@ -37,6 +37,9 @@ pub struct ReadOptions {
     /// Column holding the URL, when present (default `url`).
     pub url_column: Option<String>,
     pub predicate: Option<Predicate>,
+    /// Score and label columns read into each document when the input has them (so later
+    /// stages keep what the filters computed; dedup's quality keeper reads `quality`).
+    pub carry: Vec<OutputColumn>,
     pub batch_size: usize,
     pub on_error: OnError,
 }
@@ -48,6 +51,7 @@ impl Default for ReadOptions {
             id_column: Some("id".into()),
             url_column: Some("url".into()),
             predicate: None,
+            carry: Vec::new(),
             batch_size: 1024,
             on_error: OnError::Fail,
         }
@@ -210,6 +214,13 @@ impl<'a> RowSink<'a> {
         }
         let mut doc = Document::new(id, text, self.source.clone(), row);
         doc.url = url;
+        for column in &self.options.carry {
+            match (column, lookup(column.name())) {
+                (OutputColumn::Score(name), Some(Value::Number(v))) => doc.set_score(name, v),
+                (OutputColumn::Label(name), Some(Value::Str(v))) => doc.set_label(name, v),
+                _ => {}
+            }
+        }
         self.batch.documents.push(doc);
     }
 

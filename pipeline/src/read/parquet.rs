@@ -87,6 +87,15 @@ impl Columns {
                 predicate.push((column.to_string(), i));
             }
         }
+        // Carried columns ride along with the predicate columns when the file has them.
+        for column in &options.carry {
+            let name = column.name();
+            if let Ok(i) = schema.index_of(name)
+                && !predicate.iter().any(|(n, _)| n == name)
+            {
+                predicate.push((name.to_string(), i));
+            }
+        }
         Ok(Self { text, id, url, predicate })
     }
 

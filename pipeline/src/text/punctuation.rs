@@ -11,6 +11,15 @@ pub fn is_terminal_punctuation(c: char) -> bool {
     matches!(c, '.' | '!' | '?') || (!c.is_ascii() && TERMINAL_PUNCTUATION.contains(c))
 }
 
+/// A character of datatrove's `PUNCTUATION` string alone (what `simplify_text` turns into spaces).
+pub fn is_punctuation_string(c: char) -> bool {
+    let code = c as u32;
+    if code <= 8 || (11..=31).contains(&code) || (127..=159).contains(&code) {
+        return true;
+    }
+    !c.is_ascii_alphanumeric() && c != ' ' && PUNCTUATION_PRINTABLE.contains(c)
+}
+
 /// A character of `PUNCTUATION_SET` = `PUNCTUATION` ∪ `TERMINAL_PUNCTUATION` (Gopher's "symbol").
 pub fn is_punctuation(c: char) -> bool {
     let code = c as u32;

@@ -1,0 +1,82 @@
+//! Text normalisation before hashing, so that copies differing only in case, digits,
+//! punctuation, spacing or accents hash alike.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use unicode_general_category::{GeneralCategory, get_general_category};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::text::punctuation::is_punctuation_string;
+use crate::text::python::{self, is_decimal};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalization {
+    /// The text as is.
+    None,
+    /// Whitespace runs folded to one space, ends stripped.
+    Whitespace,
+    /// datatrove's `simplify_text` (FineWeb): lowercase, numbers → `0`, punctuation → space,
+    /// whitespace folded, diacritics stripped (NFD without non-spacing marks).
+    #[default]
+    Fineweb,
+}
+
+/// Decimal separators datatrove accepts inside a number (`3.14`, `3,14`, Arabic `٫`, ...).
+fn is_number_separator(c: char) -> bool {
+    matches!(c, '.' | ',' | '،' | '٫' | '⎖' | '⎗' | '⎘')
+}
+
+pub fn normalize(text: &str, mode: Normalization) -> Cow<'_, str> {
+    match mode {
+        Normalization::None => Cow::Borrowed(text),
+        Normalization::Whitespace => Cow::Owned(python::split_whitespace(text).collect::<Vec<_>>().join(" ")),
+        Normalization::Fineweb => Cow::Owned(simplify(text)),
+    }
+}
+
+fn simplify(text: &str) -> String {
+    let lower = text.to_lowercase();
+    // numbers → "0", punctuation → " ", in one pass
+    let mut replaced = String::with_capacity(lower.len());
+    let chars: Vec<char> = lower.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if is_decimal(c) {
+            while i < chars.len() && is_decimal(chars[i]) {
+                i += 1;
+            }
+            if i + 1 < chars.len() && is_number_separator(chars[i]) && is_decimal(chars[i + 1]) {
+                i += 1;
+                while i < chars.len() && is_decimal(chars[i]) {
+                    i += 1;
+                }
+            }
+            replaced.push('0');
+            continue;
+        }
+        replaced.push(if is_punctuation_string(c) { ' ' } else { c });
+        i += 1;
+    }
+    let folded = python::split_whitespace(&replaced).collect::<Vec<_>>().join(" ");
+    let stripped: String =
+        folded.nfd().filter(|&c| get_general_category(c) != GeneralCategory::NonspacingMark).collect();
+    python::strip(&stripped).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fineweb_normalisation_matches_simplify_text() {
+        assert_eq!(normalize("  Hello,   WORLD!\n\tCafé déjà-vu ", Normalization::Fineweb), "hello world cafe deja vu");
+        assert_eq!(normalize("Pay 3.50 or 1,000 (٣٤) now", Normalization::Fineweb), "pay 0 or 0 0 now");
+        assert_eq!(normalize("a1b22c", Normalization::Fineweb), "a0b0c");
+        assert_eq!(normalize("x.", Normalization::Fineweb), "x");
+        assert_eq!(normalize(" a \n b ", Normalization::Whitespace), "a b");
+        assert_eq!(normalize(" a ", Normalization::None), " a ");
+    }
+}

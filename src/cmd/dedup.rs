@@ -1,0 +1,246 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+use pipeline::dedup::{self, DedupConfig, DedupJob, Keeper, Normalization};
+use pipeline::read::{self, OnError, ReadOptions};
+use pipeline::stage::{RunIdentity, claim_output_folder};
+
+use crate::progress::TextProgress;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Preset {
+    /// midtrain's recommendation: exact + 3-gram MinHash, 20×6 bands, Jaccard verification ≥ 0.5.
+    Default,
+    /// FineWeb's setting, bit-compatible with datatrove 0.10 (5-grams, 14×8 bands, no verification).
+    Fineweb,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Stage {
+    /// Every stage of every task of this run, here.
+    All,
+    /// Stage 1 for --task (hash documents into sorted band files).
+    Signatures,
+    /// Stage 2 (candidate pairs from all tasks' band files).
+    Pairs,
+    /// Stage 3 (verification, clustering, keepers).
+    Clusters,
+    /// Stage 4 for --task (write kept and removed parquet), and stats when all tasks are done.
+    Apply,
+}
+
+/// Remove exact and near duplicates (MinHash LSH) from parquet/jsonl documents.
+#[derive(Args)]
+#[command(after_help = "Examples:
+  midtrain dedup out/prepared/web/filtered/kept/*.parquet --out out/dedup
+  midtrain dedup data/*.parquet --preset fineweb --out out/dedup-fineweb
+  midtrain dedup data/*.parquet --exact-only --out out/exact
+  midtrain dedup data/*.parquet --ngram 5 --bands 14 --rows 8 --out out/custom
+
+Across machines (a shared folder; inputs split by file, file i goes to task i mod n):
+  midtrain dedup IN... --out D --tasks 4 --task 0 --stage signatures   # on each of 4 machines
+  midtrain dedup IN... --out D --tasks 4 --stage pairs                 # once
+  midtrain dedup IN... --out D --tasks 4 --stage clusters              # once
+  midtrain dedup IN... --out D --tasks 4 --task 0 --stage apply        # on each machine
+Writes OUT/kept/part-*.parquet, OUT/removed/part-*.parquet (id, source, row, step dedup,
+reason exact|near, cluster_id, kept_id) and OUT/stats.json (with the cluster-size histogram).")]
+pub struct DedupArgs {
+    /// Input files or glob patterns (.parquet, .jsonl, .jsonl.gz, .jsonl.zst).
+    #[arg(required = true)]
+    inputs: Vec<String>,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "default")]
+    preset: Preset,
+    /// Only exact duplicates (no MinHash).
+    #[arg(long)]
+    exact_only: bool,
+    /// Words per shingle.
+    #[arg(long)]
+    ngram: Option<usize>,
+    #[arg(long)]
+    bands: Option<usize>,
+    /// Hashes per band (at most 8).
+    #[arg(long)]
+    rows: Option<usize>,
+    #[arg(long)]
+    seed: Option<u32>,
+    /// Keep candidate pairs whose estimated Jaccard similarity reaches this; 0 disables.
+    #[arg(long)]
+    verify_threshold: Option<f64>,
+    /// Text normalisation before exact hashing.
+    #[arg(long, value_parser = ["none", "whitespace", "fineweb"])]
+    exact_normalization: Option<String>,
+    /// Which document of a cluster to keep: first (input order), quality (highest `quality`
+    /// column), root (datatrove's rule).
+    #[arg(long, value_parser = ["first", "quality", "root"])]
+    keep: Option<String>,
+    #[arg(long, default_value = "text")]
+    text_column: String,
+    #[arg(long, default_value = "id")]
+    id_column: String,
+    /// Sort buffers before spilling to disk, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    memory_mb: usize,
+    #[arg(long, value_enum, default_value = "all")]
+    stage: Stage,
+    #[arg(long, default_value_t = 1)]
+    tasks: usize,
+    /// This machine's task (for --stage signatures / apply).
+    #[arg(long)]
+    task: Option<usize>,
+    #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
+    on_error: String,
+    #[arg(long)]
+    force: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+fn normalization(name: &str) -> Normalization {
+    match name {
+        "none" => Normalization::None,
+        "whitespace" => Normalization::Whitespace,
+        _ => Normalization::Fineweb,
+    }
+}
+
+fn config(args: &DedupArgs) -> Result<DedupConfig> {
+    let mut config = match args.preset {
+        Preset::Default => DedupConfig::recommended(),
+        Preset::Fineweb => DedupConfig::fineweb(),
+    };
+    if args.exact_only {
+        config.exact = true;
+        config.near = None;
+    }
+    if let Some(near) = &mut config.near {
+        let m = &mut near.minhash;
+        m.ngram = args.ngram.unwrap_or(m.ngram);
+        m.bands = args.bands.unwrap_or(m.bands);
+        m.rows = args.rows.unwrap_or(m.rows);
+        m.seed = args.seed.unwrap_or(m.seed);
+        m.validate().map_err(anyhow::Error::msg)?;
+        if let Some(t) = args.verify_threshold {
+            near.verify_threshold = (t > 0.0).then_some(t);
+        }
+    } else if args.ngram.is_some() || args.bands.is_some() || args.rows.is_some() {
+        bail!("--ngram/--bands/--rows configure MinHash, which --exact-only turns off");
+    }
+    if let Some(n) = &args.exact_normalization {
+        config.exact_normalization = normalization(n);
+    }
+    if let Some(k) = &args.keep {
+        config.keep = match k.as_str() {
+            "quality" => Keeper::Quality,
+            "root" => Keeper::Root,
+            _ => Keeper::First,
+        };
+    }
+    config.memory_budget = args.memory_mb.max(16) << 20;
+    Ok(config)
+}
+
+pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
+    if args.tasks == 0 {
+        bail!("--tasks must be at least 1");
+    }
+    if let Some(t) = args.task
+        && t >= args.tasks
+    {
+        bail!("--task {t} is out of range for --tasks {}", args.tasks);
+    }
+    let needs_task = matches!(args.stage, Stage::Signatures | Stage::Apply);
+    if needs_task && args.task.is_none() && args.tasks > 1 {
+        bail!("--stage signatures/apply with --tasks > 1 needs --task");
+    }
+    let inputs = read::expand_inputs(&args.inputs)?;
+    let config = config(&args)?;
+    let identity = RunIdentity {
+        stage: "dedup".into(),
+        inputs: inputs.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+        settings: serde_json::json!({
+            "config": config,
+            "tasks": args.tasks,
+            "text_column": args.text_column,
+            "id_column": args.id_column,
+        }),
+    };
+    // Only the first stage may claim (or force) the folder; later stages must find it.
+    let first_stage = matches!(args.stage, Stage::All | Stage::Signatures);
+    if args.force && !first_stage {
+        bail!("--force restarts a run: use it with --stage all or signatures");
+    }
+    claim_output_folder(&args.out, &identity, args.force && first_stage)?;
+    let job = DedupJob {
+        inputs,
+        read: ReadOptions {
+            text_column: args.text_column.clone(),
+            id_column: Some(args.id_column.clone()),
+            carry: pipeline::document::KNOWN_COLUMNS.to_vec(),
+            on_error: if args.on_error == "skip" { OnError::Skip } else { OnError::Fail },
+            ..ReadOptions::default()
+        },
+        config,
+        work: args.out.join("work"),
+        out: args.out.clone(),
+        tasks: args.tasks,
+        parts: Vec::new(),
+    };
+    let progress = TextProgress::new(&format!("dedup {}", stage_name(args.stage)), quiet);
+    let report = |p| progress.update(p);
+    let task = args.task.unwrap_or(0);
+    match args.stage {
+        Stage::All => {
+            let (stage, clusters) = dedup::run_all(&job, &report)?;
+            progress.finish();
+            print(&stage, &clusters, args.json);
+        }
+        Stage::Signatures => dedup::signatures(&job, task, &report)?,
+        Stage::Pairs => dedup::pairs(&job)?,
+        Stage::Clusters => {
+            let stats = dedup::clusters(&job)?;
+            progress.finish();
+            println!("{}", serde_json::to_string(&stats)?);
+        }
+        Stage::Apply => {
+            dedup::apply(&job, task, &report)?;
+            progress.finish();
+            match dedup::finish(&job) {
+                Ok((stage, clusters)) => print(&stage, &clusters, args.json),
+                Err(_) => eprintln!("task {task} applied; stats.json follows when every task is applied"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::All => "all",
+        Stage::Signatures => "signatures",
+        Stage::Pairs => "pairs",
+        Stage::Clusters => "clusters",
+        Stage::Apply => "apply",
+    }
+}
+
+fn print(stage: &pipeline::stats::StageStats, clusters: &dedup::DedupStats, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "stage": stage, "dedup": clusters }));
+        return;
+    }
+    crate::report::print_stage_stats(stage, false);
+    println!(
+        "removed {} exact + {} near duplicates in {} clusters ({} candidate pairs, {} verified)",
+        clusters.removed_exact,
+        clusters.removed_near,
+        clusters.clusters,
+        clusters.candidate_pairs,
+        clusters.verified_pairs
+    );
+    let sizes: Vec<String> = clusters.cluster_sizes.iter().map(|(size, n)| format!("{size}:{n}")).collect();
+    println!("cluster sizes (size:count) {}", sizes.join(" "));
+}
