@@ -13,8 +13,13 @@ build:
 
 ## demo: the whole flow on the committed fixtures
 demo: build
-	@echo "== prepare the fixture dumps: read, filter, score (out/prepared/*/filtered)"
+	@echo "== prepare the fixture dumps: read, filter, score, dedup, tokenize (out/prepared/*)"
 	$(MIDTRAIN) prepare fixtures/prepare.toml --force
+	$(MIDTRAIN) inspect out/prepared/web
+	$(MIDTRAIN) inspect out/prepared/books --json
+	$(MIDTRAIN) verify out/prepared/math
+	@echo "== tokenize a dump as it is (no filtering)"
+	$(MIDTRAIN) tokenize fixtures/dumps/instruct.parquet --tokenizer fixtures/tokenizer.json --out out/instruct-raw --force
 	@echo "== a quality classifier trained on the fixtures (books+math vs web)"
 	$(MIDTRAIN) quality train --positive fixtures/dumps/books.parquet --positive fixtures/dumps/math.parquet \
 		--negative fixtures/dumps/web.parquet --out out/demo-quality.bin

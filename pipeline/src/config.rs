@@ -49,6 +49,37 @@ pub struct PrepareConfig {
     /// Deduplication over the filtered documents of several domains at once.
     #[serde(default)]
     pub dedup: Option<PrepareDedupConfig>,
+    /// Tokenization into shards; without it prepare stops at filtered (and deduplicated) text.
+    #[serde(default)]
+    pub tokenizer: Option<PrepareTokenizerConfig>,
+}
+
+/// `[tokenizer]`: how kept documents become token shards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareTokenizerConfig {
+    /// A Hugging Face `tokenizer.json`.
+    pub path: PathBuf,
+    /// End-of-document token string or id; default: detected from common names.
+    #[serde(default)]
+    pub eos: Option<String>,
+    /// Beginning-of-document token string or id, when documents should start with one.
+    #[serde(default)]
+    pub bos: Option<String>,
+    /// Target size of a shard's `.bin`, in MiB.
+    #[serde(default = "default_shard_size_mb")]
+    pub shard_size_mb: u64,
+    /// `megatron` (always) and optionally `datatrove` (`.ds` + `.ds.index`).
+    #[serde(default = "default_formats")]
+    pub formats: Vec<String>,
+}
+
+fn default_shard_size_mb() -> u64 {
+    1024
+}
+
+fn default_formats() -> Vec<String> {
+    vec!["megatron".into()]
 }
 
 /// `[dedup]`: one dedup run over the kept documents of `domains` (all by default), so that
@@ -163,6 +194,11 @@ impl PrepareConfig {
         if self.output.is_relative() {
             self.output = base.join(&self.output);
         }
+        if let Some(t) = &mut self.tokenizer
+            && t.path.is_relative()
+        {
+            t.path = base.join(&t.path);
+        }
         for d in &mut self.domains {
             for input in &mut d.inputs {
                 if Path::new(input.as_str()).is_relative() {
@@ -197,6 +233,12 @@ impl PrepareConfig {
                 Predicate::parse(w).map_err(|e| format!("domain {:?}: {e}", d.name))?;
             }
         }
+        if let Some(t) = &self.tokenizer {
+            crate::dataset::Formats::parse(&t.formats)?;
+            if t.shard_size_mb == 0 {
+                return Err("tokenizer.shard_size_mb must be at least 1".into());
+            }
+        }
         if let Some(dedup) = &self.dedup {
             dedup.resolve()?;
             if let Some(unknown) = dedup.domains.iter().find(|n| !names.contains(n)) {
@@ -215,6 +257,7 @@ impl DomainConfig {
             url_column: self.url_column.clone(),
             predicate: self.where_.as_deref().map(|w| Predicate::parse(w).expect("validated on load")),
             carry: Vec::new(),
+            keep_provenance: false,
 
             batch_size,
             on_error,

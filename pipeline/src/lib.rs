@@ -3,6 +3,7 @@
 //! turns kept documents into token ids ([`tokenize`]).
 
 pub mod config;
+pub mod dataset;
 pub mod dedup;
 pub mod document;
 pub mod filter;

@@ -128,18 +128,22 @@ pub struct RemovedWriter {
     out: ParquetOut,
 }
 
+/// The schema of removed-document files.
+pub fn removed_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("row", DataType::UInt64, false),
+        Field::new("step", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("cluster_id", DataType::UInt64, true),
+        Field::new("kept_id", DataType::Utf8, true),
+    ]))
+}
+
 impl RemovedWriter {
     pub fn create(path: &Path) -> Result<Self, OutputError> {
-        let schema = Schema::new(vec![
-            Field::new("id", DataType::Utf8, false),
-            Field::new("source", DataType::Utf8, false),
-            Field::new("row", DataType::UInt64, false),
-            Field::new("step", DataType::Utf8, false),
-            Field::new("reason", DataType::Utf8, false),
-            Field::new("cluster_id", DataType::UInt64, true),
-            Field::new("kept_id", DataType::Utf8, true),
-        ]);
-        Ok(Self { out: ParquetOut::create(path, Arc::new(schema))? })
+        Ok(Self { out: ParquetOut::create(path, removed_schema())? })
     }
 
     pub fn write(&mut self, removed: &[Removal]) -> Result<(), OutputError> {

@@ -53,6 +53,23 @@ pub struct Progress {
     pub kept: u64,
 }
 
+/// Which input files a task owns when work is split across machines: file i belongs to task
+/// i mod tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskSlice {
+    pub task: usize,
+    pub tasks: usize,
+}
+
+impl TaskSlice {
+    /// Everything, on this machine.
+    pub const ALL: Self = Self { task: 0, tasks: 1 };
+
+    pub fn owns(&self, file_index: usize) -> bool {
+        file_index % self.tasks == self.task
+    }
+}
+
 pub fn part_name(i: usize) -> String {
     format!("part-{i:05}")
 }
@@ -97,33 +114,44 @@ pub fn claim_output_folder(out: &Path, identity: &RunIdentity, force: bool) -> R
     write_atomic(&run_file, &bytes).map_err(|e| folder_err(&run_file, e.to_string()))
 }
 
-/// Run the filter stage over `inputs` into `out` (claimed beforehand with [`claim_output_folder`]).
+/// Run the filter stage over the inputs `slice` owns, into `out` (claimed beforehand with
+/// [`claim_output_folder`]). Returns the summed stats, written to `stats.json`, once every
+/// part of every task is finished; `None` while other tasks' parts are missing.
 pub fn run_filter_stage(
     inputs: &[PathBuf],
     read_options: &ReadOptions,
     chain: &FilterChain,
     out: &Path,
+    slice: TaskSlice,
     progress: &(dyn Fn(Progress) + Sync),
-) -> Result<StageStats, StageError> {
+) -> Result<Option<StageStats>, StageError> {
     let mut total = StageStats::with_steps(step_names(chain));
     let mut seen = Progress::default();
+    let mut complete = true;
     for (i, input) in inputs.iter().enumerate() {
         let stats_path = out.join("stats").join(format!("{}.json", part_name(i)));
         let part = match std::fs::read(&stats_path).ok().and_then(|b| serde_json::from_slice::<StageStats>(&b).ok()) {
             Some(done) => done,
-            None => {
+            None if slice.owns(i) => {
                 let part = filter_file(input, i, read_options, chain, out, &mut seen, progress)?;
                 let bytes = serde_json::to_vec_pretty(&part).expect("serialisable");
                 write_atomic(&stats_path, &bytes).map_err(|e| folder_err(&stats_path, e.to_string()))?;
                 part
             }
+            None => {
+                complete = false;
+                continue;
+            }
         };
         total.merge(&part);
+    }
+    if !complete {
+        return Ok(None);
     }
     let stats_path = out.join("stats.json");
     let bytes = serde_json::to_vec_pretty(&total).expect("serialisable");
     write_atomic(&stats_path, &bytes).map_err(|e| folder_err(&stats_path, e.to_string()))?;
-    Ok(total)
+    Ok(Some(total))
 }
 
 fn step_names(chain: &FilterChain) -> Vec<String> {

@@ -180,6 +180,7 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
             text_column: args.text_column.clone(),
             id_column: Some(args.id_column.clone()),
             carry: pipeline::document::KNOWN_COLUMNS.to_vec(),
+            keep_provenance: true,
             on_error: if args.on_error == "skip" { OnError::Skip } else { OnError::Fail },
             ..ReadOptions::default()
         },

@@ -5,7 +5,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use pipeline::filter::{FilterChain, FilterConfig};
 use pipeline::read::{self, OnError, Predicate, ReadOptions};
-use pipeline::stage::{RunIdentity, claim_output_folder, run_filter_stage};
+use pipeline::stage::{RunIdentity, TaskSlice, claim_output_folder, run_filter_stage};
 
 use crate::progress::TextProgress;
 
@@ -75,6 +75,7 @@ pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
         url_column: Some("url".into()),
         predicate: args.where_.as_deref().map(Predicate::parse).transpose()?,
         carry: Vec::new(),
+        keep_provenance: false,
 
         batch_size: args.batch_size,
         on_error: if args.on_error == "skip" { OnError::Skip } else { OnError::Fail },
@@ -93,8 +94,9 @@ pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
     };
     claim_output_folder(&args.out, &identity, args.force)?;
     let progress = TextProgress::new("filter", quiet);
-    let stats = run_filter_stage(&inputs, &options, &chain, &args.out, &|p| progress.update(p))
-        .with_context(|| format!("filtering into {}", args.out.display()))?;
+    let stats = run_filter_stage(&inputs, &options, &chain, &args.out, TaskSlice::ALL, &|p| progress.update(p))
+        .with_context(|| format!("filtering into {}", args.out.display()))?
+        .expect("one task owns every part");
     progress.finish();
     crate::report::print_stage_stats(&stats, args.json);
     Ok(ExitCode::SUCCESS)

@@ -5,4 +5,5 @@ pub mod filter;
 pub mod inspect;
 pub mod prepare;
 pub mod quality;
+pub mod tokenize;
 pub mod verify;

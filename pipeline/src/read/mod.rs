@@ -40,6 +40,10 @@ pub struct ReadOptions {
     /// Score and label columns read into each document when the input has them (so later
     /// stages keep what the filters computed; dedup's quality keeper reads `quality`).
     pub carry: Vec<OutputColumn>,
+    /// Take each document's `source` and `row` from the input's own `source` / `row` columns
+    /// when it has them (midtrain's stage outputs), so that sidecars and removal lists name the
+    /// original dump and row, not the intermediate file.
+    pub keep_provenance: bool,
     pub batch_size: usize,
     pub on_error: OnError,
 }
@@ -52,6 +56,7 @@ impl Default for ReadOptions {
             url_column: Some("url".into()),
             predicate: None,
             carry: Vec::new(),
+            keep_provenance: false,
             batch_size: 1024,
             on_error: OnError::Fail,
         }
@@ -196,6 +201,20 @@ impl<'a> RowSink<'a> {
         url: Option<String>,
         lookup: &dyn Fn(&str) -> Option<Value>,
     ) {
+        self.row_from(row, None, id, text, url, lookup)
+    }
+
+    /// A row whose provenance (original file and row) may differ from where it was read.
+    fn row_from(
+        &mut self,
+        row: u64,
+        origin: Option<(Arc<str>, u64)>,
+        id: Option<String>,
+        text: String,
+        url: Option<String>,
+        lookup: &dyn Fn(&str) -> Option<Value>,
+    ) {
+        let (source, row) = origin.unwrap_or_else(|| (self.source.clone(), row));
         let id = id.unwrap_or_else(|| fallback_id(self.path, row));
         self.batch.bytes += text.len() as u64;
         if let Some(p) = &self.options.predicate
@@ -203,7 +222,7 @@ impl<'a> RowSink<'a> {
         {
             self.batch.removed.push(Removal {
                 id,
-                source: self.source.clone(),
+                source: source.clone(),
                 row,
                 step: "where".into(),
                 reason: "predicate_false".into(),
@@ -212,7 +231,7 @@ impl<'a> RowSink<'a> {
             });
             return;
         }
-        let mut doc = Document::new(id, text, self.source.clone(), row);
+        let mut doc = Document::new(id, text, source, row);
         doc.url = url;
         for column in &self.options.carry {
             match (column, lookup(column.name())) {

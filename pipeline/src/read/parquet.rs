@@ -59,6 +59,8 @@ struct Columns {
     id: Option<usize>,
     url: Option<usize>,
     predicate: Vec<(String, usize)>,
+    /// `source` (string) and `row` (uint64) of midtrain's stage outputs, when asked for.
+    provenance: Option<(usize, usize)>,
 }
 
 impl Columns {
@@ -96,7 +98,15 @@ impl Columns {
                 predicate.push((name.to_string(), i));
             }
         }
-        Ok(Self { text, id, url, predicate })
+        let provenance = options
+            .keep_provenance
+            .then(|| {
+                let source = optional_string(&Some("source".to_string()))?;
+                let row = schema.index_of("row").ok().filter(|&i| schema.field(i).data_type() == &DataType::UInt64)?;
+                Some((source, row))
+            })
+            .flatten();
+        Ok(Self { text, id, url, predicate, provenance })
     }
 
     /// Sorted, de-duplicated root indices to project.
@@ -105,6 +115,9 @@ impl Columns {
         v.extend(self.id);
         v.extend(self.url);
         v.extend(self.predicate.iter().map(|(_, i)| *i));
+        if let Some((source, row)) = self.provenance {
+            v.extend([source, row]);
+        }
         v.sort_unstable();
         v.dedup();
         v
@@ -160,6 +173,7 @@ impl ParquetBatches {
         let url = self.columns.url.map(col);
         let predicate: Vec<(String, ArrayRef)> =
             self.columns.predicate.iter().map(|(name, root)| (name.clone(), col(*root))).collect();
+        let provenance = self.columns.provenance.map(|(s, r)| (col(s), col(r)));
         let mut sink = RowSink::new(&self.path, self.source.clone(), &self.options);
         for i in 0..batch.num_rows() {
             let row = self.next_row + i as u64;
@@ -170,7 +184,11 @@ impl ParquetBatches {
             };
             let url = url.as_ref().and_then(|a| string_at(a, i)).map(str::to_string);
             let lookup = |name: &str| predicate.iter().find(|(n, _)| n == name).map(|(_, a)| value_at(a, i));
-            sink.row(row, id, text.to_string(), url, &lookup);
+            let origin = provenance.as_ref().and_then(|(s, r)| {
+                let source = string_at(s, i)?;
+                (!r.is_null(i)).then(|| (Arc::from(source), r.as_primitive::<UInt64Type>().value(i)))
+            });
+            sink.row_from(row, origin, id, text.to_string(), url, &lookup);
         }
         self.next_row += batch.num_rows() as u64;
         Ok(sink.take())

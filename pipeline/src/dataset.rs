@@ -1,0 +1,603 @@
+//! Tokenize documents into a prepared dataset: Megatron shards (`.bin/.idx`), a per-document
+//! sidecar parquet per shard, optionally datatrove's `.ds` files, and `manifest.json` last.
+//!
+//! Input file i (a part) becomes shards `NAME_{i:05}_{k:04}`, cut at the target size, so a
+//! rerun redoes only unfinished parts and ends byte-identical to an uninterrupted run. A part
+//! is finished when `parts/part-{i:05}.json` (its shard entries) exists; the manifest is
+//! written when every part is. Documents are encoded in parallel per batch and written in
+//! input order; memory is bounded by the batch (documents longer than 1 MiB are encoded in
+//! pieces cut between words, so a 100 MB document costs a few MiB of encoder state).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder, UInt64Builder};
+use arrow::datatypes::{DataType, Field, Schema};
+use mixtures::fsutil::{durable_rename, temp_path, write_atomic};
+use mixtures::{DatasetManifest, ShardEntry, ShardWriter};
+use parquet::arrow::ArrowWriter;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::document::{Document, OutputColumn};
+use crate::output::RemovedWriter;
+use crate::read::{self, ReadError, ReadOptions};
+use crate::stage::{Progress, TaskSlice, part_name};
+use crate::tokenize::{TextTokenizer, TokenizeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Tokenize(#[from] TokenizeError),
+    #[error(transparent)]
+    Shard(#[from] mixtures::ShardError),
+    #[error(transparent)]
+    Manifest(#[from] mixtures::manifest::ManifestError),
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
+    move |e| DatasetError::Io { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Output formats besides the sidecars.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Formats {
+    pub megatron: bool,
+    pub datatrove: bool,
+}
+
+impl Default for Formats {
+    fn default() -> Self {
+        Self { megatron: true, datatrove: false }
+    }
+}
+
+impl Formats {
+    pub fn parse(list: &[String]) -> Result<Self, String> {
+        let mut f = Self { megatron: false, datatrove: false };
+        for name in list {
+            match name.as_str() {
+                "megatron" => f.megatron = true,
+                "datatrove" => f.datatrove = true,
+                other => return Err(format!("unknown format {other:?} (megatron, datatrove)")),
+            }
+        }
+        if !f.megatron {
+            return Err("the megatron format is required: the manifest and sidecars describe its shards".into());
+        }
+        Ok(f)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DatasetOptions {
+    pub domain: String,
+    pub read: ReadOptions,
+    /// Start a new shard once a shard's `.bin` reaches this many bytes.
+    pub shard_bytes: u64,
+    pub formats: Formats,
+    /// The settings that produced the dataset, recorded in the manifest.
+    pub config: serde_json::Value,
+}
+
+/// Documents above this are encoded in pieces (cut at a single space between two words).
+pub const ENCODE_PIECE_BYTES: usize = 1 << 20;
+
+/// Encode a whole document, in pieces when it is long.
+pub fn encode_long(
+    tokenizer: &TextTokenizer,
+    text: &str,
+    piece: usize,
+    out: &mut Vec<u32>,
+) -> Result<(), TokenizeError> {
+    out.clear();
+    out.extend(tokenizer.identity().bos_id);
+    let mut rest = text;
+    while rest.len() > piece {
+        let cut = piece_boundary(rest, piece);
+        out.extend(tokenizer.encode_text(&rest[..cut])?);
+        rest = &rest[cut..];
+    }
+    out.extend(tokenizer.encode_text(rest)?);
+    out.push(tokenizer.eos_id());
+    Ok(())
+}
+
+/// A cut near `target` just before a single space that sits between two non-space characters
+/// (a pre-tokenizer boundary for byte-level BPE, SentencePiece and WordPiece), or at `target`'s
+/// char boundary when the text has no such space.
+fn piece_boundary(text: &str, target: usize) -> usize {
+    let bytes = text.as_bytes();
+    let window_start = target / 2;
+    for i in (window_start.max(1)..target.min(bytes.len() - 1)).rev() {
+        if bytes[i] == b' ' && !bytes[i - 1].is_ascii_whitespace() && !bytes[i + 1].is_ascii_whitespace() {
+            return i;
+        }
+    }
+    let mut cut = target.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    cut.max(1)
+}
+
+/// One shard being written: Megatron files, sidecar rows, optional datatrove files.
+struct OpenShard {
+    prefix: PathBuf,
+    writer: ShardWriter,
+    sidecar: Sidecar,
+    ds: Option<DsWriter>,
+}
+
+/// Per-document sidecar rows, written as one parquet file per shard.
+struct Sidecar {
+    path: PathBuf,
+    domain: String,
+    carry: Vec<OutputColumn>,
+    ids: StringBuilder,
+    sources: StringBuilder,
+    rows: UInt64Builder,
+    tokens: UInt64Builder,
+    bytes: UInt64Builder,
+    scores: Vec<Float64Builder>,
+    labels: Vec<StringBuilder>,
+    count: usize,
+}
+
+impl Sidecar {
+    fn new(path: PathBuf, domain: &str, carry: &[OutputColumn]) -> Self {
+        Self {
+            path,
+            domain: domain.to_string(),
+            carry: carry.to_vec(),
+            ids: StringBuilder::new(),
+            sources: StringBuilder::new(),
+            rows: UInt64Builder::new(),
+            tokens: UInt64Builder::new(),
+            bytes: UInt64Builder::new(),
+            scores: carry
+                .iter()
+                .filter(|c| matches!(c, OutputColumn::Score(_)))
+                .map(|_| Float64Builder::new())
+                .collect(),
+            labels: carry
+                .iter()
+                .filter(|c| matches!(c, OutputColumn::Label(_)))
+                .map(|_| StringBuilder::new())
+                .collect(),
+            count: 0,
+        }
+    }
+
+    fn push(&mut self, doc: &Document, tokens: usize) {
+        self.ids.append_value(&doc.id);
+        self.sources.append_value(&doc.source);
+        self.rows.append_value(doc.row);
+        self.tokens.append_value(tokens as u64);
+        self.bytes.append_value(doc.text.len() as u64);
+        let (mut s, mut l) = (0, 0);
+        for c in &self.carry {
+            match c {
+                OutputColumn::Score(name) => {
+                    self.scores[s].append_option(doc.score(name));
+                    s += 1;
+                }
+                OutputColumn::Label(name) => {
+                    self.labels[l].append_option(doc.label(name));
+                    l += 1;
+                }
+            }
+        }
+        self.count += 1;
+    }
+
+    fn finish(mut self) -> Result<(), DatasetError> {
+        let n = self.count;
+        let mut domain = StringBuilder::new();
+        (0..n).for_each(|_| domain.append_value(&self.domain));
+        let mut fields = vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("source", DataType::Utf8, false),
+            Field::new("row", DataType::UInt64, false),
+            Field::new("domain", DataType::Utf8, false),
+            Field::new("tokens", DataType::UInt64, false),
+            Field::new("bytes", DataType::UInt64, false),
+        ];
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.ids.finish()),
+            Arc::new(self.sources.finish()),
+            Arc::new(self.rows.finish()),
+            Arc::new(domain.finish()),
+            Arc::new(self.tokens.finish()),
+            Arc::new(self.bytes.finish()),
+        ];
+        let (mut s, mut l) = (0, 0);
+        for c in &self.carry {
+            match c {
+                OutputColumn::Score(name) => {
+                    fields.push(Field::new(*name, DataType::Float64, true));
+                    columns.push(Arc::new(self.scores[s].finish()));
+                    s += 1;
+                }
+                OutputColumn::Label(name) => {
+                    fields.push(Field::new(*name, DataType::Utf8, true));
+                    columns.push(Arc::new(self.labels[l].finish()));
+                    l += 1;
+                }
+            }
+        }
+        let err = |m: String| DatasetError::Io { path: self.path.clone(), message: m };
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| err(e.to_string()))?;
+        let tmp = temp_path(&self.path);
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut w = ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| err(e.to_string()))?;
+        w.write(&batch).map_err(|e| err(e.to_string()))?;
+        let file = w.into_inner().map_err(|e| err(e.to_string()))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        durable_rename(&tmp, &self.path).map_err(io_err(&self.path))
+    }
+}
+
+/// datatrove / nanotron token files: `.ds` (raw little-endian ids, 2 or 4 bytes), `.ds.index`
+/// (u64 cumulative document ends, in tokens) and `.ds.metadata`.
+struct DsWriter {
+    path: PathBuf,
+    tokens: BufWriter<File>,
+    ends: Vec<u64>,
+    total: u64,
+    token_size: usize,
+    tokenizer_name: String,
+    buf: Vec<u8>,
+}
+
+impl DsWriter {
+    fn create(path: PathBuf, vocab_size: usize, tokenizer_name: String) -> Result<Self, DatasetError> {
+        let tmp = temp_path(&path);
+        let tokens = BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io_err(&tmp))?);
+        let token_size = if vocab_size <= 1 << 16 { 2 } else { 4 };
+        Ok(Self { path, tokens, ends: Vec::new(), total: 0, token_size, tokenizer_name, buf: Vec::new() })
+    }
+
+    fn append(&mut self, ids: &[u32]) -> Result<(), DatasetError> {
+        self.buf.clear();
+        for &t in ids {
+            if self.token_size == 2 {
+                self.buf.extend_from_slice(&(t as u16).to_le_bytes());
+            } else {
+                self.buf.extend_from_slice(&t.to_le_bytes());
+            }
+        }
+        let tmp = temp_path(&self.path);
+        self.tokens.write_all(&self.buf).map_err(io_err(&tmp))?;
+        self.total += ids.len() as u64;
+        self.ends.push(self.total);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), DatasetError> {
+        let tmp = temp_path(&self.path);
+        let file =
+            self.tokens.into_inner().map_err(|e| DatasetError::Io { path: tmp.clone(), message: e.to_string() })?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        let index: Vec<u8> = self.ends.iter().flat_map(|e| e.to_le_bytes()).collect();
+        let with = |suffix: &str| {
+            let mut s = self.path.as_os_str().to_os_string();
+            s.push(suffix);
+            PathBuf::from(s)
+        };
+        write_atomic(&with(".index"), &index).map_err(io_err(&with(".index")))?;
+        let metadata =
+            format!("{}|{}\n{}\n{}", self.tokenizer_name, self.token_size, self.total, humanize_tokens(self.total));
+        write_atomic(&with(".metadata"), metadata.as_bytes()).map_err(io_err(&with(".metadata")))?;
+        durable_rename(&tmp, &self.path).map_err(io_err(&self.path))
+    }
+}
+
+/// `humanize.metric(n, unit="T")` style: three significant digits and an SI prefix.
+fn humanize_tokens(n: u64) -> String {
+    let (value, prefix) = match n {
+        0..1_000 => return format!("{n} T"),
+        1_000..1_000_000 => (n as f64 / 1e3, "k"),
+        1_000_000..1_000_000_000 => (n as f64 / 1e6, "M"),
+        1_000_000_000..1_000_000_000_000 => (n as f64 / 1e9, "G"),
+        _ => (n as f64 / 1e12, "T"),
+    };
+    let digits = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{value:.digits$} {prefix}T")
+}
+
+/// What one finished part produced.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartDone {
+    pub shards: Vec<ShardEntry>,
+    pub documents: u64,
+    pub tokens: u64,
+    pub bytes: u64,
+    /// Rows the reader removed (bad rows with `on_error = "skip"`), in `removed/part-*.parquet`.
+    pub removed: u64,
+}
+
+fn part_marker(out: &Path, i: usize) -> PathBuf {
+    out.join("parts").join(format!("{}.json", part_name(i)))
+}
+
+fn open_shard(
+    out: &Path,
+    options: &DatasetOptions,
+    tokenizer: &TextTokenizer,
+    part: usize,
+    k: usize,
+) -> Result<OpenShard, DatasetError> {
+    let name = format!("{}_{part:05}_{k:04}", options.domain);
+    let prefix = out.join(&name);
+    let ds = if options.formats.datatrove {
+        let tokenizer_name = tokenizer.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Some(DsWriter::create(out.join(format!("{name}.ds")), tokenizer.vocab_size(), tokenizer_name)?)
+    } else {
+        None
+    };
+    Ok(OpenShard {
+        writer: ShardWriter::create(&prefix, tokenizer.vocab_size())?,
+        sidecar: Sidecar::new(out.join(format!("{name}.docs.parquet")), &options.domain, &options.read.carry),
+        prefix,
+        ds,
+    })
+}
+
+fn close_shard(out: &Path, shard: OpenShard) -> Result<ShardEntry, DatasetError> {
+    let OpenShard { prefix, writer, sidecar, ds } = shard;
+    let sidecar_name = sidecar.path.file_name().unwrap().to_string_lossy().into_owned();
+    sidecar.finish()?;
+    if let Some(ds) = ds {
+        ds.finish()?;
+    }
+    let summary = writer.finish()?;
+    debug_assert_eq!(summary.prefix, prefix);
+    let mut entry = ShardEntry::from_summary(out, &summary)?;
+    entry.sidecar = Some(sidecar_name);
+    Ok(entry)
+}
+
+/// Tokenize input file `part` into its shards.
+fn tokenize_part(
+    input: &Path,
+    part: usize,
+    tokenizer: &TextTokenizer,
+    options: &DatasetOptions,
+    out: &Path,
+    seen: &mut Progress,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<PartDone, DatasetError> {
+    let mut done = PartDone::default();
+    let mut shard: Option<OpenShard> = None;
+    let mut k = 0;
+    let removed_path = out.join("removed").join(format!("{}.parquet", part_name(part)));
+    let mut removed =
+        RemovedWriter::create(&removed_path).map_err(|e| DatasetError::Io { path: e.path, message: e.message })?;
+    for batch in read::open(input, &options.read)? {
+        let batch = batch?;
+        removed.write(&batch.removed).map_err(|e| DatasetError::Io { path: e.path, message: e.message })?;
+        done.removed += batch.removed.len() as u64;
+        let encoded: Vec<Vec<u32>> = batch
+            .documents
+            .par_iter()
+            .map_init(Vec::new, |buf, d| encode_long(tokenizer, &d.text, ENCODE_PIECE_BYTES, buf).map(|_| buf.clone()))
+            .collect::<Result<_, _>>()?;
+        for (doc, ids) in batch.documents.iter().zip(&encoded) {
+            if shard.as_ref().is_some_and(|s| s.writer.bin_bytes() >= options.shard_bytes) {
+                done.shards.push(close_shard(out, shard.take().unwrap())?);
+                k += 1;
+            }
+            if shard.is_none() {
+                shard = Some(open_shard(out, options, tokenizer, part, k)?);
+            }
+            let s = shard.as_mut().unwrap();
+            s.writer.append(ids)?;
+            s.sidecar.push(doc, ids.len());
+            if let Some(ds) = &mut s.ds {
+                ds.append(ids)?;
+            }
+            done.documents += 1;
+            done.tokens += ids.len() as u64;
+            done.bytes += doc.text.len() as u64;
+        }
+        seen.documents += (batch.documents.len() + batch.removed.len()) as u64;
+        seen.bytes += batch.bytes;
+        seen.kept += batch.documents.len() as u64;
+        progress(*seen);
+    }
+    if let Some(s) = shard {
+        done.shards.push(close_shard(out, s)?);
+    }
+    removed.finish().map_err(|e| DatasetError::Io { path: e.path, message: e.message })?;
+    Ok(done)
+}
+
+/// Files of a dataset folder that `--force` removes (the stage folders `filtered/` and
+/// `dedup/` of prepare are left alone).
+fn is_dataset_file(name: &str, domain: &str) -> bool {
+    matches!(name, "manifest.json" | "parts" | "removed" | "removed.parquet" | "stats.json")
+        || (name.starts_with(&format!("{domain}_"))
+            && [".bin", ".idx", ".docs.parquet", ".ds", ".ds.index", ".ds.metadata", ".tmp"]
+                .iter()
+                .any(|e| name.ends_with(e)))
+}
+
+/// Claim `out` for a dataset made by `identity`. Returns the manifest when that dataset is
+/// already finished (nothing to do). A folder holding another dataset, or other files, is an
+/// error unless `force`, which removes the dataset's files first. `allowed` names entries that
+/// may already be there (prepare's `filtered`, `dedup`).
+pub fn claim_dataset_folder(
+    out: &Path,
+    domain: &str,
+    identity: &serde_json::Value,
+    force: bool,
+    allowed: &[&str],
+) -> Result<Option<DatasetManifest>, DatasetError> {
+    let run = out.join("parts").join("run.json");
+    if force && out.is_dir() {
+        for entry in std::fs::read_dir(out).map_err(io_err(out))? {
+            let path = entry.map_err(io_err(out))?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if is_dataset_file(&name, domain) {
+                let r = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                r.map_err(io_err(&path))?;
+            }
+        }
+    }
+    if run.is_file() {
+        let existing: Option<serde_json::Value> =
+            std::fs::read(&run).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        if existing.as_ref() != Some(identity) {
+            return Err(DatasetError::Io {
+                path: out.to_path_buf(),
+                message:
+                    "holds another dataset (other inputs, tokenizer or settings); choose another folder or pass --force"
+                        .into(),
+            });
+        }
+        if out.join(mixtures::manifest::MANIFEST_FILE).is_file() {
+            return Ok(Some(DatasetManifest::load(out)?));
+        }
+        return Ok(None);
+    }
+    if out.is_dir() {
+        for entry in std::fs::read_dir(out).map_err(io_err(out))? {
+            let name = entry.map_err(io_err(out))?.file_name().to_string_lossy().into_owned();
+            if !allowed.contains(&name.as_str()) {
+                let what =
+                    if name == mixtures::manifest::MANIFEST_FILE { "holds another dataset" } else { "is not empty" };
+                return Err(DatasetError::Io {
+                    path: out.to_path_buf(),
+                    message: format!(
+                        "{what} ({name}) and was not written by this run; choose another folder or pass --force"
+                    ),
+                });
+            }
+        }
+    }
+    std::fs::create_dir_all(out.join("parts")).map_err(io_err(out))?;
+    write_atomic(&run, &serde_json::to_vec_pretty(identity).expect("serialisable")).map_err(io_err(&run))?;
+    Ok(None)
+}
+
+/// Tokenize the inputs `slice` owns into shards, resuming finished parts. Returns one
+/// [`PartDone`] per input once every part of every task is finished, `None` before.
+pub fn tokenize_inputs(
+    inputs: &[PathBuf],
+    tokenizer: &TextTokenizer,
+    options: &DatasetOptions,
+    out: &Path,
+    slice: TaskSlice,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Option<Vec<PartDone>>, DatasetError> {
+    let mut parts = Vec::new();
+    let mut seen = Progress::default();
+    let mut complete = true;
+    for (i, input) in inputs.iter().enumerate() {
+        let marker = part_marker(out, i);
+        let part: PartDone = match std::fs::read(&marker).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+            Some(done) => done,
+            None if !slice.owns(i) => {
+                complete = false;
+                continue;
+            }
+            None => {
+                let done = tokenize_part(input, i, tokenizer, options, out, &mut seen, progress)?;
+                let bytes = serde_json::to_vec_pretty(&done).expect("serialisable");
+                write_atomic(&marker, &bytes).map_err(io_err(&marker))?;
+                done
+            }
+        };
+        parts.push(part);
+    }
+    Ok(complete.then_some(parts))
+}
+
+/// Concatenate parquet files of one schema (removed-document parts) into `out`, streaming.
+pub fn merge_parquet(files: &[PathBuf], out: &Path) -> Result<u64, DatasetError> {
+    let err = |path: &Path, e: String| DatasetError::Io { path: path.to_path_buf(), message: e };
+    let tmp = temp_path(out);
+    let mut writer: Option<ArrowWriter<File>> = None;
+    let mut rows = 0u64;
+    for f in files {
+        let file = File::open(f).map_err(io_err(f))?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.build())
+            .map_err(|e| err(f, e.to_string()))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| err(f, e.to_string()))?;
+            if writer.is_none() {
+                let file = File::create(&tmp).map_err(io_err(&tmp))?;
+                writer = Some(ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| err(out, e.to_string()))?);
+            }
+            rows += batch.num_rows() as u64;
+            writer.as_mut().unwrap().write(&batch).map_err(|e| err(out, e.to_string()))?;
+        }
+    }
+    let writer = match writer {
+        Some(w) => w,
+        None => {
+            // No rows at all: still write an empty file with the removed-documents schema.
+            let schema = crate::output::removed_schema();
+            ArrowWriter::try_new(File::create(&tmp).map_err(io_err(&tmp))?, schema, None)
+                .map_err(|e| err(out, e.to_string()))?
+        }
+    };
+    let file = writer.into_inner().map_err(|e| err(out, e.to_string()))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    durable_rename(&tmp, out).map_err(io_err(out))?;
+    Ok(rows)
+}
+
+/// Write `manifest.json`: call it last, when everything else in the folder is final.
+pub fn write_manifest(
+    parts: &[PartDone],
+    tokenizer: &TextTokenizer,
+    options: &DatasetOptions,
+    out: &Path,
+) -> Result<DatasetManifest, DatasetError> {
+    let shards = parts.iter().flat_map(|p| p.shards.iter().cloned()).collect();
+    let manifest = DatasetManifest::new(&options.domain, tokenizer.identity().clone(), shards, options.config.clone());
+    manifest.write(out)?;
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cut_between_words_and_encode_like_the_whole() {
+        let tok_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tokenizer.json");
+        let tok = TextTokenizer::from_file(&tok_path, None, None).unwrap();
+        let text = "The garden was quiet.  Rain fell on the   old stones\nand the path, again and again; ".repeat(300);
+        let (mut whole, mut pieces) = (Vec::new(), Vec::new());
+        encode_long(&tok, &text, usize::MAX, &mut whole).unwrap();
+        encode_long(&tok, &text, 500, &mut pieces).unwrap();
+        assert_eq!(whole, pieces);
+        assert_eq!(*whole.last().unwrap(), tok.eos_id());
+        // No space to cut at: the cut still lands on a char boundary.
+        let cjk = "字".repeat(1000);
+        assert!(cjk.is_char_boundary(piece_boundary(&cjk, 100)));
+    }
+
+    #[test]
+    fn humanized_counts() {
+        assert_eq!(humanize_tokens(999), "999 T");
+        assert_eq!(humanize_tokens(12_345), "12.3 kT");
+        assert_eq!(humanize_tokens(4_560_000_000), "4.56 GT");
+    }
+}

@@ -1,0 +1,142 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use pipeline::dataset::{self, DatasetOptions, Formats};
+use pipeline::read::{self, OnError, ReadOptions};
+use pipeline::stage::TaskSlice;
+use pipeline::{EosSpec, TextTokenizer};
+
+use crate::progress::TextProgress;
+
+/// Tokenize parquet/jsonl text into a dataset (Megatron shards, sidecars, manifest), no filtering.
+#[derive(Args)]
+#[command(after_help = "Examples:
+  midtrain tokenize fixtures/dumps/math.parquet --tokenizer fixtures/tokenizer.json --out out/math
+  midtrain tokenize 'code/*.parquet' --text-column content --tokenizer tokenizer.json --eos '</s>' --out out/code
+  midtrain tokenize data.jsonl.zst --tokenizer tokenizer.json --formats megatron,datatrove --out out/d
+
+Writes OUT/NAME_PPPPP_KKKK.bin/.idx (one or more shards per input file), a sidecar
+NAME_PPPPP_KKKK.docs.parquet per shard (id, source, row, domain, tokens, bytes), stats.json and,
+last, manifest.json. NAME is --domain or OUT's folder name. A rerun resumes; a finished dataset is
+left as it is; --force redoes.")]
+pub struct TokenizeArgs {
+    /// Input files or glob patterns (.parquet, .jsonl, .jsonl.gz, .jsonl.zst).
+    #[arg(required = true)]
+    inputs: Vec<String>,
+    /// A Hugging Face tokenizer.json.
+    #[arg(long)]
+    tokenizer: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    /// End-of-document token (string or id); default: the first of <|endoftext|>, <|end_of_text|>,
+    /// </s>, <eos>, <|im_end|>, [SEP] in the vocabulary.
+    #[arg(long)]
+    eos: Option<String>,
+    /// Beginning-of-document token (string or id) to put before each document.
+    #[arg(long)]
+    bos: Option<String>,
+    /// Dataset (domain) name, used in shard names and the manifest.
+    #[arg(long)]
+    domain: Option<String>,
+    #[arg(long, default_value = "text")]
+    text_column: String,
+    #[arg(long, default_value = "id")]
+    id_column: String,
+    /// Target size of a shard's .bin, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    shard_size_mb: u64,
+    /// Comma-separated: megatron (always), datatrove (.ds + .ds.index too).
+    #[arg(long, value_delimiter = ',', default_value = "megatron")]
+    formats: Vec<String>,
+    #[arg(long, default_value_t = 1024)]
+    batch_size: usize,
+    #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
+    on_error: String,
+    #[arg(long)]
+    force: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
+    let inputs = read::expand_inputs(&args.inputs)?;
+    let tokenizer = TextTokenizer::from_file(
+        &args.tokenizer,
+        args.eos.as_deref().map(EosSpec::parse).as_ref(),
+        args.bos.as_deref().map(EosSpec::parse).as_ref(),
+    )?;
+    let formats = Formats::parse(&args.formats).map_err(anyhow::Error::msg)?;
+    let domain = match &args.domain {
+        Some(d) => d.clone(),
+        None => args.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    };
+    if domain.is_empty() || domain.contains(['/', '\\']) {
+        bail!("cannot name the dataset after {}: pass --domain NAME", args.out.display());
+    }
+    if args.batch_size == 0 || args.shard_size_mb == 0 {
+        bail!("--batch-size and --shard-size-mb must be at least 1");
+    }
+    let config = serde_json::json!({
+        "command": "tokenize",
+        "inputs": inputs,
+        "tokenizer": args.tokenizer,
+        "text_column": args.text_column,
+        "id_column": args.id_column,
+        "shard_size_mb": args.shard_size_mb,
+        "formats": args.formats,
+    });
+    let options = DatasetOptions {
+        domain: domain.clone(),
+        read: ReadOptions {
+            text_column: args.text_column.clone(),
+            id_column: Some(args.id_column.clone()),
+            batch_size: args.batch_size,
+            on_error: if args.on_error == "skip" { OnError::Skip } else { OnError::Fail },
+            carry: pipeline::document::KNOWN_COLUMNS.to_vec(),
+            keep_provenance: true,
+            ..ReadOptions::default()
+        },
+        shard_bytes: args.shard_size_mb << 20,
+        formats,
+        config: config.clone(),
+    };
+    let identity = serde_json::json!({ "config": config, "tokenizer": tokenizer.identity(), "domain": domain });
+    if let Some(manifest) = dataset::claim_dataset_folder(&args.out, &domain, &identity, args.force, &[])? {
+        eprintln!("{}: already finished ({} documents); --force redoes it", args.out.display(), manifest.documents);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let progress = TextProgress::new("tokenize", quiet);
+    let parts =
+        dataset::tokenize_inputs(&inputs, &tokenizer, &options, &args.out, TaskSlice::ALL, &|p| progress.update(p))
+            .with_context(|| format!("tokenizing into {}", args.out.display()))?
+            .expect("one task owns every part");
+    progress.finish();
+    let removed_parts: Vec<PathBuf> = (0..inputs.len())
+        .map(|i| args.out.join("removed").join(format!("{}.parquet", pipeline::stage::part_name(i))))
+        .collect();
+    let removed = dataset::merge_parquet(&removed_parts, &args.out.join("removed.parquet"))?;
+    let stats = serde_json::json!({
+        "documents": parts.iter().map(|p| p.documents).sum::<u64>(),
+        "tokens": parts.iter().map(|p| p.tokens).sum::<u64>(),
+        "bytes": parts.iter().map(|p| p.bytes).sum::<u64>(),
+        "removed": removed,
+    });
+    mixtures::fsutil::write_atomic(&args.out.join("stats.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
+    let manifest = dataset::write_manifest(&parts, &tokenizer, &options, &args.out)?;
+    if args.json {
+        println!("{stats}");
+    } else {
+        println!(
+            "{}: {} documents, {} tokens in {} shards ({}), {} rows removed",
+            args.out.display(),
+            manifest.documents,
+            manifest.tokens,
+            manifest.shards.len(),
+            manifest.dtype.name(),
+            removed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,278 @@
+//! End-to-end tests of `midtrain prepare` (through tokenization) and `midtrain tokenize`:
+//! token ids, sidecars and manifests; kill-and-resume; determinism; bad inputs.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, UInt64Type};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn midtrain(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_midtrain"));
+    cmd.args(args).arg("-q");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run midtrain")
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "midtrain failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn batches(path: &Path) -> Vec<RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+fn column(path: &Path, name: &str) -> Vec<String> {
+    batches(path)
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name(name).unwrap().as_string::<i32>().clone();
+            (0..c.len()).map(move |i| c.value(i).to_string()).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn all_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The fixture prepare config, writing to `output`, saved next to the fixture config so that
+/// its relative paths still resolve.
+fn config_for(output: &Path, batch_size: usize, tag: &str) -> PathBuf {
+    let text = fs::read_to_string(root().join("fixtures/prepare.toml")).unwrap();
+    let text = text
+        .replace("output = \"../out/prepared\"", &format!("output = {:?}", output.to_str().unwrap()))
+        .replace("batch_size = 256", &format!("batch_size = {batch_size}"));
+    let name = format!(".prepare-{}-{tag}.toml", std::process::id());
+    let path = root().join("fixtures").join(name);
+    fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn prepared_datasets_hold_the_tokenizer_ids_of_the_kept_documents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = tmp.path().join("prepared");
+    let config = config_for(&output, 256, "ids");
+    let result = midtrain(&["prepare", config.to_str().unwrap()], &[]);
+    fs::remove_file(&config).unwrap();
+    ok(result);
+    let tokenizer = tokenizers::Tokenizer::from_file(root().join("fixtures/tokenizer.json")).unwrap();
+    for domain in ["web", "code", "math", "books", "instruct"] {
+        let dir = output.join(domain);
+        ok(midtrain(&["verify", dir.to_str().unwrap()], &[]));
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+        let stage = if ["web", "books", "instruct"].contains(&domain) { "dedup" } else { "filtered" };
+        let kept = dir.join(stage).join("kept/part-00000.parquet");
+        let (ids, texts) = (column(&kept, "id"), column(&kept, "text"));
+        assert!(!ids.is_empty(), "{domain} keeps documents");
+        let mut doc = 0;
+        for shard in manifest["shards"].as_array().unwrap() {
+            let prefix = dir.join(shard["prefix"].as_str().unwrap());
+            let sidecar = dir.join(shard["sidecar"].as_str().unwrap());
+            let dump = ok(midtrain(&["inspect", prefix.to_str().unwrap(), "--dump", "100000"], &[]));
+            let sidecar_ids = column(&sidecar, "id");
+            let token_counts: Vec<u64> = batches(&sidecar)
+                .iter()
+                .flat_map(|b| b.column_by_name("tokens").unwrap().as_primitive::<UInt64Type>().values().to_vec())
+                .collect();
+            for (i, line) in dump.lines().enumerate() {
+                let line: serde_json::Value = serde_json::from_str(line).unwrap();
+                let got: Vec<u32> =
+                    line["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+                let mut want = tokenizer.encode(texts[doc].as_str(), false).unwrap().get_ids().to_vec();
+                want.push(0);
+                assert_eq!(got, want, "{domain} document {}", ids[doc]);
+                assert_eq!(sidecar_ids[i], ids[doc]);
+                assert_eq!(token_counts[i], want.len() as u64);
+                doc += 1;
+            }
+        }
+        assert_eq!(doc, ids.len(), "{domain}: every kept document is in a shard, once");
+        assert_eq!(manifest["documents"], doc);
+        // Nothing vanished: read rows = documents + removed.
+        let stats: serde_json::Value = serde_json::from_slice(&fs::read(dir.join("stats.json")).unwrap()).unwrap();
+        let removed = column(&dir.join("removed.parquet"), "id").len() as u64;
+        assert_eq!(stats["filter"]["documents_read"].as_u64().unwrap(), doc as u64 + removed, "{domain}");
+        // datatrove's .ds files hold the same tokens.
+        let ds = fs::read(dir.join(format!("{}.ds", manifest["shards"][0]["prefix"].as_str().unwrap()))).unwrap();
+        let bin = fs::read(dir.join(format!("{}.bin", manifest["shards"][0]["prefix"].as_str().unwrap()))).unwrap();
+        assert_eq!(ds, bin, "uint16 .ds equals the .bin");
+    }
+    // The sidecar carries the filters' scores.
+    let web = output.join("web");
+    let m: serde_json::Value = serde_json::from_slice(&fs::read(web.join("manifest.json")).unwrap()).unwrap();
+    let sidecar = web.join(m["shards"][0]["sidecar"].as_str().unwrap());
+    assert!(column(&sidecar, "language").iter().all(|l| l == "en"));
+    assert!(batches(&sidecar)[0].column_by_name("quality").is_some());
+}
+
+#[test]
+fn a_killed_prepare_resumes_to_the_same_bytes_for_any_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = tmp.path().join("prepared");
+    let config = config_for(&output, 40, "resume");
+    let c = config.to_str().unwrap();
+    ok(midtrain(&["prepare", c], &[("RAYON_NUM_THREADS", "2")]));
+    let reference = all_files(&output);
+    for abort_after in ["1", "4", "9", "14", "19", "24"] {
+        fs::remove_dir_all(&output).unwrap();
+        let killed = midtrain(&["prepare", c], &[("MIDTRAIN_FAILPOINT_ABORT_AFTER_BATCHES", abort_after)]);
+        assert!(!killed.status.success(), "the failpoint stopped the run after {abort_after} batches");
+        assert!(!output.join("instruct/manifest.json").is_file(), "the run stopped before its end");
+        ok(midtrain(&["prepare", c], &[("RAYON_NUM_THREADS", "1")]));
+        assert_eq!(all_files(&output), reference, "killed after {abort_after} batches, then resumed");
+    }
+    // A finished run is left alone, --force redoes it to the same bytes.
+    ok(midtrain(&["prepare", c], &[]));
+    assert_eq!(all_files(&output), reference);
+    ok(midtrain(&["prepare", c, "--force"], &[]));
+    fs::remove_file(&config).unwrap();
+    assert_eq!(all_files(&output), reference);
+}
+
+#[test]
+fn stages_as_separate_tasks_give_the_same_datasets_and_slurm_chains_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whole, split) = (tmp.path().join("whole"), tmp.path().join("split"));
+    let (cw, cs) = (config_for(&whole, 64, "whole"), config_for(&split, 64, "split"));
+    ok(midtrain(&["prepare", cw.to_str().unwrap()], &[]));
+    let c = cs.to_str().unwrap();
+    for stage in ["filter", "dedup-signatures", "dedup-pairs", "dedup-clusters", "dedup-apply", "tokenize"] {
+        let per_task = !matches!(stage, "dedup-pairs" | "dedup-clusters");
+        for task in if per_task { vec!["1", "0"] } else { vec!["0"] } {
+            let mut args = vec!["prepare", c, "--stage", stage, "--tasks", "2"];
+            if per_task {
+                args.extend(["--task", task]);
+            }
+            ok(midtrain(&args, &[]));
+        }
+    }
+    let script = ok(midtrain(&["prepare", c, "--emit-slurm", "8"], &[]));
+    fs::remove_file(&cw).unwrap();
+    fs::remove_file(&cs).unwrap();
+    for domain in ["web", "code", "math", "books", "instruct"] {
+        // Shards, sidecars and removed documents are byte-identical; the manifests differ only
+        // in the output path recorded in their config.
+        let files = |root: &Path| -> BTreeMap<PathBuf, Vec<u8>> {
+            all_files(&root.join(domain))
+                .into_iter()
+                .filter(|(p, _)| p.components().count() == 1 && !p.to_string_lossy().ends_with(".json"))
+                .collect()
+        };
+        let (a, b) = (files(&whole), files(&split));
+        let differing: Vec<_> = a.keys().filter(|k| a.get(*k) != b.get(*k)).collect();
+        assert!(differing.is_empty() && a.len() == b.len(), "{domain}: {differing:?}");
+        let shards = |root: &Path| -> serde_json::Value {
+            serde_json::from_slice::<serde_json::Value>(&fs::read(root.join(domain).join("manifest.json")).unwrap())
+                .unwrap()["shards"]
+                .clone()
+        };
+        assert_eq!(shards(&whole), shards(&split), "{domain}");
+    }
+    assert!(script.contains("--array=0-7") && script.matches("sbatch").count() == 6, "{script}");
+    assert!(script.contains("--dependency=afterok:$dep") && script.contains("--stage dedup-clusters"));
+    let check = Command::new("bash").arg("-n").stdin(std::process::Stdio::piped()).arg("/dev/stdin").spawn();
+    if let Ok(mut child) = check {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success(), "the script parses");
+    }
+}
+
+fn write_texts(path: &Path, texts: &[String]) {
+    let schema =
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false), Field::new("text", DataType::Utf8, false)]));
+    let ids: Vec<String> = (0..texts.len()).map(|i| format!("d{i}")).collect();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(StringArray::from(ids)) as ArrayRef, Arc::new(StringArray::from(texts.to_vec()))],
+    )
+    .unwrap();
+    let mut w = ArrowWriter::try_new(fs::File::create(path).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn tokenize_handles_bad_inputs_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = root().join("fixtures/tokenizer.json");
+    let (t, math) = (tok.to_str().unwrap(), root().join("fixtures/dumps/math.parquet"));
+    let m = math.to_str().unwrap();
+    let out = |name: &str| tmp.path().join(name).to_string_lossy().into_owned();
+    let fails = |args: &[&str], expected: &str| {
+        let o = midtrain(args, &[]);
+        assert!(!o.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(expected), "{args:?}: expected {expected:?} in {err}");
+    };
+    fails(&["tokenize", m, "--tokenizer", "missing.json", "--out", &out("a")], "missing.json");
+    let bad = tmp.path().join("bad.json");
+    fs::write(&bad, "{\"not\": \"a tokenizer\"}").unwrap();
+    fails(&["tokenize", m, "--tokenizer", bad.to_str().unwrap(), "--out", &out("b")], "cannot read tokenizer");
+    fails(
+        &["tokenize", m, "--tokenizer", t, "--eos", "<|no-such-token|>", "--out", &out("c")],
+        "not in the vocabulary",
+    );
+    assert!(!tmp.path().join("a").exists() && !tmp.path().join("c").exists(), "nothing half-written");
+
+    // Another dataset in the output folder is refused; an empty input gives an empty dataset.
+    let d = out("d");
+    ok(midtrain(&["tokenize", m, "--tokenizer", t, "--out", &d], &[]));
+    let web = root().join("fixtures/dumps/instruct.parquet");
+    fails(&["tokenize", web.to_str().unwrap(), "--tokenizer", t, "--out", &d], "holds another dataset");
+    let empty = tmp.path().join("empty.parquet");
+    write_texts(&empty, &[]);
+    ok(midtrain(&["tokenize", empty.to_str().unwrap(), "--tokenizer", t, "--out", &out("e")], &[]));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(tmp.path().join("e/manifest.json")).unwrap()).unwrap();
+    assert_eq!((manifest["documents"].as_u64(), manifest["shards"].as_array().unwrap().len()), (Some(0), 0));
+
+    // A 3 MB document (encoded in 1 MiB pieces) gives the ids of the whole text.
+    let paragraph = "The garden path wound past the old stone wall, and the rain kept falling on the roses. ";
+    let big: String = (0..3_000_000 / paragraph.len()).map(|i| format!("{i} {paragraph}")).collect();
+    let small = "A short one.".to_string();
+    let big_path = tmp.path().join("big.parquet");
+    write_texts(&big_path, &[small.clone(), big.clone()]);
+    let f = out("f");
+    ok(midtrain(&["tokenize", big_path.to_str().unwrap(), "--tokenizer", t, "--out", &f], &[]));
+    let tokenizer = tokenizers::Tokenizer::from_file(&tok).unwrap();
+    let dump = ok(midtrain(&["inspect", &f, "--dump", "2"], &[]));
+    let lines: Vec<serde_json::Value> = dump.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut want = tokenizer.encode(big.as_str(), false).unwrap().get_ids().to_vec();
+    want.push(0);
+    let got: Vec<u32> = lines[1]["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the pieces encode like the whole document");
+}
