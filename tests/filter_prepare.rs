@@ -145,7 +145,9 @@ fn prepare_runs_every_domain_of_the_fixture_config() {
     fs::remove_file(&path).unwrap();
     let stdout = ok(result);
     let stats: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(stats.len(), 6, "five domains and the dedup run");
+    assert_eq!(stats.len(), 11, "five filtered domains, the dedup run, five datasets");
+    let datasets: Vec<&str> = stats[6..].iter().map(|s| s["domain"].as_str().unwrap()).collect();
+    assert_eq!(datasets, ["web", "code", "math", "books", "instruct"]);
     for domain in ["web", "code", "math", "books", "instruct"] {
         assert!(output.join(domain).join("filtered/stats.json").is_file(), "{domain}");
     }
