@@ -6,7 +6,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 MIDTRAIN := $(TARGET_DIR)/debug/midtrain
 CORPORA ?= ../shared/corpora
 
-.PHONY: build demo test lint fmt bench fixtures fixtures-check parity clean
+.PHONY: build demo test lint fmt bench fixtures parity clean
 
 build:
 	$(CARGO) build --bin midtrain
@@ -32,10 +32,10 @@ demo: build
 	$(MIDTRAIN) verify fixtures/shards/web
 	$(MIDTRAIN) verify fixtures/shards/math
 
-## test: unit tests, end-to-end tests of the binary, and the fixture determinism check
+## test: unit tests, end-to-end tests of the binary, and the check that fixtures/ regenerates
+## byte for byte (fixtures/generate/tests)
 test:
 	$(CARGO) test --workspace --no-fail-fast
-	$(MAKE) fixtures-check
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -47,6 +47,7 @@ fmt:
 ## bench: throughput benchmarks; numbers go to docs/benchmarks.md
 bench:
 	$(CARGO) bench -p mixtures --bench shards
+	$(CARGO) bench -p pipeline --bench tokenize -- $(CORPORA)/web.parquet fixtures/tokenizer.json
 	$(CARGO) build --release --bin midtrain
 	bash scripts/parity/setup_venv.sh datatrove
 	.venv-parity/bin/python scripts/parity/datatrove_filters.py --bench --midtrain $(TARGET_DIR)/release/midtrain \
@@ -55,20 +56,11 @@ bench:
 		$(CORPORA)/books.parquet $(CORPORA)/code.parquet $(CORPORA)/math.parquet $(CORPORA)/instruct.parquet \
 		--midtrain $(TARGET_DIR)/release/midtrain
 
-## fixtures: regenerate everything under fixtures/ (deterministic)
+## fixtures: regenerate everything under fixtures/ (deterministic). Built with the workspace's
+## features (a `cargo run -p` would rebuild tokenizers and parquet with other features).
 fixtures:
-	$(CARGO) run -p midtrain-fixtures -- fixtures
-
-## fixtures-check: regenerate into a scratch folder and require identical bytes
-fixtures-check:
-	rm -rf $(TARGET_DIR)/fixtures-check
-	$(CARGO) run -q -p midtrain-fixtures -- $(TARGET_DIR)/fixtures-check
-	diff -r fixtures/dumps $(TARGET_DIR)/fixtures-check/dumps
-	diff -r fixtures/shards $(TARGET_DIR)/fixtures-check/shards
-	cmp fixtures/tokenizer.json $(TARGET_DIR)/fixtures-check/tokenizer.json
-	cmp fixtures/models/lid.bin $(TARGET_DIR)/fixtures-check/models/lid.bin
-	cmp fixtures/models/quality.bin $(TARGET_DIR)/fixtures-check/models/quality.bin
-	@echo "fixtures are reproducible"
+	$(CARGO) build --workspace --bins
+	$(TARGET_DIR)/debug/midtrain-fixtures fixtures
 
 ## parity: differential checks against the reference implementations (by hand; installs them)
 parity: build

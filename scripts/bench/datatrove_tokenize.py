@@ -162,19 +162,20 @@ def worker_hf(args) -> dict:
 
 
 def timed(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> dict:
-    """Run cmd under /usr/bin/time; returns rc, wall seconds, peak RSS (KiB), stdout, stderr tail."""
+    """Run cmd under /usr/bin/time; returns rc, wall seconds, peak RSS (KiB), CPU seconds, stdout, stderr."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
-        full = [TIME, "-f", "%M %e", "-o", tf.name, *cmd] if os.path.exists(TIME) else cmd
+        full = [TIME, "-f", "%M %e %U %S", "-o", tf.name, *cmd] if os.path.exists(TIME) else cmd
         t0 = time.perf_counter()
         p = subprocess.run(full, capture_output=True, text=True, env=env, cwd=cwd)
         wall = time.perf_counter() - t0
-        rss = None
+        rss = cpu = None
         try:
-            line = [l for l in Path(tf.name).read_text().splitlines() if l.strip()][-1]
-            rss = int(line.split()[0])
+            line = [l for l in Path(tf.name).read_text().splitlines() if l.strip()][-1].split()
+            rss = int(line[0])
+            cpu = float(line[2]) + float(line[3])
         except Exception:  # noqa: BLE001
             pass
-    return {"rc": p.returncode, "wall": wall, "rss_kib": rss, "stdout": p.stdout,
+    return {"rc": p.returncode, "wall": wall, "rss_kib": rss, "cpu": cpu, "stdout": p.stdout,
             "stderr": "\n".join(p.stderr.splitlines()[-15:])}
 
 
@@ -190,7 +191,7 @@ def run_worker(args, mode: str, env_extra: dict, work: Path) -> dict:
     if r["rc"] != 0:
         raise RuntimeError(f"{mode} failed (exit {r['rc']}):\n{r['stderr']}")
     res = json.loads([l for l in r["stdout"].splitlines() if l.startswith("{")][-1])
-    res.update(wall=r["wall"], rss_kib=r["rss_kib"])
+    res.update(wall=r["wall"], rss_kib=r["rss_kib"], cpu=r["cpu"])
     return res
 
 
@@ -203,9 +204,10 @@ def best(results: list[dict]) -> dict:
 def line(name: str, r: dict, nbytes: int) -> str:
     s = r["seconds"]
     rss = f"{r['rss_kib'] / 1024:.0f} MiB" if r.get("rss_kib") else "n/a"
+    cpu = f"{100 * r['cpu'] / r['wall']:.0f}%" if r.get("cpu") is not None and r["wall"] else "n/a"
     reps = f"  runs {r['all_seconds']}" if len(r.get("all_seconds", [])) > 1 else ""
     return (f"{name:<34} {s:8.3f} s  {r['wall']:8.3f} s  {nbytes / s / 1e6:9.2f}  "
-            f"{r['tokens'] / s / 1e6:9.3f}  {r['tokens']:>11}  {rss:>9}{reps}")
+            f"{r['tokens'] / s / 1e6:9.3f}  {r['tokens']:>11}  {rss:>9}  {cpu:>5}{reps}")
 
 
 def midtrain_tokens(out: Path):
@@ -307,18 +309,19 @@ def main() -> int:
                     print(f"midtrain failed (exit {r['rc']}):\n{r['stderr']}")
                     return 1
                 m = json.loads((mt_out / "manifest.json").read_text())
-                runs.append({"seconds": r["wall"], "wall": r["wall"], "rss_kib": r["rss_kib"],
+                runs.append({"seconds": r["wall"], "wall": r["wall"], "rss_kib": r["rss_kib"], "cpu": r["cpu"],
                              "tokens": sum(int(sh["tokens"]) for sh in m["shards"])})
             results["midtrain"] = best(runs)
             labels["midtrain"] = "midtrain tokenize (process)"
 
         print()
         print(f"{'measurement':<34} {'timed':>10}  {'process':>10}  {'MB/s text':>9}  {'Mtok/s':>9}  "
-              f"{'tokens':>11}  {'peak RSS':>9}")
+              f"{'tokens':>11}  {'peak RSS':>9}  {'CPU':>5}")
         for key, r in results.items():
             print(line(labels[key], r, nbytes))
         print("(MB/s and Mtok/s use the timed column; tokens include one EOS per document; the process "
-              "column is the whole child process incl. Python start-up and imports)")
+              "column is the whole child process incl. Python start-up and imports; CPU = (user+sys) / process "
+              "wall, 100% = one core busy)")
 
         dp = results.get("datatrove-pipeline")
         mt = results.get("midtrain")

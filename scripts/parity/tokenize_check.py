@@ -190,7 +190,7 @@ def check_file(rep: Report, tok: Tokenizer, args, corpus: str, tmp: Path) -> Non
     if args.limit:
         inp = str(limited_copy(corpus, args.limit, tmp / f"{stem}.limit{args.limit}.parquet"))
     out = tmp / stem
-    cmd = midtrain_command(args.midtrain, inp, args.tokenizer, str(out))
+    cmd = midtrain_command(args.midtrain, inp, args.tokenizer, str(out)) + list(args.midtrain_arg)
     print("$ " + " ".join(cmd), flush=True)
     rc, err, dt = run_midtrain(cmd)
     if not rep.check(rc == 0, f"{stem}: midtrain tokenize exits 0",
@@ -411,6 +411,9 @@ def main() -> int:
     ap.add_argument("--eos", default="<|endoftext|>", help="EOS token text the manifest eos_id must name")
     ap.add_argument("--bos", choices=("manifest", "none"), default="manifest",
                     help="prepend the manifest's bos_id when it is set (default) or never")
+    ap.add_argument("--midtrain-arg", action="append", default=[],
+                    help="extra argument for `midtrain tokenize` (repeatable), e.g. "
+                         "--midtrain-arg=--formats --midtrain-arg=megatron,datatrove")
     ap.add_argument("--edge-cases", action="store_true", help="also check a synthetic edge-case corpus")
     ap.add_argument("--keep", help="write outputs here (kept) instead of a temporary directory")
     args = ap.parse_args()
