@@ -47,7 +47,7 @@ fmt:
 ## bench: throughput benchmarks; numbers go to docs/benchmarks.md
 bench:
 	$(CARGO) bench -p mixtures --bench shards
-	$(CARGO) bench -p pipeline --bench tokenize -- $(CORPORA)/web.parquet fixtures/tokenizer.json
+	$(CARGO) bench -p pipeline --bench tokenize -- $(abspath $(CORPORA))/web.parquet $(abspath fixtures/tokenizer.json)
 	$(CARGO) build --release --bin midtrain
 	bash scripts/parity/setup_venv.sh datatrove
 	.venv-parity/bin/python scripts/parity/datatrove_filters.py --bench --midtrain $(TARGET_DIR)/release/midtrain \

@@ -1,12 +1,12 @@
 //! End-to-end tests of `midtrain filter` and `midtrain prepare` on the fixture dumps.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use arrow::array::{Array, AsArray};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use common::all_files;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
@@ -25,36 +25,8 @@ fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// (column name → string values) of every part file in a folder, in part order.
 fn read_parts(dir: &Path, column: &str) -> Vec<String> {
-    let mut files: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    let mut values = Vec::new();
-    for f in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&f).unwrap()).unwrap().build().unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let col = batch.column_by_name(column).unwrap().as_string::<i32>().clone();
-            values.extend((0..col.len()).map(|i| col.value(i).to_string()));
-        }
-    }
-    values
-}
-
-fn all_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
+    common::strings(dir, column)
 }
 
 const HEURISTICS: &str = "gopher_repetition,gopher_quality,c4_quality,fineweb_quality";

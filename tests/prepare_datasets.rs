@@ -1,16 +1,18 @@
 //! End-to-end tests of `midtrain prepare` (through tokenization) and `midtrain tokenize`:
 //! token ids, sidecars and manifests; kill-and-resume; determinism; bad inputs.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, UInt64Type};
+use common::{all_files, batches};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -30,39 +32,8 @@ fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn batches(path: &Path) -> Vec<RecordBatch> {
-    ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap())
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap())
-        .collect()
-}
-
 fn column(path: &Path, name: &str) -> Vec<String> {
-    batches(path)
-        .iter()
-        .flat_map(|b| {
-            let c = b.column_by_name(name).unwrap().as_string::<i32>().clone();
-            (0..c.len()).map(move |i| c.value(i).to_string()).collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn all_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
+    common::strings(path, name)
 }
 
 /// The fixture prepare config, writing to `output`, saved next to the fixture config so that

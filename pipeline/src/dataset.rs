@@ -503,6 +503,7 @@ pub fn tokenize_inputs(
     slice: TaskSlice,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Option<Vec<PartDone>>, DatasetError> {
+    std::fs::create_dir_all(out.join("parts")).map_err(io_err(out))?;
     let mut parts = Vec::new();
     let mut seen = Progress::default();
     let mut complete = true;

@@ -361,7 +361,6 @@ def check_file(rep: Report, tok: Tokenizer, args, corpus: str, tmp: Path) -> Non
 
         shard_bad = 0
         shard_ds_bad = 0
-        starts = np.concatenate([[0], np.cumsum(lengths)])
         for k in range(n_seq):
             got = np.asarray(ds[k], dtype=np.int64)
             want = expected[k]
@@ -378,7 +377,6 @@ def check_file(rep: Report, tok: Tokenizer, args, corpus: str, tmp: Path) -> Non
                     shard_ds_bad += 1
                     if len(mismatches) < MAX_REPORTED_MISMATCHES:
                         mismatches.append(describe_mismatch(tok, sids[k], k, dgot, want, texts[k], ".ds"))
-        del starts
         n_mismatch += shard_bad
         ds_mismatch += shard_ds_bad
         total_docs += n_seq

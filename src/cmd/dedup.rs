@@ -86,11 +86,8 @@ pub struct DedupArgs {
     memory_mb: usize,
     #[arg(long, value_enum, default_value = "all")]
     stage: Stage,
-    #[arg(long, default_value_t = 1)]
-    tasks: usize,
-    /// This machine's task (for --stage signatures / apply).
-    #[arg(long)]
-    task: Option<usize>,
+    #[command(flatten)]
+    split: super::TaskArgs,
     #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
     on_error: String,
     #[arg(long)]
@@ -144,16 +141,9 @@ fn config(args: &DedupArgs) -> Result<DedupConfig> {
 }
 
 pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
-    if args.tasks == 0 {
-        bail!("--tasks must be at least 1");
-    }
-    if let Some(t) = args.task
-        && t >= args.tasks
-    {
-        bail!("--task {t} is out of range for --tasks {}", args.tasks);
-    }
+    args.split.check()?;
     let needs_task = matches!(args.stage, Stage::Signatures | Stage::Apply);
-    if needs_task && args.task.is_none() && args.tasks > 1 {
+    if needs_task && args.split.task.is_none() && args.split.tasks > 1 {
         bail!("--stage signatures/apply with --tasks > 1 needs --task");
     }
     let inputs = read::expand_inputs(&args.inputs)?;
@@ -163,7 +153,7 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
         inputs: inputs.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
         settings: serde_json::json!({
             "config": config,
-            "tasks": args.tasks,
+            "tasks": args.split.tasks,
             "text_column": args.text_column,
             "id_column": args.id_column,
         }),
@@ -187,12 +177,12 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
         config,
         work: args.out.join("work"),
         out: args.out.clone(),
-        tasks: args.tasks,
+        tasks: args.split.tasks,
         parts: Vec::new(),
     };
     let progress = TextProgress::new(&format!("dedup {}", stage_name(args.stage)), quiet);
     let report = |p| progress.update(p);
-    let task = args.task.unwrap_or(0);
+    let task = args.split.task.unwrap_or(0);
     match args.stage {
         Stage::All => {
             let (stage, clusters) = dedup::run_all(&job, &report)?;

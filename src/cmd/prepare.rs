@@ -48,11 +48,8 @@ pub struct PrepareArgs {
     domains: Vec<String>,
     #[arg(long, value_enum, default_value = "all")]
     stage: Stage,
-    #[arg(long, default_value_t = 1)]
-    tasks: usize,
-    /// This machine's task, 0-based (default: every task, one after the other).
-    #[arg(long)]
-    task: Option<usize>,
+    #[command(flatten)]
+    split: super::TaskArgs,
     /// Print a Slurm script that runs every stage as job arrays of N tasks, with dependencies.
     #[arg(long, value_name = "N")]
     emit_slurm: Option<usize>,
@@ -76,9 +73,10 @@ impl Run<'_> {
     }
 
     fn slices(&self) -> Vec<TaskSlice> {
-        match self.args.task {
-            Some(task) => vec![TaskSlice { task, tasks: self.args.tasks }],
-            None => (0..self.args.tasks).map(|task| TaskSlice { task, tasks: self.args.tasks }).collect(),
+        let tasks = self.args.split.tasks;
+        match self.args.split.task {
+            Some(task) => vec![TaskSlice { task, tasks }],
+            None => (0..tasks).map(|task| TaskSlice { task, tasks }).collect(),
         }
     }
 
@@ -92,9 +90,7 @@ pub fn run(args: PrepareArgs, quiet: bool) -> Result<ExitCode> {
     if let Some(unknown) = args.domains.iter().find(|d| !config.domains.iter().any(|c| &c.name == *d)) {
         bail!("{}: no domain named {unknown:?}", args.config.display());
     }
-    if args.tasks == 0 || args.task.is_some_and(|t| t >= args.tasks) {
-        bail!("--task must be below --tasks (and --tasks at least 1)");
-    }
+    args.split.check()?;
     if let Some(n) = args.emit_slurm {
         print!("{}", slurm_script(&args.config, &config, n)?);
         return Ok(ExitCode::SUCCESS);
@@ -182,7 +178,7 @@ fn dedup_job(run: &Run<'_>) -> Result<Option<DedupJob>> {
     let identity = RunIdentity {
         stage: "dedup".into(),
         inputs: inputs.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
-        settings: serde_json::json!({ "dedup": section, "tasks": run.args.tasks }),
+        settings: serde_json::json!({ "dedup": section, "tasks": run.args.split.tasks }),
     };
     let restart = run.args.force && matches!(run.args.stage, Stage::All | Stage::DedupSignatures);
     if restart {
@@ -201,7 +197,7 @@ fn dedup_job(run: &Run<'_>) -> Result<Option<DedupJob>> {
         config: section.resolve().map_err(anyhow::Error::msg)?,
         work: out.join("work"),
         out,
-        tasks: run.args.tasks,
+        tasks: run.args.split.tasks,
         parts,
     }))
 }

@@ -1,0 +1,55 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)] // each test crate uses a different subset
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// Every file under `dir` (recursively), by relative path, with its bytes.
+pub fn all_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The record batches of one parquet file.
+pub fn batches(path: &Path) -> Vec<RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+/// A string column of one parquet file, or of every part file of a folder in name order.
+pub fn strings(path: &Path, column: &str) -> Vec<String> {
+    let files = if path.is_dir() {
+        let mut f: Vec<_> = fs::read_dir(path).unwrap().map(|e| e.unwrap().path()).collect();
+        f.sort();
+        f
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut values = Vec::new();
+    for f in files {
+        for b in batches(&f) {
+            let c = b.column_by_name(column).unwrap().as_string::<i32>().clone();
+            values.extend((0..c.len()).map(|i| c.value(i).to_string()));
+        }
+    }
+    values
+}
