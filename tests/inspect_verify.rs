@@ -162,8 +162,10 @@ fn folder_without_manifest_is_reported_unfinished() {
 
 #[test]
 fn every_subcommand_has_help_with_an_example() {
-    for cmd in ["inspect", "verify"] {
+    for cmd in ["prepare", "filter", "dedup", "tokenize", "quality", "inspect", "verify"] {
         let help = stdout(&midtrain(&[cmd, "--help"]));
-        assert!(help.contains("Examples:") && help.contains(&format!("midtrain {cmd} ")), "{cmd}: {help}");
+        assert!(help.contains("Example") && help.contains(&format!("midtrain {cmd} ")), "{cmd}: {help}");
     }
+    let help = stdout(&midtrain(&["quality", "train", "--help"]));
+    assert!(help.contains("Example") && help.contains("midtrain quality train"));
 }

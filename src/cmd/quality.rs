@@ -8,6 +8,8 @@ use pipeline::read::{self, ReadOptions};
 
 /// Quality classifiers (fastText) for the `quality` filter.
 #[derive(Args)]
+#[command(after_help = "Example:
+  midtrain quality train --positive books.parquet --negative web.parquet --out quality.bin")]
 pub struct QualityArgs {
     #[command(subcommand)]
     command: QualityCommand,
