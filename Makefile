@@ -55,6 +55,8 @@ bench:
 	.venv-parity/bin/python scripts/parity/datatrove_minhash.py $(CORPORA)/web.parquet $(CORPORA)/wiki.parquet \
 		$(CORPORA)/books.parquet $(CORPORA)/code.parquet $(CORPORA)/math.parquet $(CORPORA)/instruct.parquet \
 		--midtrain $(TARGET_DIR)/release/midtrain
+	.venv-parity/bin/python scripts/bench/datatrove_tokenize.py --tokenizer fixtures/tokenizer.json \
+		--corpus $(CORPORA)/web.parquet --midtrain $(TARGET_DIR)/release/midtrain
 
 ## fixtures: regenerate everything under fixtures/ (deterministic). Built with the workspace's
 ## features (a `cargo run -p` would rebuild tokenizers and parquet with other features).
@@ -64,7 +66,7 @@ fixtures:
 
 ## parity: differential checks against the reference implementations (by hand; installs them)
 parity: build
-	bash scripts/parity/setup_venv.sh megatron datatrove
+	bash scripts/parity/setup_venv.sh megatron datatrove tokenizers
 	.venv-parity/bin/python scripts/parity/megatron_shards.py --midtrain $(MIDTRAIN) --fixtures fixtures/shards
 	$(CARGO) build --release --bin midtrain
 	.venv-parity/bin/python scripts/parity/datatrove_filters.py --midtrain $(TARGET_DIR)/release/midtrain \
@@ -75,6 +77,9 @@ parity: build
 	$(TARGET_DIR)/release/midtrain dedup $(CORPORA)/web_dupes.parquet --out out/parity-dedup -q
 	.venv-parity/bin/python scripts/parity/dedup_eval.py out/parity-dedup --dupes $(CORPORA)/web_dupes.parquet \
 		--min-precision 0.99 --min-recall 0.95
+	.venv-parity/bin/python scripts/parity/tokenize_check.py --midtrain $(TARGET_DIR)/release/midtrain \
+		--tokenizer fixtures/tokenizer.json --corpus $(CORPORA)/web.parquet $(CORPORA)/wiki.parquet \
+		$(CORPORA)/books.parquet $(CORPORA)/code.parquet $(CORPORA)/math.parquet $(CORPORA)/instruct.parquet
 
 clean:
 	rm -rf out
