@@ -18,6 +18,10 @@ demo: build
 	$(MIDTRAIN) inspect out/prepared/web
 	$(MIDTRAIN) inspect out/prepared/books --json
 	$(MIDTRAIN) verify out/prepared/math
+	@echo "== plan and build an annealing mixture of the prepared datasets (out/mixture)"
+	$(MIDTRAIN) mix plan mixtures/recipes/fixtures-anneal.toml
+	$(MIDTRAIN) mix build mixtures/recipes/fixtures-anneal.toml --out out/mixture
+	head -5 out/mixture/megatron_data_path.txt
 	@echo "== tokenize a dump as it is (no filtering)"
 	$(MIDTRAIN) tokenize fixtures/dumps/instruct.parquet --tokenizer fixtures/tokenizer.json --out out/instruct-raw --force
 	@echo "== a quality classifier trained on the fixtures (books+math vs web)"

@@ -4,9 +4,12 @@
 //! them ([`manifest`]), opening a dataset or shard ([`dataset`]), length statistics ([`stats`]),
 //! and the atomic-write and checksum helpers every writer uses ([`fsutil`]).
 
+pub mod build;
 pub mod dataset;
 pub mod fsutil;
 pub mod manifest;
+pub mod plan;
+pub mod recipe;
 pub mod shard;
 pub mod stats;
 

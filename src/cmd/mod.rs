@@ -3,6 +3,7 @@
 pub mod dedup;
 pub mod filter;
 pub mod inspect;
+pub mod mix;
 pub mod prepare;
 pub mod quality;
 pub mod tokenize;

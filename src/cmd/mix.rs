@@ -1,0 +1,115 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use mixtures::plan::{Plan, plan};
+use mixtures::recipe::Recipe;
+
+/// Mixtures: plan per-domain tokens against a pre-training overlap floor, and build the blend.
+#[derive(Args)]
+#[command(after_help = "Examples:
+  midtrain mix plan mixtures/recipes/fixtures-anneal.toml
+  midtrain mix build mixtures/recipes/fixtures-anneal.toml --out out/mixture")]
+pub struct MixArgs {
+    #[command(subcommand)]
+    command: MixCommand,
+}
+
+#[derive(Subcommand)]
+enum MixCommand {
+    Plan(PlanArgs),
+    Build(BuildArgs),
+}
+
+/// Print the plan: shares (target and after the overlap floor), tokens and epochs per domain.
+#[derive(Args)]
+#[command(after_help = "Example:
+  midtrain mix plan mixtures/recipes/fixtures-anneal.toml --json")]
+struct PlanArgs {
+    /// The recipe (TOML).
+    recipe: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Build the mixture: mixture.json, the blended document order (order.bin), and the Megatron
+/// `--data-path` and OLMo data-config exports.
+#[derive(Args)]
+#[command(after_help = "Example:
+  midtrain mix build mixtures/recipes/fixtures-anneal.toml --out out/mixture")]
+struct BuildArgs {
+    recipe: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+fn print_plan(plan: &Plan) {
+    println!("mixture {} · budget {} tokens · seed {}", plan.name, plan.budget_tokens, plan.seed);
+    println!(
+        "overlap with pre-training: target {:.3} → planned {:.3} (floor {:.2}{})",
+        plan.target_overlap,
+        plan.overlap,
+        plan.min_overlap,
+        if plan.alpha < 1.0 {
+            format!("; moved toward pre-training, α = {:.3} of the target kept", plan.alpha)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "{:<14} {:>8} {:>8} {:>8} {:>14} {:>14} {:>8} {:>6}",
+        "domain", "target", "share", "pretrain", "tokens", "available", "epochs", "max"
+    );
+    for d in &plan.domains {
+        println!(
+            "{:<14} {:>7.1}% {:>7.1}% {:>7.1}% {:>14} {:>14} {:>8.2} {:>6.1}",
+            d.name,
+            100.0 * d.target_share,
+            100.0 * d.share,
+            100.0 * d.pretraining_share,
+            d.tokens,
+            d.available_tokens,
+            d.epochs,
+            d.max_epochs
+        );
+    }
+    if !plan.unmixed_pretraining.is_empty() {
+        println!("pre-training domains not in the mix: {}", plan.unmixed_pretraining.join(", "));
+    }
+}
+
+pub fn run(args: MixArgs) -> Result<ExitCode> {
+    match args.command {
+        MixCommand::Plan(a) => {
+            let plan = plan(&Recipe::load(&a.recipe)?)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&plan)?);
+            } else {
+                print_plan(&plan);
+            }
+        }
+        MixCommand::Build(a) => {
+            let plan = plan(&Recipe::load(&a.recipe)?)?;
+            let mixture = mixtures::build::build(&plan, &a.out)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&mixture)?);
+            } else {
+                print_plan(&plan);
+                println!("built {}: {} documents, {} tokens", a.out.display(), mixture.documents, mixture.tokens);
+                for d in &mixture.domains {
+                    let realised = d.tokens as f64 / mixture.tokens.max(1) as f64;
+                    println!(
+                        "  {:<14} realised {:>6.2}% (planned {:>6.2}%)",
+                        d.name,
+                        100.0 * realised,
+                        100.0 * d.share
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
