@@ -22,6 +22,8 @@ demo: build
 	$(MIDTRAIN) mix plan mixtures/recipes/fixtures-anneal.toml
 	$(MIDTRAIN) mix build mixtures/recipes/fixtures-anneal.toml --out out/mixture
 	head -5 out/mixture/megatron_data_path.txt
+	@echo "== audit the mixture (terminal table + out/mixture/audit.html)"
+	$(MIDTRAIN) audit out/mixture --long-threshold 1000 --html out/mixture/audit.html
 	@echo "== tokenize a dump as it is (no filtering)"
 	$(MIDTRAIN) tokenize fixtures/dumps/instruct.parquet --tokenizer fixtures/tokenizer.json --out out/instruct-raw --force
 	@echo "== a quality classifier trained on the fixtures (books+math vs web)"

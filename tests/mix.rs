@@ -70,6 +70,76 @@ fn plan_enforces_the_floor_and_build_realises_the_shares() {
     ok(midtrain(&["mix", "build", r, "--out", again.to_str().unwrap()]));
     assert_eq!(common::all_files(&out), common::all_files(&again));
 
+    // The audit agrees with an independent count from order.bin, the shards and the sidecars.
+    let html = tmp.path().join("audit.html");
+    let audit = midtrain(&[
+        "audit",
+        out.to_str().unwrap(),
+        "--json",
+        "--long-threshold",
+        "1000",
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    let audit: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    let order: Vec<(usize, usize, u64)> = fs::read(out.join("order.bin"))
+        .unwrap()
+        .chunks(12)
+        .map(|c| {
+            let u = |i: usize| u32::from_le_bytes(c[i..i + 4].try_into().unwrap());
+            (u(0) as usize, u(4) as usize, u(8) as u64)
+        })
+        .collect();
+    let shards = mixture["shards"].as_array().unwrap();
+    for d in audit["domains"].as_array().unwrap() {
+        let name = d["name"].as_str().unwrap();
+        let mine: Vec<&(usize, usize, u64)> = order.iter().filter(|(s, _, _)| shards[*s]["domain"] == name).collect();
+        assert_eq!(d["documents"].as_u64().unwrap(), mine.len() as u64, "{name}");
+        assert_eq!(d["tokens"].as_u64().unwrap(), mine.iter().map(|o| o.2).sum::<u64>(), "{name}");
+        // Quality mean over the drawn documents, from the sidecars read with arrow.
+        let mut qualities = Vec::new();
+        let mut long_tokens = 0u64;
+        let mut histogram_total = 0u64;
+        for &&(s, doc, take) in &mine {
+            let sidecar = shards[s]["sidecar"].as_str().unwrap();
+            let batch = &common::batches(Path::new(sidecar))[0];
+            let tokens = batch
+                .column_by_name("tokens")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow::array::UInt64Array>()
+                .unwrap()
+                .value(doc);
+            if tokens >= 1000 {
+                long_tokens += take;
+            }
+            histogram_total += 1;
+            let q =
+                batch.column_by_name("quality").unwrap().as_any().downcast_ref::<arrow::array::Float64Array>().unwrap();
+            if arrow::array::Array::is_valid(q, doc) {
+                qualities.push(q.value(doc));
+            }
+        }
+        let counted: u64 = d["length_histogram"].as_array().unwrap().iter().map(|b| b[1].as_u64().unwrap()).sum();
+        assert_eq!(counted, histogram_total, "{name}");
+        let tokens = d["tokens"].as_f64().unwrap();
+        assert!((d["long_share"].as_f64().unwrap() - long_tokens as f64 / tokens).abs() < 1e-9, "{name}");
+        assert_eq!(d["quality"]["count"].as_u64().unwrap(), qualities.len() as u64, "{name}");
+        if !qualities.is_empty() {
+            let mean = qualities.iter().sum::<f64>() / qualities.len() as f64;
+            assert!((d["quality"]["mean"].as_f64().unwrap() - mean).abs() < 1e-9, "{name}");
+        }
+    }
+    assert!((audit["overlap"].as_f64().unwrap() - 0.8).abs() < 0.005);
+    let web = &audit["domains"][0];
+    assert!(web["removed"].as_object().unwrap().keys().any(|k| k.starts_with("dedup")), "{web}");
+    let page = fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg") && page.contains("Domain shares") && !page.contains("<script"));
+    // A stage that asks for a long share this mixture does not have is flagged (exit 1).
+    let flagged = midtrain(&["audit", out.to_str().unwrap(), "--long-threshold", "1000", "--long-range", "0.9,1.0"]);
+    assert_eq!(flagged.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&flagged.stdout).contains("FLAG long-document share"));
+
     // Too little data for a domain: an error naming it and the shortfall.
     let greedy = fs::read_to_string(&recipe).unwrap().replace("budget_tokens = 150_000", "budget_tokens = 1_500_000");
     fs::write(&recipe, greedy).unwrap();

@@ -39,6 +39,9 @@ pub struct MixtureShard {
     pub domain: String,
     /// Absolute shard prefix (`.bin` / `.idx`).
     pub prefix: PathBuf,
+    /// The dataset folder it belongs to, and its per-document sidecar.
+    pub dataset: PathBuf,
+    pub sidecar: Option<PathBuf>,
     pub documents: u64,
     pub tokens: u64,
 }
@@ -64,6 +67,8 @@ pub struct Mixture {
     pub documents: u64,
     pub overlap: f64,
     pub min_overlap: f64,
+    /// The base model's pre-training distribution, normalised.
+    pub pretraining: std::collections::BTreeMap<String, f64>,
     pub domains: Vec<MixtureDomain>,
     pub shards: Vec<MixtureShard>,
     /// The blended order: `order.bin`, little-endian u32 triples (shard index, document index,
@@ -73,6 +78,47 @@ pub struct Mixture {
 }
 
 pub const MIXTURE_FORMAT: &str = "midtrain-mixture/1";
+
+/// One entry of the blended order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderEntry {
+    pub shard: u32,
+    pub doc: u32,
+    /// Tokens taken from the start of the document.
+    pub take: u32,
+}
+
+impl Mixture {
+    /// Read `DIR/mixture.json`.
+    pub fn load(dir: &Path) -> Result<Self, BuildError> {
+        let path = dir.join("mixture.json");
+        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+        let mixture: Self = serde_json::from_slice(&bytes)
+            .map_err(|e| BuildError::Io { path: path.clone(), message: format!("invalid mixture: {e}") })?;
+        if mixture.format != MIXTURE_FORMAT {
+            return Err(BuildError::Io {
+                path,
+                message: format!("format {:?} is not {MIXTURE_FORMAT:?}", mixture.format),
+            });
+        }
+        Ok(mixture)
+    }
+
+    /// The blended order, checked against the checksum in `mixture.json`.
+    pub fn order(&self, dir: &Path) -> Result<Vec<OrderEntry>, BuildError> {
+        let path = dir.join(&self.order_file);
+        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+        let checksum = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+        if bytes.len() % 12 != 0 || checksum != self.order_checksum {
+            return Err(BuildError::Io { path, message: "order file does not match mixture.json (corrupted?)".into() });
+        }
+        let u32_at = |c: &[u8], i: usize| u32::from_le_bytes(c[i..i + 4].try_into().unwrap());
+        Ok(bytes
+            .chunks(12)
+            .map(|c| OrderEntry { shard: u32_at(c, 0), doc: u32_at(c, 4), take: u32_at(c, 8) })
+            .collect())
+    }
+}
 
 /// SplitMix64, for the per-domain shuffles.
 fn splitmix(state: &mut u64) -> u64 {
@@ -123,7 +169,7 @@ pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
         let mut docs = Vec::new();
         for dataset in &d.datasets {
             let manifest = DatasetManifest::load(dataset)?;
-            for prefix in manifest.shard_prefixes(dataset) {
+            for (entry, prefix) in manifest.shards.iter().zip(manifest.shard_prefixes(dataset)) {
                 let reader = ShardReader::open(&prefix).map_err(ManifestError::from)?;
                 let shard_index = shards.len() as u32;
                 for i in 0..reader.num_documents() {
@@ -134,6 +180,11 @@ pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
                     prefix: std::fs::canonicalize(crate::shard::shard_paths(&prefix).1)
                         .map(|idx| crate::shard::strip_shard_extension(&idx))
                         .unwrap_or(prefix.clone()),
+                    dataset: std::fs::canonicalize(dataset).unwrap_or(dataset.clone()),
+                    sidecar: entry.sidecar.as_ref().map(|s| {
+                        let path = dataset.join(s);
+                        std::fs::canonicalize(&path).unwrap_or(path)
+                    }),
                     documents: reader.num_documents() as u64,
                     tokens: reader.num_tokens(),
                 });
@@ -194,6 +245,7 @@ pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
         documents: documents.iter().sum(),
         overlap: plan.overlap,
         min_overlap: plan.min_overlap,
+        pretraining: plan.pretraining.clone(),
         domains: plan
             .domains
             .iter()

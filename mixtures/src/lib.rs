@@ -4,12 +4,16 @@
 //! them ([`manifest`]), opening a dataset or shard ([`dataset`]), length statistics ([`stats`]),
 //! and the atomic-write and checksum helpers every writer uses ([`fsutil`]).
 
+#[cfg(feature = "audit")]
+pub mod audit;
 pub mod build;
 pub mod dataset;
 pub mod fsutil;
 pub mod manifest;
 pub mod plan;
 pub mod recipe;
+#[cfg(feature = "audit")]
+pub mod report;
 pub mod shard;
 pub mod stats;
 

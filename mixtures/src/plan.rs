@@ -62,6 +62,8 @@ pub struct Plan {
     pub domains: Vec<DomainPlan>,
     /// Pre-training domains the recipe does not mix (they lower the overlap).
     pub unmixed_pretraining: Vec<String>,
+    /// The pre-training distribution, normalised.
+    pub pretraining: BTreeMap<String, f64>,
 }
 
 /// Σ_d min(p_d, q_d) over the union of both supports.
@@ -175,6 +177,7 @@ pub fn plan(recipe: &Recipe) -> Result<Plan, PlanError> {
         overlap: overlap(&p, &planned),
         alpha,
         unmixed_pretraining: p.keys().filter(|k| !q.contains_key(*k)).cloned().collect(),
+        pretraining: p,
         domains,
     })
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand: argument definitions and output formatting.
 
+pub mod audit;
 pub mod dedup;
 pub mod filter;
 pub mod inspect;

@@ -1,0 +1,415 @@
+//! The audit: what a mixture (or a single prepared dataset) really contains, against its targets.
+//!
+//! Shares over the whole stream and its first 1% and 10% come straight from the blended order;
+//! per-domain document counts, tokens, long-document shares, length histograms and quality /
+//! language-score distributions come from joining the order with the per-document sidecars in
+//! polars (lazy parquet scans, group-bys); removals by step and reason from each dataset's
+//! `removed.parquet`. It flags an overlap below the floor, a realised share more than one point
+//! off target, and a long-document share outside a requested range.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::build::{BuildError, Mixture, OrderEntry};
+use crate::manifest::{DatasetManifest, ManifestError};
+use crate::plan::overlap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{path}: {message}")]
+    Query { path: PathBuf, message: String },
+    #[error("{0}: neither a mixture (mixture.json) nor a dataset (manifest.json)")]
+    Unknown(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct AuditOptions {
+    /// Documents of at least this many tokens count as long.
+    pub long_threshold: u64,
+    /// Flag a long-token share outside this range (a context-extension stage's ask).
+    pub long_range: Option<(f64, f64)>,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        Self { long_threshold: 4096, long_range: None }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Distribution {
+    pub count: u64,
+    pub mean: Option<f64>,
+    pub p10: Option<f64>,
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DomainAudit {
+    pub name: String,
+    pub documents: u64,
+    pub tokens: u64,
+    pub target_share: f64,
+    pub share: f64,
+    pub share_first_1pct: f64,
+    pub share_first_10pct: f64,
+    pub pretraining_share: f64,
+    /// Share of this domain's tokens in documents of at least `long_threshold` tokens.
+    pub long_share: f64,
+    /// Documents per length bin (`[lo, hi)` tokens).
+    pub length_histogram: Vec<(String, u64)>,
+    pub quality: Distribution,
+    pub language_score: Distribution,
+    /// `step: reason` → documents removed while preparing this domain's datasets.
+    pub removed: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Audit {
+    pub kind: String,
+    pub name: String,
+    pub documents: u64,
+    pub tokens: u64,
+    pub overlap: Option<f64>,
+    pub min_overlap: Option<f64>,
+    pub long_threshold: u64,
+    pub long_share: f64,
+    pub domains: Vec<DomainAudit>,
+    pub flags: Vec<String>,
+}
+
+/// Length bins: [0, 64), [64, 128), ... [32768, 65536), [65536, ∞).
+const BIN_EDGES: [u64; 11] = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
+
+fn bin_labels() -> Vec<String> {
+    let mut labels = Vec::new();
+    let mut lo = 0;
+    for &hi in &BIN_EDGES {
+        labels.push(format!("{lo}-{hi}"));
+        lo = hi;
+    }
+    labels.push(format!("{lo}+"));
+    labels
+}
+
+fn bin_expr() -> Expr {
+    let mut e = when(col("length").lt(lit(BIN_EDGES[0])))
+        .then(lit(0u32))
+        .when(col("length").lt(lit(BIN_EDGES[1])))
+        .then(lit(1u32));
+    for (i, &edge) in BIN_EDGES.iter().enumerate().skip(2) {
+        e = e.when(col("length").lt(lit(edge))).then(lit(i as u32));
+    }
+    e.otherwise(lit(BIN_EDGES.len() as u32)).alias("bin")
+}
+
+fn query_err(path: &Path) -> impl FnOnce(PolarsError) -> AuditError + '_ {
+    move |e| AuditError::Query { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// A sidecar scan with the columns the audit reads (missing score columns become nulls).
+fn scan_sidecar(path: &Path, shard: u32) -> Result<LazyFrame, AuditError> {
+    let p = path.to_string_lossy().into_owned();
+    let mut lf =
+        LazyFrame::scan_parquet(PlRefPath::new(p.as_str()), ScanArgsParquet::default()).map_err(query_err(path))?;
+    let schema = lf.collect_schema().map_err(query_err(path))?;
+    let score = |name: &str| {
+        if schema.contains(name) {
+            col(name).cast(DataType::Float64)
+        } else {
+            lit(NULL).cast(DataType::Float64).alias(name)
+        }
+    };
+    Ok(lf.with_row_index("doc", None).select([
+        col("doc").cast(DataType::UInt32),
+        lit(shard).alias("shard"),
+        col("tokens").cast(DataType::UInt64).alias("length"),
+        score("quality"),
+        score("language_score"),
+    ]))
+}
+
+fn f64_at(df: &DataFrame, name: &str, i: usize) -> Option<f64> {
+    df.column(name).ok()?.cast(&DataType::Float64).ok()?.f64().ok()?.get(i)
+}
+
+fn str_at(df: &DataFrame, name: &str, i: usize) -> Option<String> {
+    df.column(name).ok()?.str().ok()?.get(i).map(str::to_string)
+}
+
+/// Per-domain aggregates over the stream's documents (the order joined with the sidecars).
+fn aggregate(
+    order: &[OrderEntry],
+    shard_domain: &[String],
+    sidecars: &[Option<PathBuf>],
+    options: &AuditOptions,
+    dir: &Path,
+) -> Result<BTreeMap<String, DomainAudit>, AuditError> {
+    let stream = df!(
+        "shard" => order.iter().map(|o| o.shard).collect::<Vec<_>>(),
+        "doc" => order.iter().map(|o| o.doc).collect::<Vec<_>>(),
+        "take" => order.iter().map(|o| o.take as u64).collect::<Vec<_>>(),
+        "domain" => order.iter().map(|o| shard_domain[o.shard as usize].as_str()).collect::<Vec<_>>(),
+    )
+    .map_err(query_err(dir))?
+    .lazy();
+    let mut scans = Vec::new();
+    for (k, sidecar) in sidecars.iter().enumerate() {
+        if let Some(path) = sidecar {
+            scans.push(scan_sidecar(path, k as u32)?);
+        }
+    }
+    let joined = if scans.is_empty() {
+        stream.with_columns([
+            lit(NULL).cast(DataType::UInt64).alias("length"),
+            lit(NULL).cast(DataType::Float64).alias("quality"),
+            lit(NULL).cast(DataType::Float64).alias("language_score"),
+        ])
+    } else {
+        let sides = concat(scans, UnionArgs::default()).map_err(query_err(dir))?;
+        stream.join(sides, [col("shard"), col("doc")], [col("shard"), col("doc")], JoinArgs::new(JoinType::Left))
+    };
+    let joined = joined.with_column(col("length").fill_null(col("take"))).cache();
+    let quantile = |c: &str, q: f64, name: &str| col(c).quantile(lit(q), QuantileMethod::Nearest).alias(name);
+    let per_domain = joined
+        .clone()
+        .group_by([col("domain")])
+        .agg([
+            len().alias("documents"),
+            col("take").sum().alias("tokens"),
+            when(col("length").gt_eq(lit(options.long_threshold)))
+                .then(col("take"))
+                .otherwise(lit(0u64))
+                .sum()
+                .alias("long_tokens"),
+            col("quality").count().alias("quality_count"),
+            col("quality").mean().alias("quality_mean"),
+            quantile("quality", 0.1, "quality_p10"),
+            quantile("quality", 0.5, "quality_p50"),
+            quantile("quality", 0.9, "quality_p90"),
+            col("language_score").count().alias("language_count"),
+            col("language_score").mean().alias("language_mean"),
+            quantile("language_score", 0.1, "language_p10"),
+            quantile("language_score", 0.5, "language_p50"),
+            quantile("language_score", 0.9, "language_p90"),
+        ])
+        .sort(["domain"], Default::default())
+        .collect()
+        .map_err(query_err(dir))?;
+    let histogram = joined
+        .with_column(bin_expr())
+        .group_by([col("domain"), col("bin")])
+        .agg([len().alias("documents")])
+        .sort(["domain", "bin"], Default::default())
+        .collect()
+        .map_err(query_err(dir))?;
+
+    let mut out = BTreeMap::new();
+    for i in 0..per_domain.height() {
+        let name = str_at(&per_domain, "domain", i).unwrap_or_default();
+        let tokens = f64_at(&per_domain, "tokens", i).unwrap_or(0.0);
+        let dist = |prefix: &str| Distribution {
+            count: f64_at(&per_domain, &format!("{prefix}_count"), i).unwrap_or(0.0) as u64,
+            mean: f64_at(&per_domain, &format!("{prefix}_mean"), i),
+            p10: f64_at(&per_domain, &format!("{prefix}_p10"), i),
+            p50: f64_at(&per_domain, &format!("{prefix}_p50"), i),
+            p90: f64_at(&per_domain, &format!("{prefix}_p90"), i),
+        };
+        let labels = bin_labels();
+        out.insert(
+            name.clone(),
+            DomainAudit {
+                name,
+                documents: f64_at(&per_domain, "documents", i).unwrap_or(0.0) as u64,
+                tokens: tokens as u64,
+                long_share: if tokens > 0.0 {
+                    f64_at(&per_domain, "long_tokens", i).unwrap_or(0.0) / tokens
+                } else {
+                    0.0
+                },
+                length_histogram: labels.into_iter().map(|l| (l, 0)).collect(),
+                quality: dist("quality"),
+                language_score: dist("language"),
+                ..Default::default()
+            },
+        );
+    }
+    for i in 0..histogram.height() {
+        let name = str_at(&histogram, "domain", i).unwrap_or_default();
+        let bin = f64_at(&histogram, "bin", i).unwrap_or(0.0) as usize;
+        if let Some(d) = out.get_mut(&name) {
+            d.length_histogram[bin].1 = f64_at(&histogram, "documents", i).unwrap_or(0.0) as u64;
+        }
+    }
+    Ok(out)
+}
+
+/// Removals by `step: reason` in a dataset's `removed.parquet` (none when it has no such file).
+fn removals(dataset: &Path) -> Result<BTreeMap<String, u64>, AuditError> {
+    let path = dataset.join("removed.parquet");
+    let mut out = BTreeMap::new();
+    if !path.is_file() {
+        return Ok(out);
+    }
+    let p = path.to_string_lossy().into_owned();
+    let df = LazyFrame::scan_parquet(PlRefPath::new(p.as_str()), ScanArgsParquet::default())
+        .map_err(query_err(&path))?
+        .group_by([col("step"), col("reason")])
+        .agg([len().alias("documents")])
+        .collect()
+        .map_err(query_err(&path))?;
+    for i in 0..df.height() {
+        let key =
+            format!("{}: {}", str_at(&df, "step", i).unwrap_or_default(), str_at(&df, "reason", i).unwrap_or_default());
+        *out.entry(key).or_default() += f64_at(&df, "documents", i).unwrap_or(0.0) as u64;
+    }
+    Ok(out)
+}
+
+/// Share of each domain's tokens within the first `fraction` of the stream's tokens.
+fn window_shares(order: &[OrderEntry], shard_domain: &[String], fraction: f64) -> BTreeMap<String, f64> {
+    let total: u64 = order.iter().map(|o| o.take as u64).sum();
+    let limit = (total as f64 * fraction).ceil() as u64;
+    let mut per: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seen = 0u64;
+    for o in order {
+        if seen >= limit {
+            break;
+        }
+        *per.entry(shard_domain[o.shard as usize].clone()).or_default() += o.take as u64;
+        seen += o.take as u64;
+    }
+    per.into_iter().map(|(d, t)| (d, t as f64 / seen.max(1) as f64)).collect()
+}
+
+/// Audit a mixture folder (written by `midtrain mix build`).
+pub fn audit_mixture(dir: &Path, options: &AuditOptions) -> Result<Audit, AuditError> {
+    let mixture = Mixture::load(dir)?;
+    let order = mixture.order(dir)?;
+    let shard_domain: Vec<String> = mixture.shards.iter().map(|s| s.domain.clone()).collect();
+    let sidecars: Vec<Option<PathBuf>> = mixture.shards.iter().map(|s| s.sidecar.clone()).collect();
+    let mut per = aggregate(&order, &shard_domain, &sidecars, options, dir)?;
+    let (first1, first10, whole) = (
+        window_shares(&order, &shard_domain, 0.01),
+        window_shares(&order, &shard_domain, 0.10),
+        window_shares(&order, &shard_domain, 1.0),
+    );
+    let mut domains = Vec::new();
+    for md in &mixture.domains {
+        let mut d = per.remove(&md.name).unwrap_or_else(|| DomainAudit { name: md.name.clone(), ..Default::default() });
+        d.target_share = md.share;
+        d.share = whole.get(&md.name).copied().unwrap_or(0.0);
+        d.share_first_1pct = first1.get(&md.name).copied().unwrap_or(0.0);
+        d.share_first_10pct = first10.get(&md.name).copied().unwrap_or(0.0);
+        d.pretraining_share = mixture.pretraining.get(&md.name).copied().unwrap_or(0.0);
+        let mut datasets: Vec<&PathBuf> =
+            mixture.shards.iter().filter(|s| s.domain == md.name).map(|s| &s.dataset).collect();
+        datasets.dedup();
+        for ds in datasets {
+            for (k, v) in removals(ds)? {
+                *d.removed.entry(k).or_default() += v;
+            }
+        }
+        domains.push(d);
+    }
+    let realised: BTreeMap<String, f64> = domains.iter().map(|d| (d.name.clone(), d.share)).collect();
+    let overlap_value = overlap(&mixture.pretraining, &realised);
+    let mut audit = Audit {
+        kind: "mixture".into(),
+        name: mixture.name.clone(),
+        documents: order.len() as u64,
+        tokens: order.iter().map(|o| o.take as u64).sum(),
+        overlap: Some(overlap_value),
+        min_overlap: Some(mixture.min_overlap),
+        long_threshold: options.long_threshold,
+        domains,
+        ..Default::default()
+    };
+    finish(&mut audit, options);
+    Ok(audit)
+}
+
+/// Audit one prepared dataset folder (its shards and sidecars, as one domain).
+pub fn audit_dataset(dir: &Path, options: &AuditOptions) -> Result<Audit, AuditError> {
+    let manifest = DatasetManifest::load(dir)?;
+    let mut order = Vec::new();
+    let mut sidecars = Vec::new();
+    for (k, (entry, prefix)) in manifest.shards.iter().zip(manifest.shard_prefixes(dir)).enumerate() {
+        let reader = crate::shard::ShardReader::open(&prefix).map_err(ManifestError::from)?;
+        for i in 0..reader.num_documents() {
+            order.push(OrderEntry { shard: k as u32, doc: i as u32, take: reader.document_len(i) as u32 });
+        }
+        sidecars.push(entry.sidecar.as_ref().map(|s| dir.join(s)));
+    }
+    let shard_domain = vec![manifest.domain.clone(); manifest.shards.len()];
+    let mut per = aggregate(&order, &shard_domain, &sidecars, options, dir)?;
+    let mut d = per
+        .remove(&manifest.domain)
+        .unwrap_or_else(|| DomainAudit { name: manifest.domain.clone(), ..Default::default() });
+    (d.target_share, d.share, d.share_first_1pct, d.share_first_10pct) = (1.0, 1.0, 1.0, 1.0);
+    d.removed = removals(dir)?;
+    let mut audit = Audit {
+        kind: "dataset".into(),
+        name: manifest.domain.clone(),
+        documents: manifest.documents,
+        tokens: manifest.tokens,
+        long_threshold: options.long_threshold,
+        domains: vec![d],
+        ..Default::default()
+    };
+    finish(&mut audit, options);
+    Ok(audit)
+}
+
+/// A mixture folder or a dataset folder.
+pub fn audit_path(path: &Path, options: &AuditOptions) -> Result<Audit, AuditError> {
+    if path.join("mixture.json").is_file() {
+        audit_mixture(path, options)
+    } else if path.join(crate::manifest::MANIFEST_FILE).is_file() {
+        audit_dataset(path, options)
+    } else {
+        Err(AuditError::Unknown(path.to_path_buf()))
+    }
+}
+
+/// Overall long share and the flags.
+fn finish(audit: &mut Audit, options: &AuditOptions) {
+    let long_tokens: f64 = audit.domains.iter().map(|d| d.long_share * d.tokens as f64).sum();
+    audit.long_share = if audit.tokens > 0 { long_tokens / audit.tokens as f64 } else { 0.0 };
+    if let (Some(o), Some(floor)) = (audit.overlap, audit.min_overlap)
+        && o + 1e-9 < floor
+    {
+        audit.flags.push(format!("overlap with pre-training {o:.3} is below the floor {floor:.3}"));
+    }
+    if audit.kind == "mixture" {
+        for d in &audit.domains {
+            if (d.share - d.target_share).abs() > 0.01 {
+                audit.flags.push(format!(
+                    "{}: realised share {:.2}% is more than 1 point off its target {:.2}%",
+                    d.name,
+                    100.0 * d.share,
+                    100.0 * d.target_share
+                ));
+            }
+        }
+    }
+    if let Some((lo, hi)) = options.long_range
+        && !(lo..=hi).contains(&audit.long_share)
+    {
+        audit.flags.push(format!(
+            "long-document share {:.1}% (documents ≥ {} tokens) is outside the asked range {:.1}%–{:.1}%",
+            100.0 * audit.long_share,
+            options.long_threshold,
+            100.0 * lo,
+            100.0 * hi
+        ));
+    }
+}

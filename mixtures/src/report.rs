@@ -1,0 +1,185 @@
+//! The audit as one self-contained HTML page: tables and inline SVG charts, no scripts, no
+//! external files, so it opens offline.
+
+use std::fmt::Write;
+
+use crate::audit::Audit;
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+const COLORS: [&str; 8] = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"];
+
+/// Grouped horizontal bars: for each row, one bar per series (values in 0..=1).
+fn share_bars(rows: &[(String, Vec<f64>)], series: &[&str]) -> String {
+    let (row_h, bar_h, left, width) = (14.0 * series.len() as f64 + 12.0, 12.0, 120.0, 420.0);
+    let height = row_h * rows.len() as f64 + 30.0;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="sans-serif" font-size="11">"#,
+        left + width + 60.0
+    );
+    for (r, (label, values)) in rows.iter().enumerate() {
+        let y0 = r as f64 * row_h + 4.0;
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            left - 6.0,
+            y0 + row_h / 2.0,
+            escape(label)
+        );
+        for (s, v) in values.iter().enumerate() {
+            let y = y0 + s as f64 * (bar_h + 2.0);
+            let w = (v.clamp(0.0, 1.0) * width).max(0.5);
+            let _ = write!(
+                svg,
+                r#"<rect x="{left}" y="{y}" width="{w:.1}" height="{bar_h}" fill="{}"/>"#,
+                COLORS[s % COLORS.len()]
+            );
+            let _ =
+                write!(svg, r#"<text x="{:.1}" y="{:.1}">{:.1}%</text>"#, left + w + 4.0, y + bar_h - 2.0, 100.0 * v);
+        }
+    }
+    let legend_y = height - 8.0;
+    for (s, name) in series.iter().enumerate() {
+        let x = left + s as f64 * 110.0;
+        let _ = write!(
+            svg,
+            r#"<rect x="{x}" y="{}" width="10" height="10" fill="{}"/><text x="{}" y="{legend_y}">{}</text>"#,
+            legend_y - 9.0,
+            COLORS[s % COLORS.len()],
+            x + 14.0,
+            escape(name)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Vertical bars for a histogram.
+fn histogram(bins: &[(String, u64)], color: &str) -> String {
+    let max = bins.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64;
+    let (bar_w, height) = (34.0, 120.0);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="9">"#,
+        bar_w * bins.len() as f64 + 10.0,
+        height + 40.0
+    );
+    for (i, (label, n)) in bins.iter().enumerate() {
+        let h = height * *n as f64 / max;
+        let x = 5.0 + i as f64 * bar_w;
+        let _ = write!(
+            svg,
+            r#"<rect x="{x}" y="{:.1}" width="{}" height="{h:.1}" fill="{color}"><title>{} tokens: {n} documents</title></rect>"#,
+            height - h + 10.0,
+            bar_w - 4.0,
+            escape(label)
+        );
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{n}</text>"#,
+            x + bar_w / 2.0 - 2.0,
+            height - h + 8.0
+        );
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+            x + bar_w / 2.0 - 2.0,
+            height + 24.0,
+            escape(label)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.3}"))
+}
+
+pub fn html(audit: &Audit) -> String {
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>midtrain audit: {name}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f3f3f3}}td:first-child{{text-align:left}}
+.flag{{color:#b00020;font-weight:bold}}.ok{{color:#2e7d32}}h2{{margin-top:1.6em}}</style></head><body>
+<h1>midtrain audit: {name}</h1><p>{kind} · {docs} documents · {tokens} tokens · long = documents ≥ {long} tokens</p>"#,
+        name = escape(&audit.name),
+        kind = audit.kind,
+        docs = audit.documents,
+        tokens = audit.tokens,
+        long = audit.long_threshold
+    );
+    if audit.flags.is_empty() {
+        page.push_str(r#"<p class="ok">No flags: overlap, shares and long share are within their targets.</p>"#);
+    } else {
+        page.push_str("<ul>");
+        for f in &audit.flags {
+            let _ = write!(page, r#"<li class="flag">{}</li>"#, escape(f));
+        }
+        page.push_str("</ul>");
+    }
+    if let (Some(o), Some(floor)) = (audit.overlap, audit.min_overlap) {
+        let _ = write!(page, "<p>Overlap with the pre-training distribution: <b>{o:.3}</b> (floor {floor:.3}).</p>");
+    }
+    let _ = write!(page, "<p>Long-document share: <b>{:.1}%</b> of tokens.</p>", 100.0 * audit.long_share);
+    page.push_str("<h2>Domain shares</h2><table><tr><th>domain</th><th>documents</th><th>tokens</th><th>target</th><th>realised</th><th>first 1%</th><th>first 10%</th><th>pre-training</th><th>long share</th></tr>");
+    for d in &audit.domains {
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.1}%</td></tr>",
+            escape(&d.name),
+            d.documents,
+            d.tokens,
+            100.0 * d.target_share,
+            100.0 * d.share,
+            100.0 * d.share_first_1pct,
+            100.0 * d.share_first_10pct,
+            100.0 * d.pretraining_share,
+            100.0 * d.long_share
+        );
+    }
+    page.push_str("</table>");
+    let rows: Vec<(String, Vec<f64>)> = audit
+        .domains
+        .iter()
+        .map(|d| (d.name.clone(), vec![d.target_share, d.share, d.share_first_1pct, d.pretraining_share]))
+        .collect();
+    page.push_str(&share_bars(&rows, &["target", "realised", "first 1%", "pre-training"]));
+    page.push_str("<h2>Scores</h2><table><tr><th>domain</th><th>quality n</th><th>mean</th><th>p10</th><th>p50</th><th>p90</th><th>language score n</th><th>mean</th><th>p10</th><th>p50</th><th>p90</th></tr>");
+    for d in &audit.domains {
+        let (q, l) = (&d.quality, &d.language_score);
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&d.name),
+            q.count,
+            opt(q.mean),
+            opt(q.p10),
+            opt(q.p50),
+            opt(q.p90),
+            l.count,
+            opt(l.mean),
+            opt(l.p10),
+            opt(l.p50),
+            opt(l.p90)
+        );
+    }
+    page.push_str("</table><h2>Document lengths (tokens)</h2>");
+    for (i, d) in audit.domains.iter().enumerate() {
+        let _ = write!(page, "<h3>{}</h3>", escape(&d.name));
+        page.push_str(&histogram(&d.length_histogram, COLORS[i % COLORS.len()]));
+    }
+    page.push_str(
+        "<h2>Removed while preparing</h2><table><tr><th>domain</th><th>step: reason</th><th>documents</th></tr>",
+    );
+    for d in &audit.domains {
+        for (reason, n) in &d.removed {
+            let _ = write!(page, "<tr><td>{}</td><td>{}</td><td>{n}</td></tr>", escape(&d.name), escape(reason));
+        }
+    }
+    page.push_str("</table></body></html>\n");
+    page
+}
