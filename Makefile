@@ -53,6 +53,7 @@ fmt:
 ## bench: throughput benchmarks; numbers go to docs/benchmarks.md
 bench:
 	$(CARGO) bench -p mixtures --bench shards
+	$(CARGO) bench -p mixtures --features audit --bench audit -- 1000 100000
 	$(CARGO) bench -p pipeline --bench tokenize -- $(abspath $(CORPORA))/web.parquet $(abspath fixtures/tokenizer.json)
 	$(CARGO) build --release --bin midtrain
 	bash scripts/parity/setup_venv.sh datatrove

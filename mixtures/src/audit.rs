@@ -153,11 +153,20 @@ fn aggregate(
     options: &AuditOptions,
     dir: &Path,
 ) -> Result<BTreeMap<String, DomainAudit>, AuditError> {
+    // Domains as indices: a string per document would cost more than the rest of the row.
+    let names: Vec<&String> = {
+        let mut n: Vec<&String> = shard_domain.iter().collect();
+        n.sort();
+        n.dedup();
+        n
+    };
+    let domain_of_shard: Vec<u32> =
+        shard_domain.iter().map(|d| names.binary_search(&d).expect("listed") as u32).collect();
     let stream = df!(
         "shard" => order.iter().map(|o| o.shard).collect::<Vec<_>>(),
         "doc" => order.iter().map(|o| o.doc).collect::<Vec<_>>(),
         "take" => order.iter().map(|o| o.take as u64).collect::<Vec<_>>(),
-        "domain" => order.iter().map(|o| shard_domain[o.shard as usize].as_str()).collect::<Vec<_>>(),
+        "domain" => order.iter().map(|o| domain_of_shard[o.shard as usize]).collect::<Vec<_>>(),
     )
     .map_err(query_err(dir))?
     .lazy();
@@ -213,8 +222,9 @@ fn aggregate(
         .map_err(query_err(dir))?;
 
     let mut out = BTreeMap::new();
+    let name_at = |df: &DataFrame, i: usize| names[f64_at(df, "domain", i).unwrap_or(0.0) as usize].clone();
     for i in 0..per_domain.height() {
-        let name = str_at(&per_domain, "domain", i).unwrap_or_default();
+        let name = name_at(&per_domain, i);
         let tokens = f64_at(&per_domain, "tokens", i).unwrap_or(0.0);
         let dist = |prefix: &str| Distribution {
             count: f64_at(&per_domain, &format!("{prefix}_count"), i).unwrap_or(0.0) as u64,
@@ -243,7 +253,7 @@ fn aggregate(
         );
     }
     for i in 0..histogram.height() {
-        let name = str_at(&histogram, "domain", i).unwrap_or_default();
+        let name = name_at(&histogram, i);
         let bin = f64_at(&histogram, "bin", i).unwrap_or(0.0) as usize;
         if let Some(d) = out.get_mut(&name) {
             d.length_histogram[bin].1 = f64_at(&histogram, "documents", i).unwrap_or(0.0) as u64;
