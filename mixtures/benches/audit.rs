@@ -36,7 +36,7 @@ fn main() {
         "name = \"bench\"\nbudget_tokens = {}\nseed = 1\nmin_overlap = 0.5\n[pretraining]\nweb = 0.7\ncode = 0.1\nmath = 0.1\nbooks = 0.1\n",
         (shards * per_shard) as u64 * 4 / 2
     );
-    let ones = vec![1u32; 8];
+    let ones = [1u32; 8];
     for (d, domain) in domains.iter().enumerate() {
         let dataset = dir.path().join(domain);
         std::fs::create_dir_all(&dataset).unwrap();
