@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use pipeline::dedup::{self, DedupConfig, DedupJob, Keeper, Normalization};
-use pipeline::read::{self, OnError, ReadOptions};
+use pipeline::read::{self, ReadOptions};
 use pipeline::stage::{RunIdentity, claim_output_folder};
 
 use crate::progress::TextProgress;
@@ -77,10 +77,8 @@ pub struct DedupArgs {
     /// column), root (datatrove's rule).
     #[arg(long, value_parser = ["first", "quality", "root"])]
     keep: Option<String>,
-    #[arg(long, default_value = "text")]
-    text_column: String,
-    #[arg(long, default_value = "id")]
-    id_column: String,
+    #[command(flatten)]
+    input: super::InputArgs,
     /// Sort buffers before spilling to disk, in MiB.
     #[arg(long, default_value_t = 1024)]
     memory_mb: usize,
@@ -88,8 +86,6 @@ pub struct DedupArgs {
     stage: Stage,
     #[command(flatten)]
     split: super::TaskArgs,
-    #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
-    on_error: String,
     #[arg(long)]
     force: bool,
     #[arg(long)]
@@ -154,8 +150,7 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
         settings: serde_json::json!({
             "config": config,
             "tasks": args.split.tasks,
-            "text_column": args.text_column,
-            "id_column": args.id_column,
+            "input": args.input.settings(),
         }),
     };
     // Only the first stage may claim (or force) the folder; later stages must find it.
@@ -167,12 +162,9 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
     let job = DedupJob {
         inputs,
         read: ReadOptions {
-            text_column: args.text_column.clone(),
-            id_column: Some(args.id_column.clone()),
             carry: pipeline::document::KNOWN_COLUMNS.to_vec(),
             keep_provenance: true,
-            on_error: if args.on_error == "skip" { OnError::Skip } else { OnError::Fail },
-            ..ReadOptions::default()
+            ..args.input.read_options()
         },
         config,
         work: args.out.join("work"),

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use pipeline::filter::{FilterChain, FilterConfig};
-use pipeline::read::{self, OnError, Predicate, ReadOptions};
+use pipeline::read::{self, Predicate, ReadOptions};
 use pipeline::stage::{RunIdentity, TaskSlice, claim_output_folder, run_filter_stage};
 
 use crate::progress::TextProgress;
@@ -30,11 +30,8 @@ pub struct FilterArgs {
     /// Output folder.
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value = "text")]
-    text_column: String,
-    /// Id column; rows without one get FILE#ROW.
-    #[arg(long, default_value = "id")]
-    id_column: String,
+    #[command(flatten)]
+    input: super::InputArgs,
     /// Keep only rows matching this predicate, e.g. "language_score > 0.9 and int_score >= 3".
     #[arg(long = "where", value_name = "EXPR")]
     where_: Option<String>,
@@ -44,9 +41,6 @@ pub struct FilterArgs {
     /// Documents per parallel batch.
     #[arg(long, default_value_t = 1024)]
     batch_size: usize,
-    /// What to do with bad rows: fail, or skip (record them as removed).
-    #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
-    on_error: String,
     /// Redo the run even if OUT holds a finished or different one.
     #[arg(long)]
     force: bool,
@@ -70,26 +64,18 @@ pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
     }
     let chain = FilterChain::new(configs.iter().map(FilterConfig::build).collect::<Result<_, _>>()?);
     let options = ReadOptions {
-        text_column: args.text_column.clone(),
-        id_column: Some(args.id_column.clone()),
-        url_column: Some("url".into()),
         predicate: args.where_.as_deref().map(Predicate::parse).transpose()?,
-        carry: Vec::new(),
-        keep_provenance: false,
-
         batch_size: args.batch_size,
-        on_error: if args.on_error == "skip" { OnError::Skip } else { OnError::Fail },
+        ..args.input.read_options()
     };
     let identity = RunIdentity {
         stage: "filter".into(),
         inputs: inputs.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
         settings: serde_json::json!({
             "filters": configs,
-            "text_column": args.text_column,
-            "id_column": args.id_column,
+            "input": args.input.settings(),
             "where": args.where_,
             "batch_size": args.batch_size,
-            "on_error": args.on_error,
         }),
     };
     claim_output_folder(&args.out, &identity, args.force)?;

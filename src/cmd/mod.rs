@@ -29,3 +29,38 @@ impl TaskArgs {
         Ok(())
     }
 }
+
+/// How to read the input files: columns and what to do with bad rows.
+#[derive(clap::Args, Clone)]
+pub struct InputArgs {
+    /// Column (or jsonl field) holding the text.
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    /// Id column; rows without one get FILE#ROW.
+    #[arg(long, default_value = "id")]
+    pub id_column: String,
+    /// What to do with bad rows: fail, or skip (record them as removed).
+    #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
+    pub on_error: String,
+}
+
+impl InputArgs {
+    /// Read options with these columns and error policy (everything else default).
+    pub fn read_options(&self) -> pipeline::read::ReadOptions {
+        pipeline::read::ReadOptions {
+            text_column: self.text_column.clone(),
+            id_column: Some(self.id_column.clone()),
+            on_error: if self.on_error == "skip" {
+                pipeline::read::OnError::Skip
+            } else {
+                pipeline::read::OnError::Fail
+            },
+            ..Default::default()
+        }
+    }
+
+    /// The settings as recorded in a run's identity.
+    pub fn settings(&self) -> serde_json::Value {
+        serde_json::json!({ "text_column": self.text_column, "id_column": self.id_column, "on_error": self.on_error })
+    }
+}

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use pipeline::dataset::{self, DatasetOptions, Formats};
-use pipeline::read::{self, OnError, ReadOptions};
+use pipeline::read::{self, ReadOptions};
 use pipeline::stage::TaskSlice;
 use pipeline::{EosSpec, TextTokenizer};
 
@@ -40,10 +40,8 @@ pub struct TokenizeArgs {
     /// Dataset (domain) name, used in shard names and the manifest.
     #[arg(long)]
     domain: Option<String>,
-    #[arg(long, default_value = "text")]
-    text_column: String,
-    #[arg(long, default_value = "id")]
-    id_column: String,
+    #[command(flatten)]
+    input: super::InputArgs,
     /// Target size of a shard's .bin, in MiB.
     #[arg(long, default_value_t = 1024)]
     shard_size_mb: u64,
@@ -52,8 +50,6 @@ pub struct TokenizeArgs {
     formats: Vec<String>,
     #[arg(long, default_value_t = 1024)]
     batch_size: usize,
-    #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
-    on_error: String,
     #[arg(long)]
     force: bool,
     #[arg(long)]
@@ -82,21 +78,17 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
         "command": "tokenize",
         "inputs": inputs,
         "tokenizer": args.tokenizer,
-        "text_column": args.text_column,
-        "id_column": args.id_column,
+        "input": args.input.settings(),
         "shard_size_mb": args.shard_size_mb,
         "formats": args.formats,
     });
     let options = DatasetOptions {
         domain: domain.clone(),
         read: ReadOptions {
-            text_column: args.text_column.clone(),
-            id_column: Some(args.id_column.clone()),
             batch_size: args.batch_size,
-            on_error: if args.on_error == "skip" { OnError::Skip } else { OnError::Fail },
             carry: pipeline::document::KNOWN_COLUMNS.to_vec(),
             keep_provenance: true,
-            ..ReadOptions::default()
+            ..args.input.read_options()
         },
         shard_bytes: args.shard_size_mb << 20,
         formats,
