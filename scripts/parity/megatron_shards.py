@@ -56,19 +56,7 @@ CASES_B = [("uint16", numpy.uint16, 50_000), ("int32", numpy.int32, 200_000)]
 INSPECT_TIMEOUT_S = 120
 
 
-class Report:
-    def __init__(self) -> None:
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, ok: bool, name: str, detail: str = "") -> bool:
-        if ok:
-            self.passed += 1
-            print(f"PASS {name}" + (f" ({detail})" if detail else ""), flush=True)
-        else:
-            self.failed += 1
-            print(f"FAIL {name}" + (f": {detail}" if detail else ""), flush=True)
-        return ok
+from parity_report import Report  # noqa: E402  (sibling module: scripts/parity/)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -114,19 +114,7 @@ def xxh3_128(data: bytes) -> str | None:
     return xxhash.xxh3_128_hexdigest(data)
 
 
-class Report:
-    def __init__(self) -> None:
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, ok: bool, name: str, detail: str = "") -> bool:
-        if ok:
-            self.passed += 1
-            print(f"PASS {name}" + (f" ({detail})" if detail else ""), flush=True)
-        else:
-            self.failed += 1
-            print(f"FAIL {name}" + (f": {detail}" if detail else ""), flush=True)
-        return ok
+from parity_report import Report  # noqa: E402  (sibling module: scripts/parity/)
 
 
 def midtrain_command(binary: str, inp: str, tokenizer: str, out: str) -> list[str]:
