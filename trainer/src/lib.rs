@@ -1,6 +1,15 @@
-//! `trainer`: mid-training on candle. Learning-rate schedules ([`schedule`]) are pure functions
-//! of the step, tested against Megatron-LM's formulas.
+//! `trainer`: mid-training on candle.
+//!
+//! A Llama decoder built from differentiable ops ([`model`]) in transformers' checkpoint layout
+//! ([`config`], [`checkpoint`]), RoPE scalings and learning-rate schedules as pure functions
+//! ([`rope`], [`schedule`]), AdamW with parameter groups and clipping ([`optim`]), a packed,
+//! resumable data loader over mixtures ([`data`]), and the training loop with its metrics
+//! ([`run`], [`metrics`]), evaluation ([`eval`]) and HTML reports ([`report`]).
 
+pub mod config;
+pub mod model;
+pub mod optim;
+pub mod rope;
 pub mod schedule;
 
 pub use schedule::{Decay, LrSchedule, WsdShape};

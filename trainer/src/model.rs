@@ -1,0 +1,437 @@
+//! The Llama decoder (RMSNorm, SwiGLU, grouped-query attention, half-split RoPE) built from
+//! candle's differentiable basic ops only: the fused `rms_norm`, `softmax_last_dim` and `rope`
+//! kernels record no backward op and would cut gradients silently (TRAINING_NOTES.md).
+//!
+//! Parameters carry transformers' names, so `model.safetensors` moves both ways.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail, ensure};
+use candle_core::{D, DType, Device, Tensor, Var};
+
+use crate::config::LlamaConfig;
+
+/// One packed batch: `ids`, `positions` and `segments` are `[batch, seq]`. Tokens attend to
+/// earlier tokens of the same segment (document masking gives each document its own segment;
+/// without it the whole row is one segment).
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub batch: usize,
+    pub seq: usize,
+    pub ids: Vec<u32>,
+    pub targets: Vec<u32>,
+    pub positions: Vec<u32>,
+    pub segments: Vec<u32>,
+    /// 1.0 where the target counts in the loss.
+    pub loss_mask: Vec<f32>,
+}
+
+impl Batch {
+    pub fn loss_tokens(&self) -> f64 {
+        self.loss_mask.iter().map(|&m| m as f64).sum()
+    }
+}
+
+struct Layer {
+    q: Var,
+    k: Var,
+    v: Var,
+    o: Var,
+    gate: Var,
+    up: Var,
+    down: Var,
+    input_norm: Var,
+    post_norm: Var,
+}
+
+pub struct Llama {
+    pub config: LlamaConfig,
+    device: Device,
+    embed: Var,
+    layers: Vec<Layer>,
+    norm: Var,
+    lm_head: Option<Var>,
+    /// Every trainable variable with its transformers name, in a fixed order.
+    params: Vec<(String, Var)>,
+    inv_freq: Vec<f32>,
+    attention_factor: f32,
+}
+
+/// SplitMix64 → standard normals (Box–Muller): seeded, so initial weights are reproducible.
+fn normal_init(seed: u64, n: usize, std: f32) -> Vec<f32> {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        let (u1, u2) = (next().max(f64::MIN_POSITIVE), next());
+        let r = (-2.0 * u1.ln()).sqrt();
+        let t = 2.0 * std::f64::consts::PI * u2;
+        out.push((r * t.cos()) as f32 * std);
+        out.push((r * t.sin()) as f32 * std);
+    }
+    out.truncate(n);
+    out
+}
+
+impl Llama {
+    /// The parameter names and shapes of a configuration, in a fixed order.
+    pub fn parameter_shapes(config: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
+        let (d, v, f, hd) = (config.hidden_size, config.vocab_size, config.intermediate_size, config.head_dim);
+        let (q, kv) = (config.num_attention_heads * hd, config.num_key_value_heads * hd);
+        let mut shapes = vec![("model.embed_tokens.weight".to_string(), vec![v, d])];
+        for i in 0..config.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            shapes.extend([
+                (format!("{p}.self_attn.q_proj.weight"), vec![q, d]),
+                (format!("{p}.self_attn.k_proj.weight"), vec![kv, d]),
+                (format!("{p}.self_attn.v_proj.weight"), vec![kv, d]),
+                (format!("{p}.self_attn.o_proj.weight"), vec![d, q]),
+                (format!("{p}.mlp.gate_proj.weight"), vec![f, d]),
+                (format!("{p}.mlp.up_proj.weight"), vec![f, d]),
+                (format!("{p}.mlp.down_proj.weight"), vec![d, f]),
+                (format!("{p}.input_layernorm.weight"), vec![d]),
+                (format!("{p}.post_attention_layernorm.weight"), vec![d]),
+            ]);
+        }
+        shapes.push(("model.norm.weight".to_string(), vec![d]));
+        if !config.tie_word_embeddings {
+            shapes.push(("lm_head.weight".to_string(), vec![v, d]));
+        }
+        shapes
+    }
+
+    /// A fresh model: normal(0, 0.02) weights from `seed`, norm gains 1.
+    pub fn init(config: &LlamaConfig, seed: u64, device: &Device) -> Result<Self> {
+        let mut tensors = HashMap::new();
+        for (i, (name, shape)) in Self::parameter_shapes(config).into_iter().enumerate() {
+            let n: usize = shape.iter().product();
+            let data = if name.ends_with("norm.weight") {
+                vec![1.0f32; n]
+            } else {
+                normal_init(seed ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407), n, 0.02)
+            };
+            tensors.insert(name, Tensor::from_vec(data, shape, device)?);
+        }
+        Self::from_tensors(config.clone(), tensors, device)
+    }
+
+    /// Load `model.safetensors` of an HF checkpoint folder (any float dtype; trained in f32).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let config = LlamaConfig::load(&dir.join("config.json"))?;
+        let path = dir.join("model.safetensors");
+        let tensors = candle_core::safetensors::load(&path, device)
+            .with_context(|| format!("{}: cannot read the weights", path.display()))?;
+        Self::from_tensors(config, tensors, device).with_context(|| format!("{}", path.display()))
+    }
+
+    pub fn from_tensors(config: LlamaConfig, mut tensors: HashMap<String, Tensor>, device: &Device) -> Result<Self> {
+        if config.partial_rotary_factor != 1.0 {
+            bail!("Llama rotates the whole head: partial_rotary_factor must be 1");
+        }
+        let mut params = Vec::new();
+        for (name, shape) in Self::parameter_shapes(&config) {
+            let t = tensors.remove(&name).with_context(|| format!("tensor {name:?} is missing"))?;
+            ensure!(t.dims() == shape.as_slice(), "tensor {name:?} has shape {:?}, the config needs {shape:?}", t.dims());
+            params.push((name, Var::from_tensor(&t.to_dtype(DType::F32)?)?));
+        }
+        let mut it = params.iter().map(|(_, v)| v.clone());
+        let mut take = || it.next().expect("shapes list every parameter");
+        let embed = take();
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| Layer {
+                q: take(),
+                k: take(),
+                v: take(),
+                o: take(),
+                gate: take(),
+                up: take(),
+                down: take(),
+                input_norm: take(),
+                post_norm: take(),
+            })
+            .collect();
+        let norm = take();
+        let lm_head = (!config.tie_word_embeddings).then(take);
+        let freqs = config.rope().frequencies(None).map_err(anyhow::Error::msg)?;
+        Ok(Self {
+            device: device.clone(),
+            embed,
+            layers,
+            norm,
+            lm_head,
+            params,
+            inv_freq: freqs.inv_freq.iter().map(|&f| f as f32).collect(),
+            attention_factor: freqs.attention_factor as f32,
+            config,
+        })
+    }
+
+    /// Change the rotary embedding (context extension): new config, same weights.
+    pub fn set_rope(&mut self, config: LlamaConfig, seq_len: u64) -> Result<()> {
+        let freqs = config.rope().frequencies(Some(seq_len)).map_err(anyhow::Error::msg)?;
+        self.inv_freq = freqs.inv_freq.iter().map(|&f| f as f32).collect();
+        self.attention_factor = freqs.attention_factor as f32;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Use the frequencies for sequences of `seq_len` (dynamic NTK, LongRoPE).
+    pub fn set_sequence_length(&mut self, seq_len: u64) -> Result<()> {
+        self.set_rope(self.config.clone(), seq_len)
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn params(&self) -> &[(String, Var)] {
+        &self.params
+    }
+
+    /// Weight decay applies to matrices only: not to embeddings (nor a tied head) or norm gains.
+    pub fn decays(name: &str) -> bool {
+        !(name.ends_with("norm.weight") || name == "model.embed_tokens.weight")
+    }
+
+    /// Save `model.safetensors` (transformers' names; a tied head is not written) atomically.
+    pub fn save_weights(&self, dir: &Path) -> Result<()> {
+        save_safetensors(&dir.join("model.safetensors"), self.params.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())))
+    }
+
+    fn rms_norm(&self, x: &Tensor, gain: &Var) -> Result<Tensor> {
+        let eps = self.config.rms_norm_eps;
+        let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+        Ok(x.broadcast_mul(&scale)?.broadcast_mul(gain.as_tensor())?)
+    }
+
+    /// `[rows, in] × Wᵀ` with W `[out, in]`.
+    fn linear(x: &Tensor, w: &Var) -> Result<Tensor> {
+        Ok(x.matmul(&w.as_tensor().t()?)?)
+    }
+
+    /// cos and sin `[batch, 1, seq, head_dim]` for the batch's positions, times the attention factor.
+    fn rotary(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        let half = self.inv_freq.len();
+        let mut angles = Vec::with_capacity(batch.positions.len() * half * 2);
+        for &p in &batch.positions {
+            let start = angles.len();
+            angles.extend(self.inv_freq.iter().map(|&f| p as f32 * f));
+            angles.extend_from_within(start..start + half);
+        }
+        let a = self.attention_factor;
+        let cos: Vec<f32> = angles.iter().map(|x| x.cos() * a).collect();
+        let sin: Vec<f32> = angles.iter().map(|x| x.sin() * a).collect();
+        let shape = (batch.batch, 1, batch.seq, 2 * half);
+        Ok((Tensor::from_vec(cos, shape, &self.device)?, Tensor::from_vec(sin, shape, &self.device)?))
+    }
+
+    /// Additive mask `[batch, 1, seq, seq]`: 0 where query i may see key j (j ≤ i, same segment).
+    fn attention_mask(&self, batch: &Batch) -> Result<Tensor> {
+        let (b, t) = (batch.batch, batch.seq);
+        let mut mask = vec![f32::NEG_INFINITY; b * t * t];
+        for r in 0..b {
+            let seg = &batch.segments[r * t..(r + 1) * t];
+            for i in 0..t {
+                let row = &mut mask[(r * t + i) * t..(r * t + i + 1) * t];
+                for j in (0..=i).rev() {
+                    if seg[j] != seg[i] {
+                        break;
+                    }
+                    row[j] = 0.0;
+                }
+            }
+        }
+        Ok(Tensor::from_vec(mask, (b, 1, t, t), &self.device)?)
+    }
+
+    fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let half = x.dim(D::Minus1)? / 2;
+        let x1 = x.narrow(D::Minus1, 0, half)?;
+        let x2 = x.narrow(D::Minus1, half, half)?;
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        Ok((x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?)?)
+    }
+
+    fn attention(&self, layer: &Layer, x: &Tensor, rope: &(Tensor, Tensor), mask: &Tensor, b: usize, t: usize) -> Result<Tensor> {
+        let c = &self.config;
+        let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let heads = |y: Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?) };
+        let q = Self::rotate(&heads(Self::linear(x, &layer.q)?, h)?, &rope.0, &rope.1)?;
+        let k = Self::rotate(&heads(Self::linear(x, &layer.k)?, kvh)?, &rope.0, &rope.1)?;
+        let v = heads(Self::linear(x, &layer.v)?, kvh)?;
+        // Grouped-query attention: each key/value head serves h / kvh query heads.
+        let repeat = |y: Tensor| -> Result<Tensor> {
+            if h == kvh {
+                return Ok(y.contiguous()?);
+            }
+            Ok(y.unsqueeze(2)?.broadcast_as((b, kvh, h / kvh, t, hd))?.reshape((b, h, t, hd))?)
+        };
+        let (k, v) = (repeat(k)?, repeat(v)?);
+        let scores = (q.contiguous()?.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
+        let max = scores.max_keepdim(D::Minus1)?.detach();
+        let e = scores.broadcast_sub(&max)?.exp()?;
+        let probs = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
+        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * t, h * hd))?;
+        Self::linear(&out, &layer.o)
+    }
+
+    /// Logits `[batch·seq, vocab]`.
+    pub fn forward(&self, batch: &Batch) -> Result<Tensor> {
+        let (b, t) = (batch.batch, batch.seq);
+        let ids = Tensor::from_slice(&batch.ids, b * t, &self.device)?;
+        let mut x = self.embed.as_tensor().index_select(&ids, 0)?;
+        let rope = self.rotary(batch)?;
+        let mask = self.attention_mask(batch)?;
+        for layer in &self.layers {
+            let attn = self.attention(layer, &self.rms_norm(&x, &layer.input_norm)?, &rope, &mask, b, t)?;
+            x = (x + attn)?;
+            let y = self.rms_norm(&x, &layer.post_norm)?;
+            let gated = (Self::linear(&y, &layer.gate)?.silu()? * Self::linear(&y, &layer.up)?)?;
+            x = (x + Self::linear(&gated, &layer.down)?)?;
+        }
+        let x = self.rms_norm(&x, &self.norm)?;
+        Self::linear(&x, self.lm_head.as_ref().unwrap_or(&self.embed))
+    }
+
+    /// Log-probability of each target `[batch·seq]` (differentiable).
+    pub fn target_log_probs(&self, batch: &Batch) -> Result<Tensor> {
+        let logits = self.forward(batch)?;
+        let max = logits.max_keepdim(D::Minus1)?.detach();
+        let shifted = logits.broadcast_sub(&max)?;
+        let log_z = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+        let targets = Tensor::from_slice(&batch.targets, (batch.batch * batch.seq, 1), &self.device)?;
+        Ok(shifted.gather(&targets, 1)?.broadcast_sub(&log_z)?.squeeze(1)?)
+    }
+
+    /// Sum of the masked negative log-likelihood (a scalar to divide by the batch's loss tokens).
+    pub fn loss_sum(&self, batch: &Batch) -> Result<Tensor> {
+        let mask = Tensor::from_slice(&batch.loss_mask, batch.loss_mask.len(), &self.device)?;
+        Ok((self.target_log_probs(batch)? * mask)?.sum_all()?.neg()?)
+    }
+}
+
+/// Write tensors as safetensors with `{"format": "pt"}` (what transformers checks), atomically.
+pub fn save_safetensors(path: &Path, tensors: impl IntoIterator<Item = (String, Tensor)>) -> Result<()> {
+    let mut tensors: Vec<(String, Tensor)> = tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
+        .with_context(|| format!("{}: cannot serialise", path.display()))?;
+    mixtures::fsutil::write_atomic(path, &bytes).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn toy_batch(vocab: u32, b: usize, t: usize, segments: impl Fn(usize) -> u32) -> Batch {
+        let ids: Vec<u32> = (0..b * t).map(|i| (i as u32 * 7 + 3) % vocab).collect();
+        let targets: Vec<u32> = (0..b * t).map(|i| (i as u32 * 7 + 10) % vocab).collect();
+        let segments: Vec<u32> = (0..b * t).map(|i| segments(i % t)).collect();
+        let mut positions = vec![0u32; b * t];
+        for r in 0..b {
+            for i in 1..t {
+                let k = r * t + i;
+                positions[k] = if segments[k] == segments[k - 1] { positions[k - 1] + 1 } else { 0 };
+            }
+        }
+        Batch { batch: b, seq: t, ids, targets, positions, segments, loss_mask: vec![1.0; b * t] }
+    }
+
+    fn tiny() -> Llama {
+        let config = LlamaConfig { num_hidden_layers: 2, ..LlamaConfig::tiny(50) };
+        Llama::init(&config, 7, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn every_parameter_receives_a_gradient() {
+        let model = tiny();
+        let batch = toy_batch(50, 2, 9, |i| (i >= 4) as u32);
+        let grads = model.loss_sum(&batch).unwrap().backward().unwrap();
+        assert_eq!(model.params().len(), 1 + 2 * 9 + 1 + 1);
+        for (name, var) in model.params() {
+            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name} has no gradient"));
+            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(norm > 0.0, "{name} has a zero gradient");
+        }
+    }
+
+    #[test]
+    fn document_masking_blocks_attention_across_documents() {
+        let model = tiny();
+        // Two documents in one row: changing the first must not move the second's log-probs.
+        let batch = toy_batch(50, 1, 8, |i| (i >= 3) as u32);
+        let mut changed = batch.clone();
+        changed.ids[0] = (changed.ids[0] + 5) % 50;
+        changed.ids[2] = (changed.ids[2] + 9) % 50;
+        let a = model.target_log_probs(&batch).unwrap().to_vec1::<f32>().unwrap();
+        let b = model.target_log_probs(&changed).unwrap().to_vec1::<f32>().unwrap();
+        assert_ne!(a[..3], b[..3], "the first document's predictions do change");
+        assert_eq!(a[3..], b[3..], "the second document never sees the first");
+        // Without document masking (one segment) the second document does see the first.
+        let one = toy_batch(50, 1, 8, |_| 0);
+        let mut one_changed = one.clone();
+        one_changed.ids[0] = changed.ids[0];
+        let a = model.target_log_probs(&one).unwrap().to_vec1::<f32>().unwrap();
+        let b = model.target_log_probs(&one_changed).unwrap().to_vec1::<f32>().unwrap();
+        assert_ne!(a[3..], b[3..]);
+    }
+
+    #[test]
+    fn attention_is_causal() {
+        let model = tiny();
+        let batch = toy_batch(50, 1, 8, |_| 0);
+        let mut later = batch.clone();
+        later.ids[6] = (later.ids[6] + 1) % 50;
+        let a = model.target_log_probs(&batch).unwrap().to_vec1::<f32>().unwrap();
+        let b = model.target_log_probs(&later).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(a[..6], b[..6]);
+        assert_ne!(a[6], b[6]);
+    }
+
+    #[test]
+    fn weights_round_trip_through_safetensors() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = tiny();
+        model.config.save(dir.path()).unwrap();
+        model.save_weights(dir.path()).unwrap();
+        let back = Llama::load(dir.path(), &Device::Cpu).unwrap();
+        let batch = toy_batch(50, 1, 6, |_| 0);
+        let a = model.target_log_probs(&batch).unwrap().to_vec1::<f32>().unwrap();
+        let b = back.target_log_probs(&batch).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(a, b);
+        // transformers checks the metadata.
+        let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        assert_eq!(meta.metadata().as_ref().unwrap().get("format").map(String::as_str), Some("pt"));
+        // A tied model writes no head, and a missing tensor is named.
+        let config = LlamaConfig { tie_word_embeddings: true, ..LlamaConfig::tiny(50) };
+        let tied = Llama::init(&config, 1, &Device::Cpu).unwrap();
+        assert!(!tied.params().iter().any(|(n, _)| n == "lm_head.weight"));
+        let mut tensors: HashMap<String, Tensor> =
+            tied.params().iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+        tensors.remove("model.norm.weight");
+        let err = Llama::from_tensors(config, tensors, &Device::Cpu).err().unwrap();
+        assert!(err.to_string().contains("model.norm.weight"));
+    }
+
+    #[test]
+    fn initialisation_is_seeded() {
+        let a = Llama::init(&LlamaConfig::tiny(50), 3, &Device::Cpu).unwrap();
+        let b = Llama::init(&LlamaConfig::tiny(50), 3, &Device::Cpu).unwrap();
+        let c = Llama::init(&LlamaConfig::tiny(50), 4, &Device::Cpu).unwrap();
+        let w = |m: &Llama| m.params()[1].1.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(w(&a), w(&b));
+        assert_ne!(w(&a), w(&c));
+        let values = w(&a);
+        let std = (values.iter().map(|x| x * x).sum::<f32>() / values.len() as f32).sqrt();
+        assert!((std - 0.02).abs() < 0.002, "std {std}");
+    }
+}
