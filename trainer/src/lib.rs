@@ -6,10 +6,15 @@
 //! resumable data loader over mixtures ([`data`]), and the training loop with its metrics
 //! ([`run`], [`metrics`]), evaluation ([`eval`]) and HTML reports ([`report`]).
 
+pub mod checkpoint;
 pub mod config;
+pub mod data;
+pub mod eval;
+pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod rope;
+pub mod run;
 pub mod schedule;
 
 pub use schedule::{Decay, LrSchedule, WsdShape};

@@ -1,0 +1,152 @@
+//! Checkpoints: an HF model folder (`config.json` + `model.safetensors`) with the trainer state
+//! beside it (`optimizer.safetensors`, `trainer_state.json`). A checkpoint is written into a
+//! temporary folder and renamed into place, so a folder named `step-N` is always complete.
+//! Also: weight averaging of checkpoints ("souping").
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::LlamaConfig;
+use crate::model::{Llama, save_safetensors};
+use crate::optim::AdamW;
+
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+pub const STATE_FILE: &str = "trainer_state.json";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+
+fn step_dir_name(step: u64) -> String {
+    format!("step-{step:08}")
+}
+
+/// Write model + trainer state for `step` under `run/checkpoints/`. Returns the folder.
+pub fn save(run: &Path, step: u64, model: &Llama, optimizer: &AdamW, state: &serde_json::Value) -> Result<PathBuf> {
+    let root = run.join(CHECKPOINTS_DIR);
+    let dir = root.join(step_dir_name(step));
+    let tmp = root.join(format!(".{}.partial", step_dir_name(step)));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("{}: cannot remove", tmp.display()))?;
+    }
+    std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    model.config.save(&tmp)?;
+    model.save_weights(&tmp)?;
+    save_safetensors(&tmp.join(OPTIMIZER_FILE), optimizer.state_tensors()?)?;
+    let text = serde_json::to_string_pretty(state)?;
+    mixtures::fsutil::write_atomic(&tmp.join(STATE_FILE), text.as_bytes())?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("{}: cannot replace", dir.display()))?;
+    }
+    mixtures::fsutil::durable_rename(&tmp, &dir).with_context(|| format!("{}: cannot finish", dir.display()))?;
+    Ok(dir)
+}
+
+/// The finished checkpoints of a run, by step.
+pub fn list(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let root = run.join(CHECKPOINTS_DIR);
+    if !root.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&root).with_context(|| format!("{}: cannot list", root.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok()) {
+            out.push((step, entry.path()));
+        } else if name.ends_with(".partial") {
+            // A checkpoint interrupted while being written: never complete, safe to drop.
+            std::fs::remove_dir_all(entry.path()).ok();
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub fn load_state(dir: &Path) -> Result<serde_json::Value> {
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: invalid trainer state", path.display()))
+}
+
+pub fn load_optimizer(dir: &Path, optimizer: &mut AdamW, steps: u64) -> Result<()> {
+    let path = dir.join(OPTIMIZER_FILE);
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
+        .with_context(|| format!("{}: cannot read the optimizer state", path.display()))?;
+    optimizer.load_state(tensors, steps).with_context(|| format!("{}", path.display()))
+}
+
+/// Average the weights of `checkpoints` (same configuration) into a new HF folder `out`.
+pub fn soup(checkpoints: &[PathBuf], out: &Path) -> Result<LlamaConfig> {
+    ensure!(!checkpoints.is_empty(), "name at least one checkpoint to average");
+    let config = LlamaConfig::load(&checkpoints[0].join("config.json"))?;
+    let mut sums: HashMap<String, Tensor> = HashMap::new();
+    for dir in checkpoints {
+        let other = LlamaConfig::load(&dir.join("config.json"))?;
+        if other != config {
+            bail!("{}: its config.json differs from {}'s; only same-shape models average", dir.display(), checkpoints[0].display());
+        }
+        let path = dir.join("model.safetensors");
+        let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
+            .with_context(|| format!("{}: cannot read the weights", path.display()))?;
+        if !sums.is_empty() && tensors.len() != sums.len() {
+            bail!("{}: holds {} tensors, {} holds {}", path.display(), tensors.len(), checkpoints[0].display(), sums.len());
+        }
+        for (name, t) in tensors {
+            let t = t.to_dtype(DType::F64)?;
+            let sum = match sums.remove(&name) {
+                Some(s) => {
+                    ensure!(s.dims() == t.dims(), "{}: tensor {name:?} has another shape", path.display());
+                    (s + t)?
+                }
+                None if dir == &checkpoints[0] => t,
+                None => bail!("{}: tensor {name:?} is not in {}", path.display(), checkpoints[0].display()),
+            };
+            sums.insert(name, sum);
+        }
+    }
+    let n = checkpoints.len() as f64;
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let averaged = sums
+        .into_iter()
+        .map(|(name, t)| Ok((name, (t / n)?.to_dtype(DType::F32)?)))
+        .collect::<Result<Vec<_>>>()?;
+    save_safetensors(&out.join("model.safetensors"), averaged)?;
+    config.save(out)?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soup_averages_weights() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LlamaConfig::tiny(30);
+        let mut paths = Vec::new();
+        for seed in [1, 2] {
+            let m = Llama::init(&config, seed, &Device::Cpu).unwrap();
+            let p = dir.path().join(format!("m{seed}"));
+            std::fs::create_dir_all(&p).unwrap();
+            m.config.save(&p).unwrap();
+            m.save_weights(&p).unwrap();
+            paths.push(p);
+        }
+        soup(&paths, &dir.path().join("soup")).unwrap();
+        let w = |p: &Path| {
+            Llama::load(p, &Device::Cpu).unwrap().params()[1].1.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
+        let (a, b, s) = (w(&paths[0]), w(&paths[1]), w(&dir.path().join("soup")));
+        for i in 0..a.len() {
+            assert!((s[i] - (a[i] + b[i]) / 2.0).abs() < 1e-7);
+        }
+        let other = dir.path().join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        let m = Llama::init(&LlamaConfig::tiny(31), 1, &Device::Cpu).unwrap();
+        m.config.save(&other).unwrap();
+        m.save_weights(&other).unwrap();
+        let err = soup(&[paths[0].clone(), other], &dir.path().join("bad")).unwrap_err();
+        assert!(err.to_string().contains("differs"));
+    }
+}

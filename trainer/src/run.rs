@@ -1,0 +1,672 @@
+//! The training run: a TOML config of stages, run in order, each with its token budget,
+//! sequence length, RoPE, LR schedule, data and long/short mix; checkpoints and exact resume;
+//! `metrics.jsonl`.
+//!
+//! A run folder holds `train.json` (the resolved config it was started with: a rerun with another
+//! config is refused), `metrics.jsonl` (one line per step, plus `eval` lines) and
+//! `checkpoints/step-N/`. Rerunning resumes from the newest checkpoint and truncates the
+//! metrics to it, so the trajectory equals an uninterrupted run's.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::checkpoint;
+use crate::config::LlamaConfig;
+use crate::data::{Corpus, Cursor, LongMix, PackOptions, Packer, Prefetcher, eval_batches};
+use crate::eval;
+use crate::metrics::{NoiseScale, SpikeDetector};
+use crate::model::{Batch, Llama};
+use crate::optim::AdamW;
+use crate::optim::AdamWConfig;
+use crate::rope::RopeScaling;
+use crate::schedule::{Decay, LrSchedule};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    #[serde(default)]
+    pub seed: u64,
+    pub model: ModelSource,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub optimizer: AdamWConfig,
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+    /// Save a checkpoint every this many steps (and at the end of every stage).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    #[serde(rename = "stage")]
+    pub stages: Vec<StageConfig>,
+}
+
+fn default_checkpoint_every() -> u64 {
+    100
+}
+
+/// Where the weights come from: a checkpoint (HF folder) to continue, or a config to start from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSource {
+    pub checkpoint: Option<PathBuf>,
+    /// An HF `config.json` for a fresh model (tests, demos).
+    pub config: Option<PathBuf>,
+    /// The learning rate the base run ended at: the default peak of every stage's schedule.
+    pub final_lr: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// A mixture folder (`midtrain mix build`) or a prepared dataset.
+    pub path: PathBuf,
+    #[serde(default = "yes")]
+    pub document_masking: bool,
+    #[serde(default = "yes")]
+    pub mask_loss_across_documents: bool,
+    /// Documents per domain held out for the evaluation loss.
+    #[serde(default = "default_heldout")]
+    pub heldout_docs: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_heldout() -> usize {
+    4
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Sequences per forward/backward pass.
+    pub micro_batch_size: usize,
+    /// Tokens per optimizer step: micro-batches accumulate up to it (a multiple of
+    /// micro_batch_size × seq_len).
+    pub batch_tokens: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Held-out loss every this many steps (0: only at the start and end of each stage).
+    #[serde(default)]
+    pub every: u64,
+    /// At most this many tokens per domain.
+    #[serde(default = "default_eval_tokens")]
+    pub max_tokens: u64,
+}
+
+fn default_eval_tokens() -> u64 {
+    8192
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self { every: 0, max_tokens: default_eval_tokens() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    pub name: String,
+    pub tokens: u64,
+    pub seq_len: usize,
+    /// This stage's data (default: `[data] path`).
+    pub data: Option<PathBuf>,
+    pub schedule: ScheduleConfig,
+    /// RoPE for this stage and after (default: unchanged).
+    pub rope: Option<RopeChange>,
+    /// Share of tokens from documents of at least `long_min_tokens` (default: no long/short mix).
+    pub long_fraction: Option<f64>,
+    pub long_min_tokens: Option<u32>,
+    /// Start this stage with fresh optimizer moments (default: carry them over).
+    #[serde(default)]
+    pub reset_optimizer: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Default: the model's `final_lr`.
+    pub peak_lr: Option<f64>,
+    #[serde(default)]
+    pub min_lr: f64,
+    /// Re-warmup starts here.
+    #[serde(default)]
+    pub init_lr: f64,
+    #[serde(default)]
+    pub warmup_steps: u64,
+    pub decay: Decay,
+}
+
+/// A new RoPE: ABF is a new `theta` alone; the others set `scaling` (transformers' forms).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RopeChange {
+    pub theta: Option<f64>,
+    pub scaling: Option<RopeScaling>,
+    pub max_position_embeddings: Option<u64>,
+}
+
+impl TrainConfig {
+    /// Read a TOML config; relative paths become relative to its folder.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let mut config: Self = toml::from_str(&text).with_context(|| format!("{}: invalid train config", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        config.model.checkpoint.as_mut().map(resolve);
+        config.model.config.as_mut().map(resolve);
+        resolve(&mut config.data.path);
+        for s in &mut config.stages {
+            s.data.as_mut().map(resolve);
+        }
+        config.validate().with_context(|| format!("{}", path.display()))?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        match (&self.model.checkpoint, &self.model.config) {
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => bail!("[model] needs exactly one of `checkpoint` (continue a model) or `config` (start fresh)"),
+        }
+        ensure!(!self.stages.is_empty(), "no [[stage]]: a run needs at least one");
+        ensure!(self.batch.micro_batch_size > 0, "[batch] micro_batch_size must be positive");
+        for s in &self.stages {
+            let rows = (self.batch.micro_batch_size * s.seq_len) as u64;
+            ensure!(
+                self.batch.batch_tokens >= rows && self.batch.batch_tokens % rows == 0,
+                "stage {:?}: batch_tokens {} is not a multiple of micro_batch_size × seq_len = {rows}",
+                s.name,
+                self.batch.batch_tokens
+            );
+            ensure!(s.tokens >= self.batch.batch_tokens, "stage {:?}: tokens {} is less than one batch", s.name, s.tokens);
+            ensure!(
+                s.schedule.peak_lr.or(self.model.final_lr).is_some(),
+                "stage {:?}: no peak_lr and no [model] final_lr to default to",
+                s.name
+            );
+            ensure!(
+                s.long_fraction.is_some() == s.long_min_tokens.is_some(),
+                "stage {:?}: long_fraction and long_min_tokens go together",
+                s.name
+            );
+        }
+        Ok(())
+    }
+
+    /// Optimizer steps of each stage.
+    pub fn stage_steps(&self) -> Vec<u64> {
+        self.stages.iter().map(|s| s.tokens.div_ceil(self.batch.batch_tokens)).collect()
+    }
+
+    fn schedule(&self, stage: usize) -> LrSchedule {
+        let s = &self.stages[stage].schedule;
+        LrSchedule {
+            peak_lr: s.peak_lr.or(self.model.final_lr).expect("validated"),
+            min_lr: s.min_lr,
+            init_lr: s.init_lr,
+            warmup_steps: s.warmup_steps,
+            total_steps: self.stage_steps()[stage],
+            decay: s.decay,
+        }
+    }
+}
+
+/// What the loop saves beside each checkpoint to resume exactly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Optimizer steps done in the whole run.
+    pub step: u64,
+    pub stage: usize,
+    pub step_in_stage: u64,
+    pub tokens: u64,
+    pub cursor: Cursor,
+    pub optimizer_steps: u64,
+    pub noise: NoiseScale,
+    pub spikes: SpikeDetector,
+    /// No randomness beyond the seed: data order and initialisation derive from it.
+    pub seed: u64,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub step: u64,
+    pub stage: String,
+    pub tokens: u64,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub clipped: bool,
+    pub tokens_per_s: f64,
+    pub gns: Option<f64>,
+    pub spike: bool,
+    pub long_share: Option<f64>,
+    pub seq_len: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    /// Start from this checkpoint's weights, optimizer moments and data cursor instead of the
+    /// config's model (branch a decay from a stable-phase checkpoint).
+    pub branch_from: Option<PathBuf>,
+    /// Stop (as if killed) after this many steps in total: tests of resume.
+    pub stop_after: Option<u64>,
+}
+
+/// Called after every step and evaluation.
+pub enum Event<'a> {
+    Stage { index: usize, name: &'a str, steps: u64, tokens: u64 },
+    Step(&'a StepRecord),
+    Eval(&'a serde_json::Value),
+    Checkpoint(&'a Path),
+}
+
+const METRICS_FILE: &str = "metrics.jsonl";
+const CONFIG_SNAPSHOT: &str = "train.json";
+
+pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event: &mut dyn FnMut(Event)) -> Result<()> {
+    let device = Device::Cpu;
+    std::fs::create_dir_all(run).with_context(|| format!("{}: cannot create", run.display()))?;
+    let snapshot = serde_json::to_string_pretty(config)?;
+    let snapshot_path = run.join(CONFIG_SNAPSHOT);
+    if snapshot_path.exists() {
+        let old = std::fs::read_to_string(&snapshot_path)?;
+        if old != snapshot {
+            bail!(
+                "{} holds a run of another config; use another --out or delete the folder",
+                run.display()
+            );
+        }
+    } else {
+        mixtures::fsutil::write_atomic(&snapshot_path, snapshot.as_bytes())?;
+    }
+
+    let checkpoints = checkpoint::list(run)?;
+    let resume_from = checkpoints.last().map(|(_, p)| p.clone());
+    let start_dir = resume_from.clone().or(options.branch_from.clone());
+    let (mut model, mut state) = match &start_dir {
+        Some(dir) => {
+            let model = Llama::load(dir, &device)?;
+            let state: TrainerState = serde_json::from_value(checkpoint::load_state(dir)?)
+                .with_context(|| format!("{}: invalid trainer state", dir.display()))?;
+            (model, state)
+        }
+        None => {
+            let model = match (&config.model.checkpoint, &config.model.config) {
+                (Some(ckpt), _) => Llama::load(ckpt, &device)?,
+                (None, Some(cfg)) => Llama::init(&LlamaConfig::load(cfg)?, config.seed, &device)?,
+                (None, None) => unreachable!("validated"),
+            };
+            let state = TrainerState {
+                step: 0,
+                stage: 0,
+                step_in_stage: 0,
+                tokens: 0,
+                cursor: Cursor::default(),
+                optimizer_steps: 0,
+                noise: NoiseScale::default(),
+                spikes: SpikeDetector::default(),
+                seed: config.seed,
+            };
+            (model, state)
+        }
+    };
+    if resume_from.is_none() && options.branch_from.is_some() {
+        // A branch starts this config's first stage from the checkpoint's weights, moments and
+        // data position.
+        state.stage = 0;
+        state.step_in_stage = 0;
+        state.step = 0;
+        state.tokens = 0;
+    }
+    let params: Vec<(String, candle_core::Var, bool)> =
+        model.params().iter().map(|(n, v)| (n.clone(), v.clone(), Llama::decays(n))).collect();
+    let mut optimizer = AdamW::new(config.optimizer, params.clone());
+    if let Some(dir) = &start_dir {
+        checkpoint::load_optimizer(dir, &mut optimizer, state.optimizer_steps)?;
+    }
+    let mut metrics = open_metrics(run, resume_from.as_ref().map(|_| state.step))?;
+    let stage_steps = config.stage_steps();
+
+    while state.stage < config.stages.len() {
+        let stage = &config.stages[state.stage];
+        let steps = stage_steps[state.stage];
+        if state.step_in_stage == 0 {
+            if let Some(change) = &stage.rope {
+                let mut c = model.config.clone();
+                if let Some(theta) = change.theta {
+                    c.rope_theta = theta;
+                }
+                if let Some(scaling) = &change.scaling {
+                    c.rope_scaling = scaling.clone();
+                }
+                if let Some(m) = change.max_position_embeddings {
+                    c.max_position_embeddings = m;
+                }
+                model.set_rope(c, stage.seq_len as u64)?;
+            } else {
+                model.set_sequence_length(stage.seq_len as u64)?;
+            }
+            if stage.reset_optimizer {
+                optimizer = AdamW::new(config.optimizer, params.clone());
+                state.optimizer_steps = 0;
+            }
+        } else {
+            model.set_sequence_length(stage.seq_len as u64)?;
+        }
+        on_event(Event::Stage { index: state.stage, name: &stage.name, steps, tokens: stage.tokens });
+        let data_path = stage.data.as_ref().unwrap_or(&config.data.path);
+        let corpus = Arc::new(Corpus::open(data_path, config.data.heldout_docs)?);
+        let pack = PackOptions {
+            seq_len: stage.seq_len,
+            document_masking: config.data.document_masking,
+            mask_loss_across_documents: config.data.mask_loss_across_documents,
+            long_mix: stage.long_fraction.map(|fraction| LongMix {
+                fraction,
+                min_tokens: stage.long_min_tokens.expect("validated"),
+            }),
+        };
+        let rows = config.batch.micro_batch_size;
+        let accumulation = (config.batch.batch_tokens / (rows * stage.seq_len) as u64) as usize;
+        let evals: Vec<(String, Vec<Batch>)> = corpus
+            .domains
+            .iter()
+            .zip(&corpus.heldout)
+            .map(|(d, docs)| (d.clone(), eval_batches(&corpus, docs, stage.seq_len, rows, config.eval.max_tokens)))
+            .filter(|(_, b)| !b.is_empty())
+            .collect();
+        let evaluate = |model: &Llama, step: u64, when: &str, metrics: &mut std::fs::File| -> Result<Option<serde_json::Value>> {
+            if evals.is_empty() {
+                return Ok(None);
+            }
+            let mut losses = serde_json::Map::new();
+            for (domain, batches) in &evals {
+                if let Some(l) = eval::mean_loss(model, batches)? {
+                    losses.insert(domain.clone(), json!(l));
+                }
+            }
+            let record = json!({"eval": losses, "step": step, "stage": stage.name, "when": when, "seq_len": stage.seq_len});
+            writeln!(metrics, "{record}")?;
+            Ok(Some(record))
+        };
+        if state.step_in_stage == 0 {
+            if let Some(r) = evaluate(&model, state.step, "start", &mut metrics)? {
+                on_event(Event::Eval(&r));
+            }
+        }
+        let packer = Packer::new(corpus, pack)?;
+        let prefetch = Prefetcher::spawn(packer, state.cursor, rows, 2 * accumulation.max(1));
+        let schedule = config.schedule(state.stage);
+        while state.step_in_stage < steps {
+            let started = Instant::now();
+            let micro: Vec<(Batch, Cursor)> = (0..accumulation).map(|_| prefetch.next()).collect();
+            let total: f64 = micro.iter().map(|(b, _)| b.loss_tokens()).sum();
+            ensure!(total > 0.0, "a batch of step {} has no token to learn from", state.step + 1);
+            let mut summed: Option<Vec<Tensor>> = None;
+            let (mut loss_sum, mut small_sq, mut small_tokens) = (0.0, 0.0, 0.0);
+            for (batch, _) in &micro {
+                let loss = model.loss_sum(batch)?;
+                loss_sum += loss.to_scalar::<f32>()? as f64;
+                let grads = (loss / total)?.backward()?;
+                let grads: Vec<Tensor> = params
+                    .iter()
+                    .map(|(name, var, _)| {
+                        grads.get(var.as_tensor()).cloned().with_context(|| format!("no gradient reached {name}"))
+                    })
+                    .collect::<Result<_>>()?;
+                let count = batch.loss_tokens();
+                if count > 0.0 {
+                    let mut sq = 0.0;
+                    for g in &grads {
+                        sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+                    }
+                    // The micro-batch's own mean gradient is total/count times its share.
+                    small_sq += sq * (total / count).powi(2);
+                    small_tokens += count;
+                }
+                summed = Some(match summed {
+                    None => grads,
+                    Some(acc) => acc.iter().zip(&grads).map(|(a, g)| a + g).collect::<candle_core::Result<_>>()?,
+                });
+            }
+            let grads = summed.expect("at least one micro-batch");
+            let lr = schedule.lr(state.step_in_stage);
+            let update = optimizer.step(&grads, lr)?;
+            let loss = loss_sum / total;
+            let gns = if accumulation > 1 {
+                let n = accumulation as f64;
+                state.noise.update(small_sq / n, small_tokens / n, update.grad_norm.powi(2), total)
+            } else {
+                None
+            };
+            let spike = state.spikes.update(loss);
+            state.cursor = micro.last().expect("at least one micro-batch").1;
+            state.step += 1;
+            state.step_in_stage += 1;
+            state.tokens += config.batch.batch_tokens;
+            state.optimizer_steps = optimizer.steps;
+            let record = StepRecord {
+                step: state.step,
+                stage: stage.name.clone(),
+                tokens: state.tokens,
+                loss,
+                lr,
+                grad_norm: update.grad_norm,
+                clipped: update.clipped,
+                tokens_per_s: config.batch.batch_tokens as f64 / started.elapsed().as_secs_f64(),
+                gns,
+                spike,
+                long_share: stage
+                    .long_fraction
+                    .map(|_| state.cursor.long_tokens as f64 / state.cursor.tokens.max(1) as f64),
+                seq_len: stage.seq_len,
+            };
+            writeln!(metrics, "{}", serde_json::to_string(&record)?)?;
+            on_event(Event::Step(&record));
+            let stage_done = state.step_in_stage == steps;
+            if config.eval.every > 0 && state.step_in_stage % config.eval.every == 0 && !stage_done {
+                if let Some(r) = evaluate(&model, state.step, "interval", &mut metrics)? {
+                    on_event(Event::Eval(&r));
+                }
+            }
+            if stage_done {
+                if let Some(r) = evaluate(&model, state.step, "end", &mut metrics)? {
+                    on_event(Event::Eval(&r));
+                }
+                state.stage += 1;
+                state.step_in_stage = 0;
+                state.cursor = Cursor::default();
+            }
+            if stage_done || state.step % config.checkpoint_every == 0 {
+                metrics.sync_data()?;
+                let dir = checkpoint::save(run, state.step, &model, &optimizer, &serde_json::to_value(&state)?)?;
+                on_event(Event::Checkpoint(&dir));
+            }
+            if options.stop_after.is_some_and(|n| state.step >= n) {
+                return Ok(());
+            }
+            if stage_done {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Open `metrics.jsonl` for appending. Resuming from the checkpoint of `step`, keep what was
+/// written up to it (the step lines and the evaluations done before the checkpoint; a new
+/// stage's "start" evaluation comes after it and is redone); a fresh start keeps nothing.
+fn open_metrics(run: &Path, resumed_at: Option<u64>) -> Result<std::fs::File> {
+    let path = run.join(METRICS_FILE);
+    let mut kept = String::new();
+    if let (Some(step), true) = (resumed_at, path.exists()) {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        for line in text.lines() {
+            // A line cut by a kill ends what can be trusted.
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { break };
+            let line_step = v.get("step").and_then(|s| s.as_u64()).unwrap_or(0);
+            let after_checkpoint = v.get("when").and_then(|w| w.as_str()) == Some("start");
+            if line_step > step || (line_step == step && after_checkpoint) {
+                break;
+            }
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    mixtures::fsutil::write_atomic(&path, kept.as_bytes())?;
+    std::fs::OpenOptions::new().append(true).open(&path).with_context(|| format!("{}: cannot open", path.display()))
+}
+
+/// Read a run's `metrics.jsonl`: step records and evaluation lines.
+pub fn read_metrics(run: &Path) -> Result<(Vec<StepRecord>, Vec<serde_json::Value>)> {
+    let path = run.join(METRICS_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read (is this a run folder?)", path.display()))?;
+    let (mut steps, mut evals) = (Vec::new(), Vec::new());
+    for (i, line) in text.lines().enumerate() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}: line {} is not JSON", path.display(), i + 1))?;
+        if v.get("eval").is_some() {
+            evals.push(v);
+        } else {
+            steps.push(serde_json::from_value(v).with_context(|| format!("{}: line {}", path.display(), i + 1))?);
+        }
+    }
+    Ok((steps, evals))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mixtures::ShardWriter;
+
+    /// A dataset of documents that follow a simple rule (next = current + 3 mod 64).
+    fn dataset(dir: &Path) -> PathBuf {
+        let prefix = dir.join("data").join("docs");
+        std::fs::create_dir_all(prefix.parent().unwrap()).unwrap();
+        let mut w = ShardWriter::create(&prefix, 64).unwrap();
+        for k in 0..60u32 {
+            let len = 20 + (k * 7) % 50;
+            let doc: Vec<u32> = (0..len).map(|i| (k + 3 * i) % 63 + 1).chain([0]).collect();
+            w.append(&doc).unwrap();
+        }
+        w.finish().unwrap();
+        prefix
+    }
+
+    fn config(dir: &Path, stages: Vec<StageConfig>) -> TrainConfig {
+        let model_config = LlamaConfig { max_position_embeddings: 64, ..LlamaConfig::tiny(64) };
+        model_config.save(dir).unwrap();
+        TrainConfig {
+            seed: 5,
+            model: ModelSource { checkpoint: None, config: Some(dir.join("config.json")), final_lr: Some(3e-3) },
+            data: DataConfig {
+                path: dataset(dir),
+                document_masking: true,
+                mask_loss_across_documents: true,
+                heldout_docs: 2,
+            },
+            optimizer: AdamWConfig::default(),
+            batch: BatchConfig { micro_batch_size: 2, batch_tokens: 128 },
+            eval: EvalConfig { every: 3, max_tokens: 256 },
+            checkpoint_every: 2,
+            stages,
+        }
+    }
+
+    fn stage(name: &str, tokens: u64, seq_len: usize) -> StageConfig {
+        StageConfig {
+            name: name.into(),
+            tokens,
+            seq_len,
+            data: None,
+            schedule: ScheduleConfig { peak_lr: None, min_lr: 0.0, init_lr: 0.0, warmup_steps: 2, decay: Decay::Linear },
+            rope: None,
+            long_fraction: None,
+            long_min_tokens: None,
+            reset_optimizer: false,
+        }
+    }
+
+    fn losses(run: &Path) -> Vec<f64> {
+        read_metrics(run).unwrap().0.iter().map(|r| r.loss).collect()
+    }
+
+    #[test]
+    fn loss_decreases_on_a_tiny_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), vec![stage("anneal", 128 * 30, 32)]);
+        let run = dir.path().join("run");
+        train(&config, &run, &TrainOptions::default(), &mut |_| {}).unwrap();
+        let l = losses(&run);
+        assert_eq!(l.len(), 30);
+        let (first, last) = (l[..3].iter().sum::<f64>() / 3.0, l[27..].iter().sum::<f64>() / 3.0);
+        assert!(last < first - 1.0, "loss went from {first} to {last}");
+        let (_, evals) = read_metrics(&run).unwrap();
+        let held = |e: &serde_json::Value| e["eval"]["docs"].as_f64().unwrap();
+        assert!(held(evals.last().unwrap()) < held(&evals[0]) - 0.5, "held-out loss falls too");
+        // The last checkpoint is an HF folder.
+        let (step, dir) = checkpoint::list(&run).unwrap().pop().unwrap();
+        assert_eq!(step, 30);
+        assert!(dir.join("config.json").is_file() && dir.join("model.safetensors").is_file());
+    }
+
+    #[test]
+    fn a_killed_run_resumes_to_the_same_trajectory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut long = stage("extend", 128 * 4, 64);
+        long.rope = Some(RopeChange { theta: Some(40_000.0), scaling: None, max_position_embeddings: Some(128) });
+        long.long_fraction = Some(0.5);
+        long.long_min_tokens = Some(40);
+        long.schedule.decay = Decay::Cosine;
+        let config = config(dir.path(), vec![stage("anneal", 128 * 5, 32), long]);
+        let whole = dir.path().join("whole");
+        train(&config, &whole, &TrainOptions::default(), &mut |_| {}).unwrap();
+        let split = dir.path().join("split");
+        // Killed after step 7: checkpoints at 2, 4, 5 (stage end) and 6; steps 7 is redone.
+        train(&config, &split, &TrainOptions { stop_after: Some(7), ..Default::default() }, &mut |_| {}).unwrap();
+        std::fs::remove_dir_all(split.join("checkpoints/step-00000007")).ok();
+        let partial = split.join("checkpoints/.step-00000008.partial");
+        std::fs::create_dir_all(&partial).unwrap();
+        train(&config, &split, &TrainOptions::default(), &mut |_| {}).unwrap();
+        assert!(!partial.exists(), "an interrupted checkpoint is cleared");
+        assert_eq!(losses(&split), losses(&whole));
+        assert_eq!(losses(&whole).len(), 9);
+        let a = std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap();
+        let b = std::fs::read_to_string(split.join("metrics.jsonl")).unwrap();
+        let strip = |s: &str| -> Vec<serde_json::Value> {
+            s.lines()
+                .map(|l| {
+                    let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v.as_object_mut().unwrap().remove("tokens_per_s");
+                    v
+                })
+                .collect()
+        };
+        assert_eq!(strip(&a), strip(&b), "every metric and evaluation line matches");
+        let weights = |run: &Path| std::fs::read(run.join("checkpoints/step-00000009/model.safetensors")).unwrap();
+        assert_eq!(weights(&whole), weights(&split));
+        let saved = LlamaConfig::load(&whole.join("checkpoints/step-00000009/config.json")).unwrap();
+        assert_eq!(saved.rope_theta, 40_000.0);
+        let last: StepRecord = read_metrics(&whole).unwrap().0.pop().unwrap();
+        assert!((last.long_share.unwrap() - 0.5).abs() <= 0.01 + 1.0 / 8.0);
+        // Another config in the same folder is refused.
+        let mut other = config.clone();
+        other.seed = 6;
+        assert!(train(&other, &whole, &TrainOptions::default(), &mut |_| {}).is_err());
+    }
+}
