@@ -24,6 +24,12 @@ demo: build
 	head -5 out/mixture/megatron_data_path.txt
 	@echo "== audit the mixture (terminal table + out/mixture/audit.html)"
 	$(MIDTRAIN) audit out/mixture --long-threshold 1000 --html out/mixture/audit.html
+	@echo "== anneal a tiny Llama on the mixture (CPU, 40 steps; checkpoints in HF layout) and report it"
+	rm -rf out/run
+	$(MIDTRAIN) train trainer/configs/fixtures-anneal.toml --out out/run --report
+	$(MIDTRAIN) score out/run/checkpoints/step-00000040 --text "The cat sat on the mat." --tokenizer fixtures/tokenizer.json
+	$(MIDTRAIN) soup out/run/checkpoints/step-00000020 out/run/checkpoints/step-00000040 --out out/run/soup
+	$(MIDTRAIN) rope out/run/soup/config.json --json | cut -c1-200
 	@echo "== tokenize a dump as it is (no filtering)"
 	$(MIDTRAIN) tokenize fixtures/dumps/instruct.parquet --tokenizer fixtures/tokenizer.json --out out/instruct-raw --force
 	@echo "== a quality classifier trained on the fixtures (books+math vs web)"

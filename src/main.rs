@@ -29,6 +29,12 @@ enum Command {
     Quality(cmd::quality::QualityArgs),
     Inspect(cmd::inspect::InspectArgs),
     Verify(cmd::verify::VerifyArgs),
+    Train(cmd::train::TrainArgs),
+    Report(cmd::train::ReportArgs),
+    Compare(cmd::train::CompareArgs),
+    Score(cmd::model::ScoreArgs),
+    Soup(cmd::model::SoupArgs),
+    Rope(cmd::model::RopeArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +52,12 @@ fn main() -> ExitCode {
         Command::Quality(args) => cmd::quality::run(args, cli.quiet),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Train(args) => cmd::train::run(args, cli.quiet),
+        Command::Report(args) => cmd::train::report(args),
+        Command::Compare(args) => cmd::train::compare(args),
+        Command::Score(args) => cmd::model::score(args),
+        Command::Soup(args) => cmd::model::soup(args),
+        Command::Rope(args) => cmd::model::rope(args),
     };
     match result {
         Ok(code) => code,

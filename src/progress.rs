@@ -12,9 +12,9 @@ pub struct TextProgress {
 }
 
 /// Crash testing: with `MIDTRAIN_FAILPOINT_ABORT_AFTER_BATCHES=N` the process aborts (like a
-/// `kill -9`: no cleanup, no unwinding) after its Nth batch of any stage. The kill-and-resume
-/// tests use it to stop a run at exact points.
-fn failpoint() {
+/// `kill -9`: no cleanup, no unwinding) after its Nth batch of any stage, or for `train` its
+/// Nth step. The kill-and-resume tests use it to stop a run at exact points.
+pub fn failpoint() {
     use std::sync::atomic::{AtomicU64, Ordering};
     static BATCHES: AtomicU64 = AtomicU64::new(0);
     if let Some(limit) =

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod build;
 pub mod dataset;
 pub mod fsutil;
+pub mod html;
 pub mod manifest;
 pub mod plan;
 pub mod recipe;

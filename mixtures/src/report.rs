@@ -4,12 +4,7 @@
 use std::fmt::Write;
 
 use crate::audit::Audit;
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-const COLORS: [&str; 8] = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"];
+use crate::html::{COLORS, escape};
 
 /// Grouped horizontal bars: for each row, one bar per series (values in 0..=1).
 fn share_bars(rows: &[(String, Vec<f64>)], series: &[&str]) -> String {

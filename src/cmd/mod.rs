@@ -5,9 +5,11 @@ pub mod dedup;
 pub mod filter;
 pub mod inspect;
 pub mod mix;
+pub mod model;
 pub mod prepare;
 pub mod quality;
 pub mod tokenize;
+pub mod train;
 pub mod verify;
 
 /// `--tasks N [--task I]`: split input files across machines (file i goes to task i mod N).

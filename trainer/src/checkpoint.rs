@@ -84,13 +84,23 @@ pub fn soup(checkpoints: &[PathBuf], out: &Path) -> Result<LlamaConfig> {
     for dir in checkpoints {
         let other = LlamaConfig::load(&dir.join("config.json"))?;
         if other != config {
-            bail!("{}: its config.json differs from {}'s; only same-shape models average", dir.display(), checkpoints[0].display());
+            bail!(
+                "{}: its config.json differs from {}'s; only same-shape models average",
+                dir.display(),
+                checkpoints[0].display()
+            );
         }
         let path = dir.join("model.safetensors");
         let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
             .with_context(|| format!("{}: cannot read the weights", path.display()))?;
         if !sums.is_empty() && tensors.len() != sums.len() {
-            bail!("{}: holds {} tensors, {} holds {}", path.display(), tensors.len(), checkpoints[0].display(), sums.len());
+            bail!(
+                "{}: holds {} tensors, {} holds {}",
+                path.display(),
+                tensors.len(),
+                checkpoints[0].display(),
+                sums.len()
+            );
         }
         for (name, t) in tensors {
             let t = t.to_dtype(DType::F64)?;
@@ -107,10 +117,8 @@ pub fn soup(checkpoints: &[PathBuf], out: &Path) -> Result<LlamaConfig> {
     }
     let n = checkpoints.len() as f64;
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
-    let averaged = sums
-        .into_iter()
-        .map(|(name, t)| Ok((name, (t / n)?.to_dtype(DType::F32)?)))
-        .collect::<Result<Vec<_>>>()?;
+    let averaged =
+        sums.into_iter().map(|(name, t)| Ok((name, (t / n)?.to_dtype(DType::F32)?))).collect::<Result<Vec<_>>>()?;
     save_safetensors(&out.join("model.safetensors"), averaged)?;
     config.save(out)?;
     Ok(config)
@@ -135,7 +143,13 @@ mod tests {
         }
         soup(&paths, &dir.path().join("soup")).unwrap();
         let w = |p: &Path| {
-            Llama::load(p, &Device::Cpu).unwrap().params()[1].1.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            Llama::load(p, &Device::Cpu).unwrap().params()[1]
+                .1
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
         };
         let (a, b, s) = (w(&paths[0]), w(&paths[1]), w(&dir.path().join("soup")));
         for i in 0..a.len() {

@@ -102,8 +102,11 @@ impl LlamaConfig {
         };
         let hidden_size = usize_field("hidden_size")?;
         let num_attention_heads = usize_field("num_attention_heads")?;
-        let num_key_value_heads =
-            if obj.contains_key("num_key_value_heads") { usize_field("num_key_value_heads")? } else { num_attention_heads };
+        let num_key_value_heads = if obj.contains_key("num_key_value_heads") {
+            usize_field("num_key_value_heads")?
+        } else {
+            num_attention_heads
+        };
         if num_attention_heads % num_key_value_heads != 0 {
             return Err(format!(
                 "num_attention_heads {num_attention_heads} is not a multiple of num_key_value_heads {num_key_value_heads}"
@@ -116,7 +119,9 @@ impl LlamaConfig {
         let token = |name: &str| -> Result<Option<u32>, String> {
             match obj.get(name) {
                 None | Some(Value::Null) => Ok(None),
-                Some(Value::Number(n)) => n.as_u64().map(|n| Some(n as u32)).ok_or(format!("{name:?} is not a token id")),
+                Some(Value::Number(n)) => {
+                    n.as_u64().map(|n| Some(n as u32)).ok_or(format!("{name:?} is not a token id"))
+                }
                 Some(Value::Array(a)) => Ok(a.first().and_then(Value::as_u64).map(|n| n as u32)),
                 Some(_) => Err(format!("{name:?} is not a token id")),
             }

@@ -61,12 +61,16 @@ impl Corpus {
         for s in &mixture.shards {
             shards.push(ShardReader::open(&s.prefix).with_context(|| format!("mixture {}", dir.display()))?);
             let domain = domains.iter().position(|d| *d == s.domain).with_context(|| {
-                format!("{}: shard {} names domain {:?}, which the mixture lacks", dir.display(), s.prefix.display(), s.domain)
+                format!(
+                    "{}: shard {} names domain {:?}, which the mixture lacks",
+                    dir.display(),
+                    s.prefix.display(),
+                    s.domain
+                )
             })?;
             shard_domain.push(domain);
         }
-        let docs: Vec<DocRef> =
-            order.iter().map(|e| DocRef { shard: e.shard, doc: e.doc, take: e.take }).collect();
+        let docs: Vec<DocRef> = order.iter().map(|e| DocRef { shard: e.shard, doc: e.doc, take: e.take }).collect();
         for d in &docs {
             ensure!(
                 (d.shard as usize) < shards.len() && (d.doc as usize) < shards[d.shard as usize].num_documents(),
@@ -111,7 +115,11 @@ impl Corpus {
         let mut excluded = std::collections::HashSet::new();
         for (domain, all) in by_domain.iter().enumerate() {
             for &(s, d) in all.iter().rev().take(heldout_docs).rev() {
-                heldout[domain].push(DocRef { shard: s, doc: d, take: shards[s as usize].document_len(d as usize) as u32 });
+                heldout[domain].push(DocRef {
+                    shard: s,
+                    doc: d,
+                    take: shards[s as usize].document_len(d as usize) as u32,
+                });
                 excluded.insert((s, d));
             }
         }

@@ -138,7 +138,11 @@ impl Llama {
         let mut params = Vec::new();
         for (name, shape) in Self::parameter_shapes(&config) {
             let t = tensors.remove(&name).with_context(|| format!("tensor {name:?} is missing"))?;
-            ensure!(t.dims() == shape.as_slice(), "tensor {name:?} has shape {:?}, the config needs {shape:?}", t.dims());
+            ensure!(
+                t.dims() == shape.as_slice(),
+                "tensor {name:?} has shape {:?}, the config needs {shape:?}",
+                t.dims()
+            );
             params.push((name, Var::from_tensor(&t.to_dtype(DType::F32)?)?));
         }
         let mut it = params.iter().map(|(_, v)| v.clone());
@@ -202,7 +206,10 @@ impl Llama {
 
     /// Save `model.safetensors` (transformers' names; a tied head is not written) atomically.
     pub fn save_weights(&self, dir: &Path) -> Result<()> {
-        save_safetensors(&dir.join("model.safetensors"), self.params.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())))
+        save_safetensors(
+            &dir.join("model.safetensors"),
+            self.params.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())),
+        )
     }
 
     fn rms_norm(&self, x: &Tensor, gain: &Var) -> Result<Tensor> {
@@ -259,7 +266,15 @@ impl Llama {
         Ok((x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?)?)
     }
 
-    fn attention(&self, layer: &Layer, x: &Tensor, rope: &(Tensor, Tensor), mask: &Tensor, b: usize, t: usize) -> Result<Tensor> {
+    fn attention(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        rope: &(Tensor, Tensor),
+        mask: &Tensor,
+        b: usize,
+        t: usize,
+    ) -> Result<Tensor> {
         let c = &self.config;
         let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let heads = |y: Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?) };

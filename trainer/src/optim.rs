@@ -145,7 +145,12 @@ impl AdamW {
                 let key = format!("{}.{suffix}", s.name);
                 let t = tensors.remove(&key).with_context(|| format!("optimizer state lacks {key:?}"))?;
                 let values = t.flatten_all()?.to_vec1::<f32>()?;
-                ensure!(values.len() == dst.len(), "optimizer state {key:?} has {} values, not {}", values.len(), dst.len());
+                ensure!(
+                    values.len() == dst.len(),
+                    "optimizer state {key:?} has {} values, not {}",
+                    values.len(),
+                    dst.len()
+                );
                 *dst = values;
             }
         }
@@ -164,7 +169,8 @@ mod tests {
         let gain = Var::from_vec(vec![0.5f32], 1, &Device::Cpu).unwrap();
         let config = AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, clip_grad_norm: 0.0 };
         let mut opt = AdamW::new(config, [("w".into(), w.clone(), true), ("g".into(), gain.clone(), false)]);
-        let grads = [Tensor::new(&[0.3f32, -0.4], &Device::Cpu).unwrap(), Tensor::new(&[2.0f32], &Device::Cpu).unwrap()];
+        let grads =
+            [Tensor::new(&[0.3f32, -0.4], &Device::Cpu).unwrap(), Tensor::new(&[2.0f32], &Device::Cpu).unwrap()];
         let info = opt.step(&grads, 0.01).unwrap();
         assert!((info.grad_norm - (0.09f64 + 0.16 + 4.0).sqrt()).abs() < 1e-6);
         // Step 1: m̂ = g, v̂ = g², so the update is lr·g/(|g| + eps) = ±lr, after decay.

@@ -13,12 +13,18 @@ use serde::{Deserialize, Serialize};
 pub enum RopeScaling {
     Default,
     /// Position interpolation: every frequency divided by `factor`.
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// NTK-aware, static: the base grows by `factor^(d/(d−2))`. Not in transformers (which only
     /// has the dynamic form); midtrain writes it as `rope_type = "ntk"`.
-    Ntk { factor: f64 },
+    Ntk {
+        factor: f64,
+    },
     /// Dynamic NTK: the base grows with the sequence once it passes `max_position_embeddings`.
-    Dynamic { factor: f64 },
+    Dynamic {
+        factor: f64,
+    },
     Yarn {
         factor: f64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,7 +42,12 @@ pub enum RopeScaling {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         attention_factor: Option<f64>,
     },
-    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: u64 },
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: u64,
+    },
     Longrope {
         short_factor: Vec<f64>,
         long_factor: Vec<f64>,

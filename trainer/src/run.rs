@@ -161,7 +161,8 @@ impl TrainConfig {
     /// Read a TOML config; relative paths become relative to its folder.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let mut config: Self = toml::from_str(&text).with_context(|| format!("{}: invalid train config", path.display()))?;
+        let mut config: Self =
+            toml::from_str(&text).with_context(|| format!("{}: invalid train config", path.display()))?;
         let base = path.parent().unwrap_or(Path::new(""));
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -193,7 +194,12 @@ impl TrainConfig {
                 s.name,
                 self.batch.batch_tokens
             );
-            ensure!(s.tokens >= self.batch.batch_tokens, "stage {:?}: tokens {} is less than one batch", s.name, s.tokens);
+            ensure!(
+                s.tokens >= self.batch.batch_tokens,
+                "stage {:?}: tokens {} is less than one batch",
+                s.name,
+                s.tokens
+            );
             ensure!(
                 s.schedule.peak_lr.or(self.model.final_lr).is_some(),
                 "stage {:?}: no peak_lr and no [model] final_lr to default to",
@@ -287,10 +293,7 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
     if snapshot_path.exists() {
         let old = std::fs::read_to_string(&snapshot_path)?;
         if old != snapshot {
-            bail!(
-                "{} holds a run of another config; use another --out or delete the folder",
-                run.display()
-            );
+            bail!("{} holds a run of another config; use another --out or delete the folder", run.display());
         }
     } else {
         mixtures::fsutil::write_atomic(&snapshot_path, snapshot.as_bytes())?;
@@ -376,10 +379,9 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
             seq_len: stage.seq_len,
             document_masking: config.data.document_masking,
             mask_loss_across_documents: config.data.mask_loss_across_documents,
-            long_mix: stage.long_fraction.map(|fraction| LongMix {
-                fraction,
-                min_tokens: stage.long_min_tokens.expect("validated"),
-            }),
+            long_mix: stage
+                .long_fraction
+                .map(|fraction| LongMix { fraction, min_tokens: stage.long_min_tokens.expect("validated") }),
         };
         let rows = config.batch.micro_batch_size;
         let accumulation = (config.batch.batch_tokens / (rows * stage.seq_len) as u64) as usize;
@@ -390,20 +392,22 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
             .map(|(d, docs)| (d.clone(), eval_batches(&corpus, docs, stage.seq_len, rows, config.eval.max_tokens)))
             .filter(|(_, b)| !b.is_empty())
             .collect();
-        let evaluate = |model: &Llama, step: u64, when: &str, metrics: &mut std::fs::File| -> Result<Option<serde_json::Value>> {
-            if evals.is_empty() {
-                return Ok(None);
-            }
-            let mut losses = serde_json::Map::new();
-            for (domain, batches) in &evals {
-                if let Some(l) = eval::mean_loss(model, batches)? {
-                    losses.insert(domain.clone(), json!(l));
+        let evaluate =
+            |model: &Llama, step: u64, when: &str, metrics: &mut std::fs::File| -> Result<Option<serde_json::Value>> {
+                if evals.is_empty() {
+                    return Ok(None);
                 }
-            }
-            let record = json!({"eval": losses, "step": step, "stage": stage.name, "when": when, "seq_len": stage.seq_len});
-            writeln!(metrics, "{record}")?;
-            Ok(Some(record))
-        };
+                let mut losses = serde_json::Map::new();
+                for (domain, batches) in &evals {
+                    if let Some(l) = eval::mean_loss(model, batches)? {
+                        losses.insert(domain.clone(), json!(l));
+                    }
+                }
+                let record =
+                    json!({"eval": losses, "step": step, "stage": stage.name, "when": when, "seq_len": stage.seq_len});
+                writeln!(metrics, "{record}")?;
+                Ok(Some(record))
+            };
         if state.step_in_stage == 0 {
             if let Some(r) = evaluate(&model, state.step, "start", &mut metrics)? {
                 on_event(Event::Eval(&r));
@@ -535,7 +539,8 @@ fn open_metrics(run: &Path, resumed_at: Option<u64>) -> Result<std::fs::File> {
 /// Read a run's `metrics.jsonl`: step records and evaluation lines.
 pub fn read_metrics(run: &Path) -> Result<(Vec<StepRecord>, Vec<serde_json::Value>)> {
     let path = run.join(METRICS_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read (is this a run folder?)", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read (is this a run folder?)", path.display()))?;
     let (mut steps, mut evals) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().enumerate() {
         let v: serde_json::Value =
@@ -594,7 +599,13 @@ mod tests {
             tokens,
             seq_len,
             data: None,
-            schedule: ScheduleConfig { peak_lr: None, min_lr: 0.0, init_lr: 0.0, warmup_steps: 2, decay: Decay::Linear },
+            schedule: ScheduleConfig {
+                peak_lr: None,
+                min_lr: 0.0,
+                init_lr: 0.0,
+                warmup_steps: 2,
+                decay: Decay::Linear,
+            },
             rope: None,
             long_fraction: None,
             long_min_tokens: None,

@@ -1,0 +1,114 @@
+//! `midtrain train`, `midtrain report`, `midtrain compare`: training runs and their reports.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use trainer::run::{Event, TrainConfig, TrainOptions, train};
+
+/// Train a Llama model through the stages of a config (annealing, context extension).
+#[derive(Args)]
+#[command(after_help = "Examples:
+  midtrain train trainer/configs/fixtures-anneal.toml --out out/run
+  midtrain train anneal.toml --out runs/decay-a --branch-from runs/stable/checkpoints/step-00004000
+Rerunning the same command resumes from the newest checkpoint in --out.")]
+pub struct TrainArgs {
+    /// The train config (TOML): model, data, optimizer, batch, [[stage]]s.
+    config: PathBuf,
+    /// The run folder: metrics.jsonl, checkpoints/step-N/ (HF layout + trainer state).
+    #[arg(long)]
+    out: PathBuf,
+    /// Start from this checkpoint's weights, optimizer state and data position (a decay
+    /// branched from a stable-phase checkpoint).
+    #[arg(long)]
+    branch_from: Option<PathBuf>,
+    /// Also write the HTML report (RUN/report.html) at the end.
+    #[arg(long)]
+    report: bool,
+}
+
+pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
+    let config = TrainConfig::load(&args.config)?;
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    if !quiet {
+        bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps · {msg} · ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut on_event = |event: Event| match event {
+        Event::Stage { index, name, steps, tokens } => {
+            bar.set_length(steps);
+            bar.set_position(0);
+            bar.set_prefix(format!("stage {} {name}", index + 1));
+            bar.println(format!("stage {} {name:?}: {steps} steps, {tokens} tokens", index + 1));
+        }
+        Event::Step(r) => {
+            crate::progress::failpoint();
+            bar.inc(1);
+            let gns = r.gns.map_or(String::new(), |g| format!(" · GNS {g:.0}"));
+            bar.set_message(format!("loss {:.4} · lr {:.2e} · {:.0} tok/s{gns}", r.loss, r.lr, r.tokens_per_s));
+            if r.spike {
+                bar.println(format!("step {}: loss spike ({:.4})", r.step, r.loss));
+            }
+        }
+        Event::Eval(e) => bar.println(format!(
+            "step {} held-out loss ({}): {}",
+            e["step"],
+            e["when"].as_str().unwrap_or(""),
+            e["eval"]
+        )),
+        Event::Checkpoint(dir) => bar.println(format!("checkpoint {}", dir.display())),
+    };
+    let options = TrainOptions { branch_from: args.branch_from.clone(), stop_after: None };
+    train(&config, &args.out, &options, &mut on_event)?;
+    bar.finish_and_clear();
+    if args.report {
+        let path = args.out.join("report.html");
+        write_report(&path, trainer::report::run_report(&args.out)?)?;
+        println!("report: {}", path.display());
+    }
+    println!("run finished: {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_report(path: &std::path::Path, html: String) -> Result<()> {
+    mixtures::fsutil::write_atomic(path, html.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Write a run's HTML report: loss, LR, gradient norm and noise scale, per-domain held-out loss.
+#[derive(Args)]
+pub struct ReportArgs {
+    /// A run folder (`midtrain train --out`).
+    run: PathBuf,
+    /// Where to write the page (default RUN/report.html).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn report(args: ReportArgs) -> Result<ExitCode> {
+    let path = args.out.unwrap_or_else(|| args.run.join("report.html"));
+    write_report(&path, trainer::report::run_report(&args.run)?)?;
+    println!("{}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Overlay several runs (loss, held-out loss, LR against tokens) in one HTML page.
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Run folders.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn compare(args: CompareArgs) -> Result<ExitCode> {
+    write_report(&args.out, trainer::report::compare_report(&args.runs)?)?;
+    println!("{}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}

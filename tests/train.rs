@@ -1,0 +1,174 @@
+//! End-to-end tests of `midtrain train`, `report`, `compare`, `score`, `soup` and `rope` on the
+//! committed fixture dataset.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn midtrain(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_midtrain"));
+    cmd.args(args).arg("--quiet");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run midtrain")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// A run config on the committed web dataset: two stages, the second extends RoPE (ABF).
+fn write_config(dir: &Path) -> PathBuf {
+    let config = format!(
+        r#"
+seed = 3
+checkpoint_every = 3
+[model]
+config = "{model}"
+final_lr = 2e-3
+[data]
+path = "{data}"
+heldout_docs = 2
+[batch]
+micro_batch_size = 2
+batch_tokens = 256
+[eval]
+every = 2
+[[stage]]
+name = "anneal"
+tokens = 1280
+seq_len = 64
+schedule = {{ warmup_steps = 1, decay = {{ style = "wsd", decay_steps = 2, shape = "one_minus_sqrt" }} }}
+[[stage]]
+name = "extend"
+tokens = 768
+seq_len = 128
+rope = {{ theta = 80000.0, max_position_embeddings = 512 }}
+schedule = {{ peak_lr = 1e-3, decay = {{ style = "cosine" }} }}
+"#,
+        model = root().join("trainer/configs/tiny-llama.json").display(),
+        data = root().join("fixtures/shards/web").display(),
+    );
+    let path = dir.join("train.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn metric_lines(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("tokens_per_s");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_training_run_resumes_exactly_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let config = config.to_str().unwrap();
+    let whole = dir.path().join("whole");
+    ok(&midtrain(&["train", config, "--out", whole.to_str().unwrap(), "--report"], &[]));
+    let lines = metric_lines(&whole);
+    let steps: Vec<&serde_json::Value> = lines.iter().filter(|v| v.get("loss").is_some()).collect();
+    assert_eq!(steps.len(), 5 + 3);
+    assert_eq!(steps[7]["stage"], "extend");
+    assert_eq!(steps[7]["seq_len"], 128);
+    assert!(whole.join("report.html").is_file());
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("checkpoints/step-00000008/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["rope_parameters"]["rope_theta"], 80000.0);
+
+    // Abort (like kill -9) at step 5, before its checkpoint; the rerun resumes from step 3.
+    let split = dir.path().join("split");
+    let killed = midtrain(
+        &["train", config, "--out", split.to_str().unwrap()],
+        &[("MIDTRAIN_FAILPOINT_ABORT_AFTER_BATCHES", "5")],
+    );
+    assert!(!killed.status.success());
+    assert!(split.join("checkpoints/step-00000003").is_dir());
+    assert!(!split.join("checkpoints/step-00000005").exists());
+    ok(&midtrain(&["train", config, "--out", split.to_str().unwrap()], &[]));
+    assert_eq!(metric_lines(&split), lines, "the resumed run repeats the uninterrupted trajectory");
+    let weights = |run: &Path| std::fs::read(run.join("checkpoints/step-00000008/model.safetensors")).unwrap();
+    assert_eq!(weights(&split), weights(&whole));
+
+    // Report, compare, score, soup, rope on the results.
+    let report = dir.path().join("r.html");
+    ok(&midtrain(&["report", whole.to_str().unwrap(), "--out", report.to_str().unwrap()], &[]));
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("held-out loss by domain") && html.contains("<polyline"));
+    let compare = dir.path().join("c.html");
+    ok(&midtrain(
+        &["compare", whole.to_str().unwrap(), split.to_str().unwrap(), "--out", compare.to_str().unwrap()],
+        &[],
+    ));
+    assert!(std::fs::read_to_string(&compare).unwrap().matches("<polyline").count() >= 6);
+
+    let ckpt = whole.join("checkpoints/step-00000008");
+    let out = ok(&midtrain(&["score", ckpt.to_str().unwrap(), "--tokens", "5 17 9 3", "--json"], &[]));
+    let scores: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let lps: Vec<f64> = scores["log_probs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(lps.len(), 3);
+    let mean = -lps.iter().sum::<f64>() / 3.0;
+    assert!((mean - scores["mean_loss"].as_f64().unwrap()).abs() < 1e-6);
+    let text = ok(&midtrain(
+        &[
+            "score",
+            ckpt.to_str().unwrap(),
+            "--text",
+            "The cat sat.",
+            "--tokenizer",
+            root().join("fixtures/tokenizer.json").to_str().unwrap(),
+        ],
+        &[],
+    ));
+    assert!(text.contains("mean loss"));
+    let bad = midtrain(&["score", ckpt.to_str().unwrap(), "--tokens", "5 x"], &[]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("\"x\" is not a token id"));
+
+    let soup = dir.path().join("soup");
+    let a = whole.join("checkpoints/step-00000006");
+    ok(&midtrain(&["soup", a.to_str().unwrap(), ckpt.to_str().unwrap(), "--out", soup.to_str().unwrap()], &[]));
+    assert!(soup.join("model.safetensors").is_file() && soup.join("config.json").is_file());
+
+    let rope = ok(&midtrain(&["rope", ckpt.join("config.json").to_str().unwrap(), "--json"], &[]));
+    let rope: serde_json::Value = serde_json::from_str(&rope).unwrap();
+    assert_eq!(rope["inv_freq"].as_array().unwrap().len(), 8);
+    let second = rope["inv_freq"][1].as_f64().unwrap();
+    assert!((second - 80000f64.powf(-2.0 / 16.0)).abs() < 1e-12);
+}
+
+#[test]
+fn bad_train_configs_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    let cases = [
+        (text.replace("batch_tokens = 256", "batch_tokens = 300"), "not a multiple"),
+        (text.replace("final_lr = 2e-3", ""), "no peak_lr"),
+        (text.replace("seq_len = 64", "seq_len = 64\nbogus = 1"), "bogus"),
+        (text.replace("fixtures/shards/web", "fixtures/shards/nope"), "nope"),
+    ];
+    for (i, (body, expected)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&path, body).unwrap();
+        let out = midtrain(
+            &["train", path.to_str().unwrap(), "--out", dir.path().join(format!("run{i}")).to_str().unwrap()],
+            &[],
+        );
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "case {i}: {err}");
+    }
+}

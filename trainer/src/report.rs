@@ -1,0 +1,276 @@
+//! Run reports as self-contained HTML pages (inline SVG, no scripts): one run's loss, LR,
+//! gradient norm, noise scale, throughput and per-domain held-out curves, or several runs
+//! overlaid (`compare`).
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use mixtures::html::{COLORS, escape};
+
+use crate::run::{StepRecord, read_metrics};
+
+/// One named series of (x, y) points.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line chart of several series; `log_y` plots log10(y).
+pub fn line_chart(title: &str, x_label: &str, series: &[Series], log_y: bool) -> String {
+    let (w, h, left, bottom, top) = (560.0, 240.0, 60.0, 34.0, 24.0);
+    let transform = |y: f64| if log_y { y.max(1e-12).log10() } else { y };
+    let points: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|&(x, y)| (x, transform(y))))
+        .filter(|p| p.1.is_finite())
+        .collect();
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="11"><text x="{left}" y="14" font-weight="bold">{}</text>"#,
+        w + left + 150.0,
+        h + top + bottom,
+        escape(title)
+    );
+    if points.is_empty() {
+        svg.push_str(r#"<text x="80" y="60">no data</text></svg>"#);
+        return svg;
+    }
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in &points {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x1 == x0 {
+        x1 = x0 + 1.0;
+    }
+    if y1 == y0 {
+        (y0, y1) = (y0 - 0.5, y1 + 0.5);
+    }
+    let px = |x: f64| left + (x - x0) / (x1 - x0) * w;
+    let py = |y: f64| top + (1.0 - (y - y0) / (y1 - y0)) * h;
+    let _ = write!(svg, r##"<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="none" stroke="#bbb"/>"##);
+    for k in 0..=4 {
+        let y = y0 + (y1 - y0) * k as f64 / 4.0;
+        let label = if log_y { format!("{:.3e}", 10f64.powf(y)) } else { format!("{y:.4}") };
+        let _ = write!(svg, r#"<text x="{}" y="{:.1}" text-anchor="end">{label}</text>"#, left - 4.0, py(y) + 4.0);
+        let x = x0 + (x1 - x0) * k as f64 / 4.0;
+        let _ = write!(svg, r#"<text x="{:.1}" y="{}" text-anchor="middle">{x:.0}</text>"#, px(x), top + h + 14.0);
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        left + w / 2.0,
+        top + h + 30.0,
+        escape(x_label)
+    );
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let visible: Vec<(f64, f64)> =
+            s.points.iter().map(|&(x, y)| (px(x), py(transform(y)))).filter(|p| p.1.is_finite()).collect();
+        if let [(x, y)] = visible[..] {
+            let _ = write!(svg, r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{color}"/>"#);
+        }
+        let path: Vec<String> = visible.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+        let _ =
+            write!(svg, r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#, path.join(" "));
+        let _ = write!(
+            svg,
+            r#"<rect x="{}" y="{}" width="10" height="10" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
+            left + w + 12.0,
+            top + 14.0 * i as f64,
+            left + w + 26.0,
+            top + 14.0 * i as f64 + 9.0,
+            escape(&s.name)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// A grid of values in [0, 1] as coloured cells (passkey accuracy by length × depth).
+pub fn heat_map(title: &str, rows: &[String], columns: &[String], values: &[Vec<f64>]) -> String {
+    let (cell, left, top) = (46.0, 70.0, 40.0);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="11"><text x="4" y="14" font-weight="bold">{}</text>"#,
+        left + cell * columns.len() as f64 + 10.0,
+        top + cell * rows.len() as f64 + 10.0,
+        escape(title)
+    );
+    for (j, c) in columns.iter().enumerate() {
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+            left + cell * (j as f64 + 0.5),
+            top - 6.0,
+            escape(c)
+        );
+    }
+    for (i, r) in rows.iter().enumerate() {
+        let y = top + cell * i as f64;
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
+            left - 6.0,
+            y + cell / 2.0 + 4.0,
+            escape(r)
+        );
+        for (j, &v) in values[i].iter().enumerate() {
+            // Red (0) to green (1).
+            let (red, green) = ((220.0 * (1.0 - v)) as u8 + 30, (180.0 * v) as u8 + 50);
+            let _ = write!(
+                svg,
+                r#"<rect x="{:.1}" y="{y:.1}" width="{cell}" height="{cell}" fill="rgb({red},{green},70)" stroke="white"/><text x="{:.1}" y="{:.1}" text-anchor="middle" fill="white">{:.0}%</text>"#,
+                left + cell * j as f64,
+                left + cell * (j as f64 + 0.5),
+                y + cell / 2.0 + 4.0,
+                100.0 * v
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{}</title><style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}.flag{{color:#b00020;font-weight:bold}}</style></head><body><h1>{}</h1>{body}</body></html>",
+        escape(title),
+        escape(title)
+    )
+}
+
+fn step_series(name: &str, steps: &[StepRecord], f: impl Fn(&StepRecord) -> Option<f64>) -> Series {
+    Series { name: name.into(), points: steps.iter().filter_map(|r| f(r).map(|y| (r.step as f64, y))).collect() }
+}
+
+/// Held-out loss per domain against the step.
+fn eval_series(evals: &[serde_json::Value]) -> Vec<Series> {
+    let mut out: Vec<Series> = Vec::new();
+    for e in evals {
+        let step = e["step"].as_f64().unwrap_or(0.0);
+        for (domain, v) in e["eval"].as_object().into_iter().flatten() {
+            let Some(v) = v.as_f64() else { continue };
+            match out.iter_mut().find(|s| s.name == *domain) {
+                Some(s) => s.points.push((step, v)),
+                None => out.push(Series { name: domain.clone(), points: vec![(step, v)] }),
+            }
+        }
+    }
+    out
+}
+
+/// The report of one run folder: charts plus a summary table and any extra sections
+/// (`extra_html`, e.g. passkey heat maps written by evaluations).
+pub fn run_report(run: &Path) -> Result<String> {
+    let (steps, evals) = read_metrics(run)?;
+    let mut body = String::new();
+    let last = steps.last();
+    let spikes: Vec<u64> = steps.iter().filter(|r| r.spike).map(|r| r.step).collect();
+    let _ = write!(
+        body,
+        "<table><tr><th>steps</th><th>tokens</th><th>final loss</th><th>median tokens/s</th><th>last GNS (tokens)</th><th>loss spikes</th></tr><tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr></table>",
+        steps.len(),
+        last.map_or(0, |r| r.tokens),
+        last.map_or("–".into(), |r| format!("{:.4}", r.loss)),
+        median(steps.iter().map(|r| r.tokens_per_s).collect()).map_or("–".into(), |v| format!("{v:.0}")),
+        steps.iter().rev().find_map(|r| r.gns).map_or("–".into(), |v| format!("{v:.0}")),
+        if spikes.is_empty() { "" } else { "flag" },
+        if spikes.is_empty() { "none".to_string() } else { format!("at steps {spikes:?}") },
+    );
+    body.push_str(&line_chart("training loss", "step", &[step_series("loss", &steps, |r| Some(r.loss))], false));
+    body.push_str(&line_chart("held-out loss by domain", "step", &eval_series(&evals), false));
+    body.push_str(&line_chart("learning rate", "step", &[step_series("lr", &steps, |r| Some(r.lr))], false));
+    body.push_str(&line_chart(
+        "gradient norm (before clipping)",
+        "step",
+        &[step_series("grad norm", &steps, |r| Some(r.grad_norm))],
+        true,
+    ));
+    body.push_str(&line_chart(
+        "gradient noise scale B_simple (tokens)",
+        "step",
+        &[step_series("B_simple", &steps, |r| r.gns)],
+        true,
+    ));
+    body.push_str(&line_chart(
+        "throughput (tokens/s)",
+        "step",
+        &[step_series("tokens/s", &steps, |r| Some(r.tokens_per_s))],
+        false,
+    ));
+    let extra = run.join("report_sections.html");
+    if let Ok(html) = std::fs::read_to_string(&extra) {
+        body.push_str(&html);
+    }
+    Ok(page(&format!("midtrain run {}", run.display()), &body))
+}
+
+/// Several runs overlaid: loss, held-out loss (mean over domains) and LR against tokens.
+pub fn compare_report(runs: &[PathBuf]) -> Result<String> {
+    let mut loss = Vec::new();
+    let mut lr = Vec::new();
+    let mut heldout = Vec::new();
+    let mut table = String::from(
+        "<table><tr><th>run</th><th>steps</th><th>tokens</th><th>final loss</th><th>final held-out (mean)</th></tr>",
+    );
+    for run in runs {
+        let (steps, evals) = read_metrics(run)?;
+        let name = run.display().to_string();
+        let tokens_at: std::collections::HashMap<u64, u64> = steps.iter().map(|r| (r.step, r.tokens)).collect();
+        loss.push(Series { name: name.clone(), points: steps.iter().map(|r| (r.tokens as f64, r.loss)).collect() });
+        lr.push(Series { name: name.clone(), points: steps.iter().map(|r| (r.tokens as f64, r.lr)).collect() });
+        let mean_heldout = |e: &serde_json::Value| {
+            let values: Vec<f64> =
+                e["eval"].as_object().into_iter().flatten().filter_map(|(_, v)| v.as_f64()).collect();
+            (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+        };
+        let points: Vec<(f64, f64)> = evals
+            .iter()
+            .filter_map(|e| {
+                let step = e["step"].as_u64()?;
+                Some((*tokens_at.get(&step).unwrap_or(&0) as f64, mean_heldout(e)?))
+            })
+            .collect();
+        let _ = write!(
+            table,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&name),
+            steps.len(),
+            steps.last().map_or(0, |r| r.tokens),
+            steps.last().map_or("–".into(), |r| format!("{:.4}", r.loss)),
+            points.last().map_or("–".into(), |p| format!("{:.4}", p.1)),
+        );
+        heldout.push(Series { name, points });
+    }
+    table.push_str("</table>");
+    let body = format!(
+        "{table}{}{}{}",
+        line_chart("training loss", "tokens", &loss, false),
+        line_chart("held-out loss (mean over domains)", "tokens", &heldout, false),
+        line_chart("learning rate", "tokens", &lr, false)
+    );
+    Ok(page("midtrain: runs compared", &body))
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_scale_into_the_frame() {
+        let s = Series { name: "a<b".into(), points: vec![(0.0, 1.0), (10.0, 3.0)] };
+        let svg = line_chart("t", "step", &[s], false);
+        assert!(svg.contains("a&lt;b"));
+        assert!(svg.contains(r#"points="60.0,264.0 620.0,24.0""#), "{svg}");
+        assert!(line_chart("t", "x", &[], false).contains("no data"));
+        let map = heat_map("passkey", &["256".into()], &["0%".into(), "50%".into()], &[vec![1.0, 0.0]]);
+        assert!(map.contains("100%") && map.contains("rgb(30,230,70)") && map.contains("rgb(250,50,70)"));
+    }
+}
