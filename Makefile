@@ -79,7 +79,11 @@ fixtures:
 
 ## parity: differential checks against the reference implementations (by hand; installs them)
 parity: build
-	bash scripts/parity/setup_venv.sh megatron datatrove tokenizers
+	bash scripts/parity/setup_venv.sh megatron datatrove tokenizers transformers
+	rm -rf out/parity-run
+	$(MIDTRAIN) train trainer/configs/fixtures-anneal.toml --out out/parity-run
+	.venv-parity/bin/python scripts/parity/transformers_llama.py --midtrain $(MIDTRAIN) \
+		--checkpoint out/parity-run/checkpoints/step-00000040
 	.venv-parity/bin/python scripts/parity/megatron_shards.py --midtrain $(MIDTRAIN) --fixtures fixtures/shards
 	$(CARGO) build --release --bin midtrain
 	.venv-parity/bin/python scripts/parity/datatrove_filters.py --midtrain $(TARGET_DIR)/release/midtrain \

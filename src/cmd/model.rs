@@ -26,6 +26,9 @@ pub struct ScoreArgs {
     tokens: Option<String>,
     #[arg(long)]
     json: bool,
+    /// With --json: also every position's logits over the vocabulary.
+    #[arg(long, requires = "json")]
+    logits: bool,
 }
 
 pub fn score(args: ScoreArgs) -> Result<ExitCode> {
@@ -41,8 +44,8 @@ pub fn score(args: ScoreArgs) -> Result<ExitCode> {
             .collect::<Result<_>>()?,
         _ => bail!("give --text (with --tokenizer) or --tokens"),
     };
-    let model = Llama::load(&args.checkpoint, &Device::Cpu)?;
-    let scores = trainer::eval::score(&model, &ids)?;
+    let mut model = Llama::load(&args.checkpoint, &Device::Cpu)?;
+    let scores = trainer::eval::score(&mut model, &ids, args.logits)?;
     if args.json {
         println!("{}", serde_json::to_string(&scores)?);
     } else {

@@ -43,9 +43,14 @@ pub struct Scores {
     pub ids: Vec<u32>,
     pub log_probs: Vec<f32>,
     pub mean_loss: f64,
+    /// Every position's logits over the vocabulary (on request: parity checks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logits: Option<Vec<Vec<f32>>>,
 }
 
-pub fn score(model: &Llama, ids: &[u32]) -> Result<Scores> {
+/// Score `ids` as one sequence (RoPE set for its length, as transformers does for dynamic NTK and
+/// LongRoPE).
+pub fn score(model: &mut Llama, ids: &[u32], with_logits: bool) -> Result<Scores> {
     ensure!(ids.len() >= 2, "scoring needs at least two tokens (one to predict)");
     let vocab = model.config.vocab_size as u32;
     if let Some(bad) = ids.iter().find(|&&id| id >= vocab) {
@@ -61,9 +66,11 @@ pub fn score(model: &Llama, ids: &[u32]) -> Result<Scores> {
         segments: vec![0; t],
         loss_mask: vec![1.0; t],
     };
+    model.set_sequence_length(t as u64)?;
     let log_probs = model.target_log_probs(&batch)?.to_vec1::<f32>()?;
     let mean_loss = -log_probs.iter().map(|&v| v as f64).sum::<f64>() / t as f64;
-    Ok(Scores { ids: ids.to_vec(), log_probs, mean_loss })
+    let logits = if with_logits { Some(model.forward(&batch)?.to_vec2::<f32>()?) } else { None };
+    Ok(Scores { ids: ids.to_vec(), log_probs, mean_loss, logits })
 }
 
 #[cfg(test)]
@@ -74,9 +81,11 @@ mod tests {
 
     #[test]
     fn scores_agree_with_the_training_loss() {
-        let model = Llama::init(&LlamaConfig::tiny(40), 1, &Device::Cpu).unwrap();
+        let mut model = Llama::init(&LlamaConfig::tiny(40), 1, &Device::Cpu).unwrap();
         let ids: Vec<u32> = (0..12).map(|i| (i * 5 + 1) % 40).collect();
-        let s = score(&model, &ids).unwrap();
+        let s = score(&mut model, &ids, true).unwrap();
+        assert_eq!(s.logits.as_ref().unwrap().len(), 11);
+        assert_eq!(s.logits.as_ref().unwrap()[0].len(), 40);
         assert_eq!(s.log_probs.len(), 11);
         assert!(s.log_probs.iter().all(|&v| v < 0.0));
         // Near-uniform at init: loss close to ln(40).
@@ -94,7 +103,7 @@ mod tests {
         assert!((loss - s.mean_loss).abs() < 1e-5);
         let by_pos = loss_by_position(&model, &[batch], 4).unwrap();
         assert_eq!(by_pos.len(), 3);
-        assert!(score(&model, &[1]).is_err());
-        assert!(score(&model, &[1, 40]).unwrap_err().to_string().contains("40"));
+        assert!(score(&mut model, &[1], false).is_err());
+        assert!(score(&mut model, &[1, 40], false).unwrap_err().to_string().contains("40"));
     }
 }
