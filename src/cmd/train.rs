@@ -27,6 +27,9 @@ pub struct TrainArgs {
     /// Also write the HTML report (RUN/report.html) at the end.
     #[arg(long)]
     report: bool,
+    /// Where to train: cpu (f32), or cuda (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
+    device: String,
 }
 
 pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
@@ -64,7 +67,7 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
         )),
         Event::Checkpoint(dir) => bar.println(format!("checkpoint {}", dir.display())),
     };
-    let options = TrainOptions { branch_from: args.branch_from.clone(), stop_after: None };
+    let options = TrainOptions { branch_from: args.branch_from.clone(), stop_after: None, cuda: args.device == "cuda" };
     train(&config, &args.out, &options, &mut on_event)?;
     bar.finish_and_clear();
     if args.report {

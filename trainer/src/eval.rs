@@ -99,7 +99,7 @@ mod tests {
             segments: vec![0; 11],
             loss_mask: vec![1.0; 11],
         };
-        let loss = mean_loss(&model, &[batch.clone()]).unwrap().unwrap();
+        let loss = mean_loss(&model, std::slice::from_ref(&batch)).unwrap().unwrap();
         assert!((loss - s.mean_loss).abs() < 1e-5);
         let by_pos = loss_by_position(&model, &[batch], 4).unwrap();
         assert_eq!(by_pos.len(), 3);

@@ -88,7 +88,7 @@ impl Rope {
     /// it; `None` means "at most `max_position_embeddings`").
     pub fn frequencies(&self, seq_len: Option<u64>) -> Result<RopeFrequencies, String> {
         let d = self.rotary_dim();
-        if d < 4 || d % 2 != 0 {
+        if d < 4 || !d.is_multiple_of(2) {
             return Err(format!("rotary dimension {d} must be even and at least 4"));
         }
         let b = self.theta;

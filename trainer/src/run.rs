@@ -189,7 +189,7 @@ impl TrainConfig {
         for s in &self.stages {
             let rows = (self.batch.micro_batch_size * s.seq_len) as u64;
             ensure!(
-                self.batch.batch_tokens >= rows && self.batch.batch_tokens % rows == 0,
+                self.batch.batch_tokens >= rows && self.batch.batch_tokens.is_multiple_of(rows),
                 "stage {:?}: batch_tokens {} is not a multiple of micro_batch_size × seq_len = {rows}",
                 s.name,
                 self.batch.batch_tokens
@@ -272,6 +272,8 @@ pub struct TrainOptions {
     pub branch_from: Option<PathBuf>,
     /// Stop (as if killed) after this many steps in total: tests of resume.
     pub stop_after: Option<u64>,
+    /// Train on the first CUDA device (needs the `cuda` cargo feature).
+    pub cuda: bool,
 }
 
 /// Called after every step and evaluation.
@@ -286,7 +288,11 @@ const METRICS_FILE: &str = "metrics.jsonl";
 const CONFIG_SNAPSHOT: &str = "train.json";
 
 pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event: &mut dyn FnMut(Event)) -> Result<()> {
-    let device = Device::Cpu;
+    let device = if options.cuda {
+        Device::new_cuda(0).context("no CUDA device (build with `--features cuda` on a machine with one)")?
+    } else {
+        Device::Cpu
+    };
     std::fs::create_dir_all(run).with_context(|| format!("{}: cannot create", run.display()))?;
     let snapshot = serde_json::to_string_pretty(config)?;
     let snapshot_path = run.join(CONFIG_SNAPSHOT);
@@ -408,10 +414,10 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
                 writeln!(metrics, "{record}")?;
                 Ok(Some(record))
             };
-        if state.step_in_stage == 0 {
-            if let Some(r) = evaluate(&model, state.step, "start", &mut metrics)? {
-                on_event(Event::Eval(&r));
-            }
+        if state.step_in_stage == 0
+            && let Some(r) = evaluate(&model, state.step, "start", &mut metrics)?
+        {
+            on_event(Event::Eval(&r));
         }
         let packer = Packer::new(corpus, pack)?;
         let prefetch = Prefetcher::spawn(packer, state.cursor, rows, 2 * accumulation.max(1));
@@ -483,10 +489,12 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
             writeln!(metrics, "{}", serde_json::to_string(&record)?)?;
             on_event(Event::Step(&record));
             let stage_done = state.step_in_stage == steps;
-            if config.eval.every > 0 && state.step_in_stage % config.eval.every == 0 && !stage_done {
-                if let Some(r) = evaluate(&model, state.step, "interval", &mut metrics)? {
-                    on_event(Event::Eval(&r));
-                }
+            if config.eval.every > 0
+                && state.step_in_stage.is_multiple_of(config.eval.every)
+                && !stage_done
+                && let Some(r) = evaluate(&model, state.step, "interval", &mut metrics)?
+            {
+                on_event(Event::Eval(&r));
             }
             if stage_done {
                 if let Some(r) = evaluate(&model, state.step, "end", &mut metrics)? {
@@ -675,6 +683,17 @@ mod tests {
         assert_eq!(saved.rope_theta, 40_000.0);
         let last: StepRecord = read_metrics(&whole).unwrap().0.pop().unwrap();
         assert!((last.long_share.unwrap() - 0.5).abs() <= 0.01 + 1.0 / 8.0);
+        // A branch from the (mid-stage) checkpoint at step 4 continues its data stream: its first
+        // step sees the batch the uninterrupted run saw at step 5, with the same weights.
+        let mut branch_config = config.clone();
+        branch_config.stages.truncate(1);
+        branch_config.stages[0].name = "decay".into();
+        branch_config.stages[0].schedule.decay = Decay::Wsd { decay_steps: 2, shape: crate::WsdShape::OneMinusSqrt };
+        let branch = dir.path().join("branch");
+        let options = TrainOptions { branch_from: Some(whole.join("checkpoints/step-00000004")), ..Default::default() };
+        train(&branch_config, &branch, &options, &mut |_| {}).unwrap();
+        assert_eq!(losses(&branch)[0], losses(&whole)[4], "the branch resumes the data and the weights");
+        assert_ne!(losses(&branch)[1], losses(&whole)[5]);
         // Another config in the same folder is refused.
         let mut other = config.clone();
         other.seed = 6;
