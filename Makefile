@@ -57,7 +57,7 @@ fmt:
 	$(CARGO) fmt --all
 
 ## bench: throughput benchmarks; numbers go to docs/benchmarks.md
-bench:
+bench: build
 	$(CARGO) bench -p mixtures --bench shards
 	$(CARGO) bench -p mixtures --features audit --bench audit -- 1000 100000
 	$(CARGO) bench -p pipeline --bench tokenize -- $(abspath $(CORPORA))/web.parquet $(abspath fixtures/tokenizer.json)
@@ -70,6 +70,9 @@ bench:
 		--midtrain $(TARGET_DIR)/release/midtrain
 	.venv-parity/bin/python scripts/bench/datatrove_tokenize.py --tokenizer fixtures/tokenizer.json \
 		--corpus $(CORPORA)/web.parquet --midtrain $(TARGET_DIR)/release/midtrain
+	RAYON_NUM_THREADS=2 $(CARGO) bench -p trainer --bench train_step -- 4
+	bash scripts/parity/setup_venv.sh transformers
+	.venv-parity/bin/python scripts/bench/torch_train.py --midtrain $(MIDTRAIN) --threads 2 --steps 8
 
 ## fixtures: regenerate everything under fixtures/ (deterministic). Built with the workspace's
 ## features (a `cargo run -p` would rebuild tokenizers and parquet with other features).
@@ -78,7 +81,7 @@ fixtures:
 	$(TARGET_DIR)/debug/midtrain-fixtures fixtures
 
 ## parity: differential checks against the reference implementations (by hand; installs them)
-parity: build
+parity: demo
 	bash scripts/parity/setup_venv.sh megatron datatrove tokenizers transformers
 	rm -rf out/parity-run
 	$(MIDTRAIN) train trainer/configs/fixtures-anneal.toml --out out/parity-run

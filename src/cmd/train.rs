@@ -43,12 +43,21 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
             .expect("valid template")
             .progress_chars("=> "),
     );
+    // Stage, evaluation and checkpoint lines also reach logs where the bar is not drawn.
+    let say = |line: String| {
+        if quiet {
+        } else if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
     let mut on_event = |event: Event| match event {
         Event::Stage { index, name, steps, tokens } => {
             bar.set_length(steps);
             bar.set_position(0);
             bar.set_prefix(format!("stage {} {name}", index + 1));
-            bar.println(format!("stage {} {name:?}: {steps} steps, {tokens} tokens", index + 1));
+            say(format!("stage {} {name:?}: {steps} steps, {tokens} tokens", index + 1));
         }
         Event::Step(r) => {
             crate::progress::failpoint();
@@ -56,16 +65,13 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
             let gns = r.gns.map_or(String::new(), |g| format!(" · GNS {g:.0}"));
             bar.set_message(format!("loss {:.4} · lr {:.2e} · {:.0} tok/s{gns}", r.loss, r.lr, r.tokens_per_s));
             if r.spike {
-                bar.println(format!("step {}: loss spike ({:.4})", r.step, r.loss));
+                say(format!("step {}: loss spike ({:.4})", r.step, r.loss));
             }
         }
-        Event::Eval(e) => bar.println(format!(
-            "step {} held-out loss ({}): {}",
-            e["step"],
-            e["when"].as_str().unwrap_or(""),
-            e["eval"]
-        )),
-        Event::Checkpoint(dir) => bar.println(format!("checkpoint {}", dir.display())),
+        Event::Eval(e) => {
+            say(format!("step {} held-out loss ({}): {}", e["step"], e["when"].as_str().unwrap_or(""), e["eval"]))
+        }
+        Event::Checkpoint(dir) => say(format!("checkpoint {}", dir.display())),
     };
     let options = TrainOptions { branch_from: args.branch_from.clone(), stop_after: None, cuda: args.device == "cuda" };
     train(&config, &args.out, &options, &mut on_event)?;
