@@ -6,7 +6,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 MIDTRAIN := $(TARGET_DIR)/debug/midtrain
 CORPORA ?= ../shared/corpora
 
-.PHONY: build demo test lint fmt bench fixtures parity clean
+.PHONY: build demo test lint fmt bench fixtures parity clean experiment-context experiment-schedules
 
 build:
 	$(CARGO) build --bin midtrain
@@ -79,6 +79,33 @@ bench: build
 fixtures:
 	$(CARGO) build --workspace --bins
 	$(TARGET_DIR)/debug/midtrain-fixtures fixtures
+
+## The fixture mixture the training configs read (prepare skips finished datasets).
+out/mixture/mixture.json: | build
+	$(MIDTRAIN) prepare fixtures/prepare.toml
+	$(MIDTRAIN) mix build mixtures/recipes/fixtures-anneal.toml --out out/mixture
+
+## experiment-context: a tiny model trained at 64 tokens, extended 4x to 256 on CPU with no RoPE
+## change, ABF, PI and YaRN side by side; loss by position and passkey per method
+## (out/experiments/context/compare.html). Recipe: trainer/configs/experiments/context-*.toml
+EXPERIMENTS := out/experiments
+experiment-context: out/mixture/mixture.json
+	rm -rf $(EXPERIMENTS)/context
+	$(MIDTRAIN) train trainer/configs/experiments/context-base.toml --out $(EXPERIMENTS)/context/base --report
+	for m in none abf pi yarn; do \
+		$(MIDTRAIN) train trainer/configs/experiments/context-$$m.toml --out $(EXPERIMENTS)/context/$$m --report || exit 1; \
+	done
+	$(MIDTRAIN) compare $(EXPERIMENTS)/context/none $(EXPERIMENTS)/context/abf $(EXPERIMENTS)/context/pi \
+		$(EXPERIMENTS)/context/yarn --out $(EXPERIMENTS)/context/compare.html
+
+## experiment-schedules: WSD (1-sqrt decay over the last 20%) vs cosine, same budget, overlaid
+experiment-schedules: out/mixture/mixture.json
+	rm -rf $(EXPERIMENTS)/schedules
+	for s in wsd cosine; do \
+		$(MIDTRAIN) train trainer/configs/experiments/schedule-$$s.toml --out $(EXPERIMENTS)/schedules/$$s --report || exit 1; \
+	done
+	$(MIDTRAIN) compare $(EXPERIMENTS)/schedules/wsd $(EXPERIMENTS)/schedules/cosine \
+		--out $(EXPERIMENTS)/schedules/compare.html
 
 ## parity: differential checks against the reference implementations (by hand; installs them)
 parity: demo

@@ -39,6 +39,8 @@ micro_batch_size = 2
 batch_tokens = 256
 [eval]
 every = 2
+position_bucket = 16
+passkey = {{ tokenizer = "{tokenizer}", lengths = [48, 96], depths = [0.0, 1.0], trials = 2 }}
 [[stage]]
 name = "anneal"
 tokens = 1280
@@ -53,6 +55,7 @@ schedule = {{ peak_lr = 1e-3, decay = {{ style = "cosine" }} }}
 "#,
         model = root().join("trainer/configs/tiny-llama.json").display(),
         data = root().join("fixtures/shards/web").display(),
+        tokenizer = root().join("fixtures/tokenizer.json").display(),
     );
     let path = dir.join("train.toml");
     std::fs::write(&path, config).unwrap();
@@ -84,6 +87,25 @@ fn a_killed_training_run_resumes_exactly_and_reports() {
     assert_eq!(steps[7]["stage"], "extend");
     assert_eq!(steps[7]["seq_len"], 128);
     assert!(whole.join("report.html").is_file());
+    // Evaluations: passkey at the run's start and each stage's end, the short-context check
+    // (at stage 1's 64 tokens) with its flag, loss by position at each stage's end.
+    let evals: Vec<&serde_json::Value> = lines.iter().filter(|v| v.get("eval").is_some()).collect();
+    let with_passkey: Vec<(u64, &str)> = evals
+        .iter()
+        .filter(|e| e.get("passkey").is_some())
+        .map(|e| (e["step"].as_u64().unwrap(), e["when"].as_str().unwrap()))
+        .collect();
+    assert_eq!(with_passkey, [(0, "start"), (5, "end"), (8, "end")]);
+    let grid = &evals.iter().find(|e| e.get("passkey").is_some()).unwrap()["passkey"];
+    assert_eq!(grid["accuracy"].as_array().unwrap().len(), 2);
+    let extend_end = evals.iter().find(|e| e["stage"] == "extend" && e["when"] == "end").unwrap();
+    assert_eq!(extend_end["short"]["seq_len"], 64);
+    assert!(extend_end["short"]["change"].is_f64() && extend_end["short"]["degraded"].is_boolean());
+    assert_eq!(extend_end["loss_by_position"]["bucket"], 16);
+    let by_position = extend_end["loss_by_position"]["loss"]["web"].as_array().unwrap();
+    assert_eq!(by_position.len(), 128 / 16, "positions reach the stage's 128 tokens");
+    let html = std::fs::read_to_string(whole.join("report.html")).unwrap();
+    assert!(html.contains("passkey accuracy") && html.contains("Short-context loss") && html.contains("by position"));
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(whole.join("checkpoints/step-00000008/config.json")).unwrap())
             .unwrap();

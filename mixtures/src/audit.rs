@@ -100,23 +100,17 @@ fn bin_labels() -> Vec<String> {
     labels
 }
 
-fn bin_expr() -> Expr {
-    let mut e = when(col("length").lt(lit(BIN_EDGES[0])))
-        .then(lit(0u32))
-        .when(col("length").lt(lit(BIN_EDGES[1])))
-        .then(lit(1u32));
-    for (i, &edge) in BIN_EDGES.iter().enumerate().skip(2) {
-        e = e.when(col("length").lt(lit(edge))).then(lit(i as u32));
-    }
-    e.otherwise(lit(BIN_EDGES.len() as u32)).alias("bin")
+/// The histogram bin of a document of `length` tokens.
+fn bin_of(length: u64) -> usize {
+    BIN_EDGES.iter().position(|&edge| length < edge).unwrap_or(BIN_EDGES.len())
 }
 
 fn query_err(path: &Path) -> impl FnOnce(PolarsError) -> AuditError + '_ {
     move |e| AuditError::Query { path: path.to_path_buf(), message: e.to_string() }
 }
 
-/// A sidecar scan with the columns the audit reads (missing score columns become nulls).
-fn scan_sidecar(path: &Path, shard: u32) -> Result<LazyFrame, AuditError> {
+/// A sidecar's score columns as f64 (a missing column reads as nulls).
+fn scan_scores(path: &Path) -> Result<LazyFrame, AuditError> {
     let p = path.to_string_lossy().into_owned();
     let mut lf =
         LazyFrame::scan_parquet(PlRefPath::new(p.as_str()), ScanArgsParquet::default()).map_err(query_err(path))?;
@@ -128,13 +122,7 @@ fn scan_sidecar(path: &Path, shard: u32) -> Result<LazyFrame, AuditError> {
             lit(NULL).cast(DataType::Float64).alias(name)
         }
     };
-    Ok(lf.with_row_index("doc", None).select([
-        col("doc").cast(DataType::UInt32),
-        lit(shard).alias("shard"),
-        col("tokens").cast(DataType::UInt64).alias("length"),
-        score("quality"),
-        score("language_score"),
-    ]))
+    Ok(lf.select([score("quality"), score("language_score")]))
 }
 
 fn f64_at(df: &DataFrame, name: &str, i: usize) -> Option<f64> {
@@ -145,119 +133,135 @@ fn str_at(df: &DataFrame, name: &str, i: usize) -> Option<String> {
     df.column(name).ok()?.str().ok()?.get(i).map(str::to_string)
 }
 
-/// Per-domain aggregates over the stream's documents (the order joined with the sidecars).
+/// What one pass over the order counts for a domain.
+#[derive(Default)]
+struct StreamCounts {
+    documents: u64,
+    tokens: u64,
+    long_tokens: u64,
+    histogram: [u64; BIN_EDGES.len() + 1],
+}
+
+/// Per-domain aggregates over the stream's documents (every draw counts: a document in its
+/// second epoch counts twice).
+///
+/// Counts, tokens, long share and the length histogram come from one pass over the order with
+/// document lengths from the shard indexes. The score distributions come from the sidecars in
+/// polars: each sidecar is scanned with a column of how often the stream draws each of its
+/// documents, and a document drawn k times enters the group-by k times (one filtered copy of
+/// the scan per draw level), so no join of the order with the sidecars is ever materialised.
+/// Memory: 4 bytes per document of the shards for the draw counts, plus the drawn documents'
+/// two scores in polars (16 bytes per draw).
 fn aggregate(
     order: &[OrderEntry],
-    shard_domain: &[String],
-    sidecars: &[Option<PathBuf>],
+    shards: &[(String, PathBuf, Option<PathBuf>)],
     options: &AuditOptions,
     dir: &Path,
 ) -> Result<BTreeMap<String, DomainAudit>, AuditError> {
-    // Domains as indices: a string per document would cost more than the rest of the row.
-    let names: Vec<&String> = {
-        let mut n: Vec<&String> = shard_domain.iter().collect();
-        n.sort();
-        n.dedup();
-        n
-    };
-    let domain_of_shard: Vec<u32> =
-        shard_domain.iter().map(|d| names.binary_search(&d).expect("listed") as u32).collect();
-    let stream = df!(
-        "shard" => order.iter().map(|o| o.shard).collect::<Vec<_>>(),
-        "doc" => order.iter().map(|o| o.doc).collect::<Vec<_>>(),
-        "take" => order.iter().map(|o| o.take as u64).collect::<Vec<_>>(),
-        "domain" => order.iter().map(|o| domain_of_shard[o.shard as usize]).collect::<Vec<_>>(),
-    )
-    .map_err(query_err(dir))?
-    .lazy();
-    let mut scans = Vec::new();
-    for (k, sidecar) in sidecars.iter().enumerate() {
-        if let Some(path) = sidecar {
-            scans.push(scan_sidecar(path, k as u32)?);
+    let mut names: Vec<&String> = shards.iter().map(|s| &s.0).collect();
+    names.sort();
+    names.dedup();
+    let domain_of_shard: Vec<usize> = shards.iter().map(|s| names.binary_search(&&s.0).expect("listed")).collect();
+    let readers = shards
+        .iter()
+        .map(|s| crate::shard::ShardReader::open(&s.1).map_err(ManifestError::from))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut draws: Vec<Vec<u32>> = readers.iter().map(|r| vec![0; r.num_documents()]).collect();
+    let mut counts: Vec<StreamCounts> = names.iter().map(|_| StreamCounts::default()).collect();
+    for o in order {
+        let (shard, doc) = (o.shard as usize, o.doc as usize);
+        if shard >= readers.len() || doc >= readers[shard].num_documents() {
+            return Err(AuditError::Query {
+                path: dir.to_path_buf(),
+                message: format!("the order names document {doc} of shard {shard}, which does not exist"),
+            });
+        }
+        let length = readers[shard].document_len(doc) as u64;
+        let c = &mut counts[domain_of_shard[shard]];
+        c.documents += 1;
+        c.tokens += o.take as u64;
+        if length >= options.long_threshold {
+            c.long_tokens += o.take as u64;
+        }
+        c.histogram[bin_of(length)] += 1;
+        draws[shard][doc] += 1;
+    }
+
+    let mut frames = Vec::new();
+    for (k, (_, _, sidecar)) in shards.iter().enumerate() {
+        let Some(path) = sidecar else { continue };
+        let most = draws[k].iter().copied().max().unwrap_or(0);
+        if most == 0 {
+            continue;
+        }
+        let drawn = scan_scores(path)?
+            .with_columns([
+                lit(Series::new("draws".into(), std::mem::take(&mut draws[k]))),
+                lit(domain_of_shard[k] as u32).alias("domain"),
+            ])
+            .filter(col("draws").gt(lit(0u32)))
+            .cache();
+        for level in 1..=most {
+            frames.push(drawn.clone().filter(col("draws").gt_eq(lit(level))));
         }
     }
-    let joined = if scans.is_empty() {
-        stream.with_columns([
-            lit(NULL).cast(DataType::UInt64).alias("length"),
-            lit(NULL).cast(DataType::Float64).alias("quality"),
-            lit(NULL).cast(DataType::Float64).alias("language_score"),
-        ])
-    } else {
-        let sides = concat(scans, UnionArgs::default()).map_err(query_err(dir))?;
-        stream.join(sides, [col("shard"), col("doc")], [col("shard"), col("doc")], JoinArgs::new(JoinType::Left))
-    };
-    let joined = joined.with_column(col("length").fill_null(col("take"))).cache();
     let quantile = |c: &str, q: f64, name: &str| col(c).quantile(lit(q), QuantileMethod::Nearest).alias(name);
-    let per_domain = joined
-        .clone()
-        .group_by([col("domain")])
-        .agg([
-            len().alias("documents"),
-            col("take").sum().alias("tokens"),
-            when(col("length").gt_eq(lit(options.long_threshold)))
-                .then(col("take"))
-                .otherwise(lit(0u64))
-                .sum()
-                .alias("long_tokens"),
-            col("quality").count().alias("quality_count"),
-            col("quality").mean().alias("quality_mean"),
-            quantile("quality", 0.1, "quality_p10"),
-            quantile("quality", 0.5, "quality_p50"),
-            quantile("quality", 0.9, "quality_p90"),
-            col("language_score").count().alias("language_count"),
-            col("language_score").mean().alias("language_mean"),
-            quantile("language_score", 0.1, "language_p10"),
-            quantile("language_score", 0.5, "language_p50"),
-            quantile("language_score", 0.9, "language_p90"),
-        ])
-        .sort(["domain"], Default::default())
-        .collect()
-        .map_err(query_err(dir))?;
-    let histogram = joined
-        .with_column(bin_expr())
-        .group_by([col("domain"), col("bin")])
-        .agg([len().alias("documents")])
-        .sort(["domain", "bin"], Default::default())
-        .collect()
-        .map_err(query_err(dir))?;
+    let scores = if frames.is_empty() {
+        None
+    } else {
+        let df = concat(frames, UnionArgs::default())
+            .map_err(query_err(dir))?
+            .group_by([col("domain")])
+            .agg([
+                col("quality").count().alias("quality_count"),
+                col("quality").mean().alias("quality_mean"),
+                quantile("quality", 0.1, "quality_p10"),
+                quantile("quality", 0.5, "quality_p50"),
+                quantile("quality", 0.9, "quality_p90"),
+                col("language_score").count().alias("language_count"),
+                col("language_score").mean().alias("language_mean"),
+                quantile("language_score", 0.1, "language_p10"),
+                quantile("language_score", 0.5, "language_p50"),
+                quantile("language_score", 0.9, "language_p90"),
+            ])
+            .collect()
+            .map_err(|e| AuditError::Query {
+                path: dir.to_path_buf(),
+                message: format!("aggregating the sidecars (does each have one row per document?): {e}"),
+            })?;
+        Some(df)
+    };
 
+    let labels = bin_labels();
     let mut out = BTreeMap::new();
-    let name_at = |df: &DataFrame, i: usize| names[f64_at(df, "domain", i).unwrap_or(0.0) as usize].clone();
-    for i in 0..per_domain.height() {
-        let name = name_at(&per_domain, i);
-        let tokens = f64_at(&per_domain, "tokens", i).unwrap_or(0.0);
-        let dist = |prefix: &str| Distribution {
-            count: f64_at(&per_domain, &format!("{prefix}_count"), i).unwrap_or(0.0) as u64,
-            mean: f64_at(&per_domain, &format!("{prefix}_mean"), i),
-            p10: f64_at(&per_domain, &format!("{prefix}_p10"), i),
-            p50: f64_at(&per_domain, &format!("{prefix}_p50"), i),
-            p90: f64_at(&per_domain, &format!("{prefix}_p90"), i),
+    for (i, (name, c)) in names.iter().zip(&counts).enumerate() {
+        if c.documents == 0 {
+            continue;
+        }
+        let row = scores.as_ref().and_then(|df| (0..df.height()).find(|&r| f64_at(df, "domain", r) == Some(i as f64)));
+        let dist = |prefix: &str| match (&scores, row) {
+            (Some(df), Some(r)) => Distribution {
+                count: f64_at(df, &format!("{prefix}_count"), r).unwrap_or(0.0) as u64,
+                mean: f64_at(df, &format!("{prefix}_mean"), r),
+                p10: f64_at(df, &format!("{prefix}_p10"), r),
+                p50: f64_at(df, &format!("{prefix}_p50"), r),
+                p90: f64_at(df, &format!("{prefix}_p90"), r),
+            },
+            _ => Distribution::default(),
         };
-        let labels = bin_labels();
         out.insert(
-            name.clone(),
+            (*name).clone(),
             DomainAudit {
-                name,
-                documents: f64_at(&per_domain, "documents", i).unwrap_or(0.0) as u64,
-                tokens: tokens as u64,
-                long_share: if tokens > 0.0 {
-                    f64_at(&per_domain, "long_tokens", i).unwrap_or(0.0) / tokens
-                } else {
-                    0.0
-                },
-                length_histogram: labels.into_iter().map(|l| (l, 0)).collect(),
+                name: (*name).clone(),
+                documents: c.documents,
+                tokens: c.tokens,
+                long_share: if c.tokens > 0 { c.long_tokens as f64 / c.tokens as f64 } else { 0.0 },
+                length_histogram: labels.iter().cloned().zip(c.histogram).collect(),
                 quality: dist("quality"),
                 language_score: dist("language"),
                 ..Default::default()
             },
         );
-    }
-    for i in 0..histogram.height() {
-        let name = name_at(&histogram, i);
-        let bin = f64_at(&histogram, "bin", i).unwrap_or(0.0) as usize;
-        if let Some(d) = out.get_mut(&name) {
-            d.length_histogram[bin].1 = f64_at(&histogram, "documents", i).unwrap_or(0.0) as u64;
-        }
     }
     Ok(out)
 }
@@ -305,8 +309,9 @@ pub fn audit_mixture(dir: &Path, options: &AuditOptions) -> Result<Audit, AuditE
     let mixture = Mixture::load(dir)?;
     let order = mixture.order(dir)?;
     let shard_domain: Vec<String> = mixture.shards.iter().map(|s| s.domain.clone()).collect();
-    let sidecars: Vec<Option<PathBuf>> = mixture.shards.iter().map(|s| s.sidecar.clone()).collect();
-    let mut per = aggregate(&order, &shard_domain, &sidecars, options, dir)?;
+    let shards: Vec<(String, PathBuf, Option<PathBuf>)> =
+        mixture.shards.iter().map(|s| (s.domain.clone(), s.prefix.clone(), s.sidecar.clone())).collect();
+    let mut per = aggregate(&order, &shards, options, dir)?;
     let (first1, first10, whole) = (
         window_shares(&order, &shard_domain, 0.01),
         window_shares(&order, &shard_domain, 0.10),
@@ -351,16 +356,15 @@ pub fn audit_mixture(dir: &Path, options: &AuditOptions) -> Result<Audit, AuditE
 pub fn audit_dataset(dir: &Path, options: &AuditOptions) -> Result<Audit, AuditError> {
     let manifest = DatasetManifest::load(dir)?;
     let mut order = Vec::new();
-    let mut sidecars = Vec::new();
+    let mut shards = Vec::new();
     for (k, (entry, prefix)) in manifest.shards.iter().zip(manifest.shard_prefixes(dir)).enumerate() {
         let reader = crate::shard::ShardReader::open(&prefix).map_err(ManifestError::from)?;
         for i in 0..reader.num_documents() {
             order.push(OrderEntry { shard: k as u32, doc: i as u32, take: reader.document_len(i) as u32 });
         }
-        sidecars.push(entry.sidecar.as_ref().map(|s| dir.join(s)));
+        shards.push((manifest.domain.clone(), prefix, entry.sidecar.as_ref().map(|s| dir.join(s))));
     }
-    let shard_domain = vec![manifest.domain.clone(); manifest.shards.len()];
-    let mut per = aggregate(&order, &shard_domain, &sidecars, options, dir)?;
+    let mut per = aggregate(&order, &shards, options, dir)?;
     let mut d = per
         .remove(&manifest.domain)
         .unwrap_or_else(|| DomainAudit { name: manifest.domain.clone(), ..Default::default() });

@@ -13,6 +13,7 @@ pub mod eval;
 pub mod metrics;
 pub mod model;
 pub mod optim;
+pub mod passkey;
 pub mod report;
 pub mod rope;
 pub mod run;

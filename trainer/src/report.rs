@@ -158,8 +158,65 @@ fn eval_series(evals: &[serde_json::Value]) -> Vec<Series> {
     out
 }
 
-/// The report of one run folder: charts plus a summary table and any extra sections
-/// (`extra_html`, e.g. passkey heat maps written by evaluations).
+/// Mean over domains of a `loss_by_position` record: (position of the bucket start, loss).
+fn position_curve(record: &serde_json::Value) -> Option<Vec<(f64, f64)>> {
+    let lbp = record.get("loss_by_position")?;
+    let bucket = lbp["bucket"].as_f64()?;
+    let per_domain: Vec<Vec<f64>> = lbp["loss"]
+        .as_object()?
+        .values()
+        .map(|v| v.as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect()).unwrap_or_default())
+        .collect();
+    let n = per_domain.iter().map(Vec::len).max()?;
+    Some(
+        (0..n)
+            .filter_map(|k| {
+                let values: Vec<f64> =
+                    per_domain.iter().filter_map(|d| d.get(k).copied()).filter(|v| v.is_finite()).collect();
+                (!values.is_empty()).then(|| (k as f64 * bucket, values.iter().sum::<f64>() / values.len() as f64))
+            })
+            .collect(),
+    )
+}
+
+/// Mean passkey accuracy per length: (length, accuracy).
+fn passkey_by_length(record: &serde_json::Value) -> Option<Vec<(f64, f64)>> {
+    let p = record.get("passkey")?;
+    let lengths = p["lengths"].as_array()?;
+    let acc = p["accuracy"].as_array()?;
+    Some(
+        lengths
+            .iter()
+            .zip(acc)
+            .filter_map(|(l, row)| {
+                let row: Vec<f64> = row.as_array()?.iter().filter_map(|v| v.as_f64()).collect();
+                Some((l.as_f64()?, row.iter().sum::<f64>() / row.len().max(1) as f64))
+            })
+            .collect(),
+    )
+}
+
+fn passkey_heat_map(record: &serde_json::Value) -> Option<String> {
+    let p = record.get("passkey")?;
+    let rows: Vec<String> = p["lengths"].as_array()?.iter().map(|l| l.to_string()).collect();
+    let columns: Vec<String> =
+        p["depths"].as_array()?.iter().map(|d| format!("{:.0}%", 100.0 * d.as_f64().unwrap_or(0.0))).collect();
+    let values: Vec<Vec<f64>> = p["accuracy"]
+        .as_array()?
+        .iter()
+        .map(|r| r.as_array().map(|a| a.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect()).unwrap_or_default())
+        .collect();
+    let title = format!(
+        "passkey accuracy, {} {} (step {}): length (rows) × depth (columns)",
+        record["stage"].as_str().unwrap_or(""),
+        record["when"].as_str().unwrap_or(""),
+        record["step"]
+    );
+    Some(heat_map(&title, &rows, &columns, &values))
+}
+
+/// The report of one run folder: charts, a summary table, the short-context check of each
+/// stage, loss by position and passkey heat maps.
 pub fn run_report(run: &Path) -> Result<String> {
     let (steps, evals) = read_metrics(run)?;
     let mut body = String::new();
@@ -197,9 +254,40 @@ pub fn run_report(run: &Path) -> Result<String> {
         &[step_series("tokens/s", &steps, |r| Some(r.tokens_per_s))],
         false,
     ));
-    let extra = run.join("report_sections.html");
-    if let Ok(html) = std::fs::read_to_string(&extra) {
-        body.push_str(&html);
+    let checks: Vec<&serde_json::Value> = evals.iter().filter(|e| e["short"].get("change").is_some()).collect();
+    if !checks.is_empty() {
+        body.push_str("<h2>Short-context loss across stages</h2><table><tr><th>stage</th><th>short seq_len</th><th>loss change</th><th>degraded</th></tr>");
+        for e in checks {
+            let degraded = e["short"]["degraded"].as_bool() == Some(true);
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{:+.2}%</td><td class=\"{}\">{}</td></tr>",
+                escape(e["stage"].as_str().unwrap_or("")),
+                e["short"]["seq_len"],
+                100.0 * e["short"]["change"].as_f64().unwrap_or(0.0),
+                if degraded { "flag" } else { "" },
+                if degraded { "yes" } else { "no" }
+            );
+        }
+        body.push_str("</table>");
+    }
+    let curves: Vec<Series> = evals
+        .iter()
+        .filter_map(|e| {
+            let name = format!("{} (step {})", e["stage"].as_str().unwrap_or(""), e["step"]);
+            position_curve(e).map(|points| Series { name, points })
+        })
+        .collect();
+    if !curves.is_empty() {
+        body.push_str(&line_chart(
+            "held-out loss by position in the document (end of each stage)",
+            "position",
+            &curves,
+            false,
+        ));
+    }
+    for map in evals.iter().filter_map(passkey_heat_map) {
+        body.push_str(&map);
     }
     Ok(page(&format!("midtrain run {}", run.display()), &body))
 }
@@ -209,8 +297,10 @@ pub fn compare_report(runs: &[PathBuf]) -> Result<String> {
     let mut loss = Vec::new();
     let mut lr = Vec::new();
     let mut heldout = Vec::new();
+    let mut positions = Vec::new();
+    let mut passkeys = Vec::new();
     let mut table = String::from(
-        "<table><tr><th>run</th><th>steps</th><th>tokens</th><th>final loss</th><th>final held-out (mean)</th></tr>",
+        "<table><tr><th>run</th><th>steps</th><th>tokens</th><th>final loss</th><th>final held-out (mean)</th><th>final passkey accuracy</th></tr>",
     );
     for run in runs {
         let (steps, evals) = read_metrics(run)?;
@@ -230,24 +320,45 @@ pub fn compare_report(runs: &[PathBuf]) -> Result<String> {
                 Some((*tokens_at.get(&step).unwrap_or(&0) as f64, mean_heldout(e)?))
             })
             .collect();
+        if let Some(curve) = evals.iter().rev().find_map(position_curve) {
+            positions.push(Series { name: name.clone(), points: curve });
+        }
+        let passkey = evals.iter().rev().find_map(passkey_by_length);
+        let passkey_mean =
+            passkey.as_ref().filter(|p| !p.is_empty()).map(|p| p.iter().map(|x| x.1).sum::<f64>() / p.len() as f64);
+        if let Some(points) = passkey {
+            passkeys.push(Series { name: name.clone(), points });
+        }
         let _ = write!(
             table,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&name),
             steps.len(),
             steps.last().map_or(0, |r| r.tokens),
             steps.last().map_or("–".into(), |r| format!("{:.4}", r.loss)),
             points.last().map_or("–".into(), |p| format!("{:.4}", p.1)),
+            passkey_mean.map_or("–".into(), |m| format!("{:.0}%", 100.0 * m)),
         );
         heldout.push(Series { name, points });
     }
     table.push_str("</table>");
-    let body = format!(
+    let mut body = format!(
         "{table}{}{}{}",
         line_chart("training loss", "tokens", &loss, false),
         line_chart("held-out loss (mean over domains)", "tokens", &heldout, false),
         line_chart("learning rate", "tokens", &lr, false)
     );
+    if !positions.is_empty() {
+        body.push_str(&line_chart("held-out loss by position (last evaluation)", "position", &positions, false));
+    }
+    if !passkeys.is_empty() {
+        body.push_str(&line_chart(
+            "passkey accuracy by length (last evaluation, mean over depths)",
+            "length",
+            &passkeys,
+            false,
+        ));
+    }
     Ok(page("midtrain: runs compared", &body))
 }
 

@@ -23,8 +23,8 @@ use crate::data::{Corpus, Cursor, LongMix, PackOptions, Packer, Prefetcher, eval
 use crate::eval;
 use crate::metrics::{NoiseScale, SpikeDetector};
 use crate::model::{Batch, Llama};
-use crate::optim::AdamW;
-use crate::optim::AdamWConfig;
+use crate::optim::{AdamW, AdamWConfig};
+use crate::passkey::{PasskeyConfig, PasskeyPrompts};
 use crate::rope::RopeScaling;
 use crate::schedule::{Decay, LrSchedule};
 
@@ -93,7 +93,7 @@ pub struct BatchConfig {
     pub batch_tokens: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalConfig {
     /// Held-out loss every this many steps (0: only at the start and end of each stage).
@@ -102,15 +102,37 @@ pub struct EvalConfig {
     /// At most this many tokens per domain.
     #[serde(default = "default_eval_tokens")]
     pub max_tokens: u64,
+    /// At the start and end of each stage, the held-out loss at the first stage's sequence
+    /// length too ("short context"); a stage whose short loss rises by more than this fraction
+    /// is flagged `degraded`.
+    #[serde(default = "default_degradation")]
+    pub degradation_tolerance: f64,
+    /// The "short context" of that check (default: the first stage's seq_len).
+    pub short_seq_len: Option<usize>,
+    /// At the end of each stage, held-out loss by position within the document, in buckets of
+    /// this many positions (default: seq_len / 8).
+    pub position_bucket: Option<usize>,
+    /// Passkey retrieval over lengths × depths at the start of the run and the end of each stage.
+    pub passkey: Option<PasskeyConfig>,
 }
 
 fn default_eval_tokens() -> u64 {
     8192
 }
+fn default_degradation() -> f64 {
+    0.02
+}
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self { every: 0, max_tokens: default_eval_tokens() }
+        Self {
+            every: 0,
+            max_tokens: default_eval_tokens(),
+            degradation_tolerance: default_degradation(),
+            short_seq_len: None,
+            position_bucket: None,
+            passkey: None,
+        }
     }
 }
 
@@ -174,6 +196,9 @@ impl TrainConfig {
         resolve(&mut config.data.path);
         for s in &mut config.stages {
             s.data.as_mut().map(resolve);
+        }
+        if let Some(p) = &mut config.eval.passkey {
+            resolve(&mut p.tokenizer);
         }
         config.validate().with_context(|| format!("{}", path.display()))?;
         Ok(config)
@@ -244,6 +269,9 @@ pub struct TrainerState {
     pub optimizer_steps: u64,
     pub noise: NoiseScale,
     pub spikes: SpikeDetector,
+    /// Mean short-context held-out loss at the start of the current stage.
+    #[serde(default)]
+    pub short_loss_at_start: Option<f64>,
     /// No randomness beyond the seed: data order and initialisation derive from it.
     pub seed: u64,
 }
@@ -330,6 +358,7 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
                 optimizer_steps: 0,
                 noise: NoiseScale::default(),
                 spikes: SpikeDetector::default(),
+                short_loss_at_start: None,
                 seed: config.seed,
             };
             (model, state)
@@ -350,6 +379,17 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
         checkpoint::load_optimizer(dir, &mut optimizer, state.optimizer_steps)?;
     }
     let mut metrics = open_metrics(run, resume_from.as_ref().map(|_| state.step))?;
+    let passkey = match &config.eval.passkey {
+        Some(p) => {
+            let tokenizer = tokenizers::Tokenizer::from_file(&p.tokenizer)
+                .map_err(|e| anyhow::anyhow!("{}: cannot load the passkey tokenizer: {e}", p.tokenizer.display()))?;
+            Some(PasskeyPrompts::new(move |text| {
+                Ok(tokenizer.encode(text, false).map_err(|e| anyhow::anyhow!("passkey text: {e}"))?.get_ids().to_vec())
+            })?)
+        }
+        None => None,
+    };
+    let short_seq_len = config.eval.short_seq_len.unwrap_or(config.stages[0].seq_len);
     let stage_steps = config.stage_steps();
 
     while state.stage < config.stages.len() {
@@ -391,31 +431,62 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
         };
         let rows = config.batch.micro_batch_size;
         let accumulation = (config.batch.batch_tokens / (rows * stage.seq_len) as u64) as usize;
-        let evals: Vec<(String, Vec<Batch>)> = corpus
-            .domains
-            .iter()
-            .zip(&corpus.heldout)
-            .map(|(d, docs)| (d.clone(), eval_batches(&corpus, docs, stage.seq_len, rows, config.eval.max_tokens)))
-            .filter(|(_, b)| !b.is_empty())
-            .collect();
-        let evaluate =
-            |model: &Llama, step: u64, when: &str, metrics: &mut std::fs::File| -> Result<Option<serde_json::Value>> {
-                if evals.is_empty() {
-                    return Ok(None);
+        let heldout = |seq_len: usize| -> Vec<(String, Vec<Batch>)> {
+            corpus
+                .domains
+                .iter()
+                .zip(&corpus.heldout)
+                .map(|(d, docs)| (d.clone(), eval_batches(&corpus, docs, seq_len, rows, config.eval.max_tokens)))
+                .filter(|(_, b)| !b.is_empty())
+                .collect()
+        };
+        let evals = heldout(stage.seq_len);
+        let short_evals = if stage.seq_len == short_seq_len { Vec::new() } else { heldout(short_seq_len) };
+        let bucket = config.eval.position_bucket.unwrap_or((stage.seq_len / 8).max(1));
+        // Held-out losses; at a stage's start and end also the short-context losses (and the
+        // degradation flag), and at its end loss by position and passkey retrieval.
+        let evaluate = |model: &mut Llama,
+                        state: &mut TrainerState,
+                        when: &str,
+                        metrics: &mut std::fs::File|
+         -> Result<Option<serde_json::Value>> {
+            if evals.is_empty() {
+                return Ok(None);
+            }
+            let losses = domain_losses(model, &evals)?;
+            let mut record = json!({"eval": losses, "step": state.step, "stage": stage.name, "when": when, "seq_len": stage.seq_len});
+            if when != "interval" {
+                let short = if short_evals.is_empty() { losses.clone() } else { domain_losses(model, &short_evals)? };
+                let mean = mean_of(&short);
+                record["short"] = json!({"seq_len": short_seq_len, "loss": short});
+                if when == "start" {
+                    state.short_loss_at_start = mean;
+                } else if let (Some(before), Some(after)) = (state.short_loss_at_start, mean) {
+                    let change = after / before - 1.0;
+                    record["short"]["change"] = json!(change);
+                    record["short"]["degraded"] = json!(change > config.eval.degradation_tolerance);
                 }
-                let mut losses = serde_json::Map::new();
+            }
+            if when == "end" {
+                let mut by_position = serde_json::Map::new();
                 for (domain, batches) in &evals {
-                    if let Some(l) = eval::mean_loss(model, batches)? {
-                        losses.insert(domain.clone(), json!(l));
-                    }
+                    by_position.insert(domain.clone(), json!(eval::loss_by_position(model, batches, bucket)?));
                 }
-                let record =
-                    json!({"eval": losses, "step": step, "stage": stage.name, "when": when, "seq_len": stage.seq_len});
-                writeln!(metrics, "{record}")?;
-                Ok(Some(record))
-            };
+                record["loss_by_position"] = json!({"bucket": bucket, "loss": by_position});
+            }
+            let first_start = when == "start" && state.step == 0;
+            if let (Some(prompts), Some(grid)) = (&passkey, &config.eval.passkey)
+                && (when == "end" || first_start)
+            {
+                let result = crate::passkey::evaluate(model, prompts, grid, config.seed)?;
+                model.set_sequence_length(stage.seq_len as u64)?;
+                record["passkey"] = json!(result);
+            }
+            writeln!(metrics, "{record}")?;
+            Ok(Some(record))
+        };
         if state.step_in_stage == 0
-            && let Some(r) = evaluate(&model, state.step, "start", &mut metrics)?
+            && let Some(r) = evaluate(&mut model, &mut state, "start", &mut metrics)?
         {
             on_event(Event::Eval(&r));
         }
@@ -492,12 +563,12 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
             if config.eval.every > 0
                 && state.step_in_stage.is_multiple_of(config.eval.every)
                 && !stage_done
-                && let Some(r) = evaluate(&model, state.step, "interval", &mut metrics)?
+                && let Some(r) = evaluate(&mut model, &mut state, "interval", &mut metrics)?
             {
                 on_event(Event::Eval(&r));
             }
             if stage_done {
-                if let Some(r) = evaluate(&model, state.step, "end", &mut metrics)? {
+                if let Some(r) = evaluate(&mut model, &mut state, "end", &mut metrics)? {
                     on_event(Event::Eval(&r));
                 }
                 state.stage += 1;
@@ -518,6 +589,21 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
         }
     }
     Ok(())
+}
+
+fn domain_losses(model: &Llama, evals: &[(String, Vec<Batch>)]) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut losses = serde_json::Map::new();
+    for (domain, batches) in evals {
+        if let Some(l) = eval::mean_loss(model, batches)? {
+            losses.insert(domain.clone(), json!(l));
+        }
+    }
+    Ok(losses)
+}
+
+fn mean_of(losses: &serde_json::Map<String, serde_json::Value>) -> Option<f64> {
+    let values: Vec<f64> = losses.values().filter_map(|v| v.as_f64()).collect();
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
 /// Open `metrics.jsonl` for appending. Resuming from the checkpoint of `step`, keep what was
@@ -595,7 +681,7 @@ mod tests {
             },
             optimizer: AdamWConfig::default(),
             batch: BatchConfig { micro_batch_size: 2, batch_tokens: 128 },
-            eval: EvalConfig { every: 3, max_tokens: 256 },
+            eval: EvalConfig { every: 3, max_tokens: 256, position_bucket: Some(8), ..Default::default() },
             checkpoint_every: 2,
             stages,
         }
