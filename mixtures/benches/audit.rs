@@ -77,6 +77,9 @@ fn main() {
     let out = dir.path().join("mixture");
     let mixture = mixtures::build::build(&plan, &out).unwrap();
     let build_s = t.elapsed().as_secs_f64();
+    let build_peak = peak_rss_mb();
+    // Linux: reset the peak so the audit's own is measured.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     let t = Instant::now();
     let audit = audit_mixture(&out, &AuditOptions::default()).unwrap();
     let audit_s = t.elapsed().as_secs_f64();
@@ -85,4 +88,14 @@ fn main() {
         "{} documents in the mixture ({} tokens): plan {plan_s:.2} s · build {build_s:.1} s · audit {audit_s:.1} s",
         mixture.documents, mixture.tokens
     );
+    println!("peak RSS: up to the build {build_peak:.0} MB, during the audit {:.0} MB", peak_rss_mb());
+}
+
+/// VmHWM of this process in MB (0 where /proc is missing).
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
 }
