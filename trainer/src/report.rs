@@ -274,13 +274,13 @@ pub fn run_report(run: &Path) -> Result<String> {
     let curves: Vec<Series> = evals
         .iter()
         .filter_map(|e| {
-            let name = format!("{} (step {})", e["stage"].as_str().unwrap_or(""), e["step"]);
+            let name = format!("{} {} (step {})", e["stage"].as_str().unwrap_or(""), e["when"].as_str().unwrap_or(""), e["step"]);
             position_curve(e).map(|points| Series { name, points })
         })
         .collect();
     if !curves.is_empty() {
         body.push_str(&line_chart(
-            "held-out loss by position in the document (end of each stage)",
+            "held-out loss by position in the document (start and end of each stage)",
             "position",
             &curves,
             false,

@@ -109,7 +109,7 @@ pub struct EvalConfig {
     pub degradation_tolerance: f64,
     /// The "short context" of that check (default: the first stage's seq_len).
     pub short_seq_len: Option<usize>,
-    /// At the end of each stage, held-out loss by position within the document, in buckets of
+    /// At the start and end of each stage, held-out loss by position within the document, in buckets of
     /// this many positions (default: seq_len / 8).
     pub position_bucket: Option<usize>,
     /// Passkey retrieval over lengths × depths at the start of the run and the end of each stage.
@@ -395,28 +395,10 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
     while state.stage < config.stages.len() {
         let stage = &config.stages[state.stage];
         let steps = stage_steps[state.stage];
-        if state.step_in_stage == 0 {
-            if let Some(change) = &stage.rope {
-                let mut c = model.config.clone();
-                if let Some(theta) = change.theta {
-                    c.rope_theta = theta;
-                }
-                if let Some(scaling) = &change.scaling {
-                    c.rope_scaling = scaling.clone();
-                }
-                if let Some(m) = change.max_position_embeddings {
-                    c.max_position_embeddings = m;
-                }
-                model.set_rope(c, stage.seq_len as u64)?;
-            } else {
-                model.set_sequence_length(stage.seq_len as u64)?;
-            }
-            if stage.reset_optimizer {
-                optimizer = AdamW::new(config.optimizer, params.clone());
-                state.optimizer_steps = 0;
-            }
-        } else {
-            model.set_sequence_length(stage.seq_len as u64)?;
+        model.set_sequence_length(stage.seq_len as u64)?;
+        if state.step_in_stage == 0 && stage.reset_optimizer {
+            optimizer = AdamW::new(config.optimizer, params.clone());
+            state.optimizer_steps = 0;
         }
         on_event(Event::Stage { index: state.stage, name: &stage.name, steps, tokens: stage.tokens });
         let data_path = stage.data.as_ref().unwrap_or(&config.data.path);
@@ -444,7 +426,7 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
         let short_evals = if stage.seq_len == short_seq_len { Vec::new() } else { heldout(short_seq_len) };
         let bucket = config.eval.position_bucket.unwrap_or((stage.seq_len / 8).max(1));
         // Held-out losses; at a stage's start and end also the short-context losses (and the
-        // degradation flag), and at its end loss by position and passkey retrieval.
+        // degradation flag) and loss by position, and at its end passkey retrieval.
         let evaluate = |model: &mut Llama,
                         state: &mut TrainerState,
                         when: &str,
@@ -467,7 +449,7 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
                     record["short"]["degraded"] = json!(change > config.eval.degradation_tolerance);
                 }
             }
-            if when == "end" {
+            if when != "interval" {
                 let mut by_position = serde_json::Map::new();
                 for (domain, batches) in &evals {
                     by_position.insert(domain.clone(), json!(eval::loss_by_position(model, batches, bucket)?));
@@ -485,10 +467,25 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
             writeln!(metrics, "{record}")?;
             Ok(Some(record))
         };
-        if state.step_in_stage == 0
-            && let Some(r) = evaluate(&mut model, &mut state, "start", &mut metrics)?
-        {
-            on_event(Event::Eval(&r));
+        if state.step_in_stage == 0 {
+            // "start" measures the model as it enters the stage, before its RoPE change: the
+            // short-context baseline and the zero-shot loss by position at the new length.
+            if let Some(r) = evaluate(&mut model, &mut state, "start", &mut metrics)? {
+                on_event(Event::Eval(&r));
+            }
+            if let Some(change) = &stage.rope {
+                let mut c = model.config.clone();
+                if let Some(theta) = change.theta {
+                    c.rope_theta = theta;
+                }
+                if let Some(scaling) = &change.scaling {
+                    c.rope_scaling = scaling.clone();
+                }
+                if let Some(m) = change.max_position_embeddings {
+                    c.max_position_embeddings = m;
+                }
+                model.set_rope(c, stage.seq_len as u64)?;
+            }
         }
         let packer = Packer::new(corpus, pack)?;
         let prefetch = Prefetcher::spawn(packer, state.cursor, rows, 2 * accumulation.max(1));
