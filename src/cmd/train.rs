@@ -33,6 +33,7 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
+    trainer::keep_freed_memory();
     let config = TrainConfig::load(&args.config)?;
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
     if !quiet {

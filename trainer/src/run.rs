@@ -508,7 +508,8 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
                     })
                     .collect::<Result<_>>()?;
                 let count = batch.loss_tokens();
-                if count > 0.0 {
+                // The noise scale needs each micro-batch's own gradient norm (with accumulation).
+                if accumulation > 1 && count > 0.0 {
                     let mut sq = 0.0;
                     for g in &grads {
                         sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
