@@ -176,7 +176,16 @@ fn bad_train_configs_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let text = std::fs::read_to_string(&config).unwrap();
+    // A model whose vocabulary is smaller than the data's tokenizer.
+    let model = std::fs::read_to_string(root().join("trainer/configs/tiny-llama.json")).unwrap();
+    let small = dir.path().join("small-vocab.json");
+    std::fs::write(&small, model.replace("\"vocab_size\": 4096", "\"vocab_size\": 100")).unwrap();
+    let tiny = root().join("trainer/configs/tiny-llama.json").display().to_string();
+    let small_model = text.replace(&tiny, &small.display().to_string());
+    let no_passkey: String = small_model.lines().filter(|l| !l.starts_with("passkey")).collect::<Vec<_>>().join("\n");
     let cases = [
+        (small_model.clone(), "has 4096 ids, but the model's vocab_size is 100"),
+        (no_passkey, "vocab_size is 100; prepare the data with the model's tokenizer"),
         (text.replace("batch_tokens = 256", "batch_tokens = 300"), "not a multiple"),
         (text.replace("final_lr = 2e-3", ""), "no peak_lr"),
         (text.replace("seq_len = 64", "seq_len = 64\nbogus = 1"), "bogus"),

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::fsutil::write_atomic;
 use crate::manifest::{DatasetManifest, ManifestError};
 use crate::plan::Plan;
+use crate::rng::splitmix64;
 use crate::shard::ShardReader;
 
 #[derive(Debug, thiserror::Error)]
@@ -120,15 +121,6 @@ impl Mixture {
     }
 }
 
-/// SplitMix64, for the per-domain shuffles.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// A domain's documents as (shard index, document index, tokens), drawn epoch by epoch.
 struct DomainStream {
     docs: Vec<(u32, u32, u32)>,
@@ -143,7 +135,7 @@ impl DomainStream {
         let mut state = self.seed ^ self.epoch.wrapping_mul(0xD1B5_4A32_D192_ED03);
         self.order = (0..self.docs.len() as u32).collect();
         for i in (1..self.order.len()).rev() {
-            let j = (splitmix(&mut state) % (i as u64 + 1)) as usize;
+            let j = (splitmix64(&mut state) % (i as u64 + 1)) as usize;
             self.order.swap(i, j);
         }
         self.next = 0;
@@ -312,7 +304,7 @@ mod tests {
         let mut w = ShardWriter::create(path.join(format!("{name}_0")), 1000).unwrap();
         let mut state = name.len() as u64;
         for _ in 0..docs {
-            let len = 1 + (splitmix(&mut state) % (2 * mean as u64)) as usize;
+            let len = 1 + (splitmix64(&mut state) % (2 * mean as u64)) as usize;
             w.append(&vec![7u32; len]).unwrap();
         }
         let summary = w.finish().unwrap();

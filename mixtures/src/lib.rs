@@ -15,6 +15,7 @@ pub mod plan;
 pub mod recipe;
 #[cfg(feature = "audit")]
 pub mod report;
+pub mod rng;
 pub mod shard;
 pub mod stats;
 

@@ -45,13 +45,10 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
             .progress_chars("=> "),
     );
     // Stage, evaluation and checkpoint lines also reach logs where the bar is not drawn.
-    let say = |line: String| {
-        if quiet {
-        } else if bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            bar.println(line);
-        }
+    let say = |line: String| match (quiet, bar.is_hidden()) {
+        (true, _) => {}
+        (false, true) => eprintln!("{line}"),
+        (false, false) => bar.println(line),
     };
     let mut on_event = |event: Event| match event {
         Event::Stage { index, name, steps, tokens } => {

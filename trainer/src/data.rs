@@ -39,6 +39,9 @@ pub struct Corpus {
     pub train: Vec<DocRef>,
     /// Per domain: documents kept out of training for the held-out loss.
     pub heldout: Vec<Vec<DocRef>>,
+    /// The largest vocabulary of the tokenizers its datasets' manifests name (`None` for a bare
+    /// shard).
+    pub vocab_size: Option<usize>,
 }
 
 impl Corpus {
@@ -80,7 +83,17 @@ impl Corpus {
                 d.shard
             );
         }
-        Ok(Self::split(dir, shards, domains, shard_domain, docs, heldout_docs))
+        let mut vocab_size = None;
+        let mut datasets: Vec<&PathBuf> = mixture.shards.iter().map(|s| &s.dataset).collect();
+        datasets.sort();
+        datasets.dedup();
+        for dataset in datasets {
+            let manifest = mixtures::DatasetManifest::load(dataset)?;
+            vocab_size = vocab_size.max(Some(manifest.tokenizer.vocab_size));
+        }
+        let mut corpus = Self::split(dir, shards, domains, shard_domain, docs, heldout_docs);
+        corpus.vocab_size = vocab_size;
+        Ok(corpus)
     }
 
     fn open_dataset(path: &Path, heldout_docs: usize) -> Result<Self> {
@@ -93,7 +106,10 @@ impl Corpus {
             }
         }
         let n = source.shards.len();
-        Ok(Self::split(path, source.shards, vec![name], vec![0; n], docs, heldout_docs))
+        let vocab_size = source.manifest.as_ref().map(|m| m.tokenizer.vocab_size);
+        let mut corpus = Self::split(path, source.shards, vec![name], vec![0; n], docs, heldout_docs);
+        corpus.vocab_size = vocab_size;
+        Ok(corpus)
     }
 
     fn split(
@@ -124,7 +140,7 @@ impl Corpus {
             }
         }
         let train = docs.into_iter().filter(|d| !excluded.contains(&(d.shard, d.doc)) && d.take > 0).collect();
-        Self { source: source.to_path_buf(), shards, domains, shard_domain, train, heldout }
+        Self { source: source.to_path_buf(), shards, domains, shard_domain, train, heldout, vocab_size: None }
     }
 
     pub fn domain_of(&self, doc: &DocRef) -> usize {

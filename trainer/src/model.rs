@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail, ensure};
 use candle_core::{D, DType, Device, Tensor, Var};
 
 use crate::config::LlamaConfig;
+use mixtures::rng::splitmix64;
 
 /// One packed batch: `ids`, `positions` and `segments` are `[batch, seq]`. Tokens attend to
 /// earlier tokens of the same segment (document masking gives each document its own segment;
@@ -61,13 +62,7 @@ pub struct Llama {
 /// SplitMix64 → standard normals (Box–Muller): seeded, so initial weights are reproducible.
 fn normal_init(seed: u64, n: usize, std: f32) -> Vec<f32> {
     let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut next = || (splitmix64(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
     let mut out = Vec::with_capacity(n + 1);
     while out.len() < n {
         let (u1, u2) = (next().max(f64::MIN_POSITIVE), next());

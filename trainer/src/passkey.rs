@@ -10,6 +10,7 @@ use candle_core::D;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Batch, Llama};
+use mixtures::rng::splitmix64;
 
 const FILLER: &str = " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
 const QUESTION: &str = " What is the pass key? The pass key is";
@@ -94,10 +95,8 @@ impl PasskeyPrompts {
 
 /// A seeded key in 10000..=99999 for (cell, trial).
 pub fn key(seed: u64, cell: usize, trial: usize) -> u32 {
-    let mut z = seed ^ ((cell as u64) << 32 | trial as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    10_000 + ((z ^ (z >> 31)) % 90_000) as u32
+    let mut state = seed ^ ((cell as u64) << 32 | trial as u64);
+    10_000 + (splitmix64(&mut state) % 90_000) as u32
 }
 
 /// The prompt as a batch of one row whose loss mask covers the answer tokens only.
@@ -210,7 +209,7 @@ mod tests {
             vocab_size: 64,
             hidden_size: 64,
             intermediate_size: 128,
-            num_hidden_layers: 2,
+            num_hidden_layers: 3, // two layers copy five digits unreliably (ambiguous repeats)
             num_attention_heads: 4,
             num_key_value_heads: 4,
             head_dim: 16,
@@ -226,6 +225,14 @@ mod tests {
         let params: Vec<_> = model.params().iter().map(|(n, v)| (n.clone(), v.clone(), false)).collect();
         let mut opt = AdamW::new(AdamWConfig { weight_decay: 0.0, ..AdamWConfig::default() }, params.clone());
         let mut last = f64::NAN;
+        let schedule = crate::LrSchedule {
+            peak_lr: 2e-3,
+            min_lr: 2e-4,
+            init_lr: 0.0,
+            warmup_steps: 50,
+            total_steps: STEPS as u64,
+            decay: crate::Decay::Cosine,
+        };
         for step in 0..STEPS {
             let mut batch = Batch::default();
             for r in 0..16 {
@@ -243,13 +250,13 @@ mod tests {
             last = loss.to_scalar::<f32>().unwrap() as f64;
             let grads = loss.backward().unwrap();
             let g: Vec<Tensor> = params.iter().map(|(_, v, _)| grads.get(v.as_tensor()).unwrap().clone()).collect();
-            opt.step(&g, 5e-3).unwrap();
+            opt.step(&g, schedule.lr(step as u64 + 1)).unwrap();
         }
         let after = evaluate(&mut model, &prompts, &grid, 99).unwrap();
         let mean = after.accuracy.iter().flatten().sum::<f64>() / 3.0;
-        // Guessing five digits succeeds once in 10⁵; this tiny model copies the key often.
-        assert!(mean >= 0.25, "a trained model retrieves: {:?} (last loss {last})", after.accuracy);
+        // Guessing five digits succeeds once in 10⁵; this small model learns to copy the key.
+        assert!(mean >= 0.75, "a trained model retrieves: {:?} (last loss {last})", after.accuracy);
     }
 
-    const STEPS: usize = 500;
+    const STEPS: usize = 600;
 }

@@ -383,6 +383,13 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
         Some(p) => {
             let tokenizer = tokenizers::Tokenizer::from_file(&p.tokenizer)
                 .map_err(|e| anyhow::anyhow!("{}: cannot load the passkey tokenizer: {e}", p.tokenizer.display()))?;
+            let vocab = tokenizer.get_vocab_size(true);
+            ensure!(
+                vocab <= model.config.vocab_size,
+                "[eval.passkey] tokenizer {} has {vocab} ids, but the model's vocab_size is {}: give the model's tokenizer",
+                p.tokenizer.display(),
+                model.config.vocab_size
+            );
             Some(PasskeyPrompts::new(move |text| {
                 Ok(tokenizer.encode(text, false).map_err(|e| anyhow::anyhow!("passkey text: {e}"))?.get_ids().to_vec())
             })?)
@@ -403,6 +410,16 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
         on_event(Event::Stage { index: state.stage, name: &stage.name, steps, tokens: stage.tokens });
         let data_path = stage.data.as_ref().unwrap_or(&config.data.path);
         let corpus = Arc::new(Corpus::open(data_path, config.data.heldout_docs)?);
+        if let Some(vocab) = corpus.vocab_size
+            && vocab > model.config.vocab_size
+        {
+            bail!(
+                "{}: its tokens come from a tokenizer of {vocab} ids, but the model's vocab_size is {}; \
+                 prepare the data with the model's tokenizer",
+                data_path.display(),
+                model.config.vocab_size
+            );
+        }
         let pack = PackOptions {
             seq_len: stage.seq_len,
             document_masking: config.data.document_masking,
