@@ -20,7 +20,7 @@ demo: build
 	$(MIDTRAIN) verify out/prepared/math
 	@echo "== plan and build an annealing mixture of the prepared datasets (out/mixture)"
 	$(MIDTRAIN) mix plan mixtures/recipes/fixtures-anneal.toml
-	$(MIDTRAIN) mix build mixtures/recipes/fixtures-anneal.toml --out out/mixture
+	$(MIDTRAIN) mix build mixtures/recipes/fixtures-anneal.toml --out out/mixture --force
 	head -5 out/mixture/megatron_data_path.txt
 	@echo "== audit the mixture (terminal table + out/mixture/audit.html)"
 	$(MIDTRAIN) audit out/mixture --long-threshold 1000 --html out/mixture/audit.html
@@ -83,7 +83,7 @@ fixtures:
 ## The fixture mixture the training configs read (prepare skips finished datasets).
 out/mixture/mixture.json: | build
 	$(MIDTRAIN) prepare fixtures/prepare.toml
-	$(MIDTRAIN) mix build mixtures/recipes/fixtures-anneal.toml --out out/mixture
+	$(MIDTRAIN) mix build mixtures/recipes/fixtures-anneal.toml --out out/mixture --force
 
 ## experiment-context: a tiny model trained at 64 tokens, extended 4x to 256 on CPU with no RoPE
 ## change, ABF, PI and YaRN side by side; loss by position and passkey per method

@@ -129,11 +129,13 @@ fn prepare_runs_every_domain_of_the_fixture_config() {
     let web_reasons = read_parts(&output.join("web/filtered/removed"), "reason");
     assert!(web_reasons.iter().any(|r| r == "unwanted_language"), "{web_reasons:?}");
     // Code: the where predicate selected three languages; the text came from `content`.
-    let code = &stats[1];
+    assert!(stats.iter().take(5).all(|s| s["stage"] == "filter" && s["domain"].is_string()), "lines name their domain");
+    let code = &stats[1]["stats"];
     let where_step = code["steps"].as_array().unwrap().iter().find(|s| s["step"] == "where").unwrap();
     assert!(where_step["documents_out"].as_u64().unwrap() < where_step["documents_in"].as_u64().unwrap());
     // Dedup ran over web + books + instruct: every kept web page went in, duplicates came out,
     // and the filters' columns survived.
+    assert_eq!(stats[5]["domains"], serde_json::json!(["web", "books", "instruct"]));
     let dedup = &stats[5]["dedup"];
     let kept_web = read_parts(&output.join("web/filtered/kept"), "id").len();
     let after = read_parts(&output.join("web/dedup/kept"), "id").len();

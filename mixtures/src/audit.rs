@@ -307,6 +307,7 @@ fn window_shares(order: &[OrderEntry], shard_domain: &[String], fraction: f64) -
 /// Audit a mixture folder (written by `midtrain mix build`).
 pub fn audit_mixture(dir: &Path, options: &AuditOptions) -> Result<Audit, AuditError> {
     let mixture = Mixture::load(dir)?;
+    mixture.verify_datasets()?;
     let order = mixture.order(dir)?;
     let shard_domain: Vec<String> = mixture.shards.iter().map(|s| s.domain.clone()).collect();
     let shards: Vec<(String, PathBuf, Option<PathBuf>)> =
@@ -355,6 +356,7 @@ pub fn audit_mixture(dir: &Path, options: &AuditOptions) -> Result<Audit, AuditE
 /// Audit one prepared dataset folder (its shards and sidecars, as one domain).
 pub fn audit_dataset(dir: &Path, options: &AuditOptions) -> Result<Audit, AuditError> {
     let manifest = DatasetManifest::load(dir)?;
+    manifest.verify_checksums(dir)?;
     let mut order = Vec::new();
     let mut shards = Vec::new();
     for (k, (entry, prefix)) in manifest.shards.iter().zip(manifest.shard_prefixes(dir)).enumerate() {

@@ -105,6 +105,18 @@ impl Mixture {
         Ok(mixture)
     }
 
+    /// Check every shard of the datasets the mixture draws from against their manifests'
+    /// checksums (the error names the first file that changed since the mixture was built).
+    pub fn verify_datasets(&self) -> Result<(), BuildError> {
+        let mut datasets: Vec<&PathBuf> = self.shards.iter().map(|s| &s.dataset).collect();
+        datasets.sort();
+        datasets.dedup();
+        for dataset in datasets {
+            DatasetManifest::load(dataset)?.verify_checksums(dataset)?;
+        }
+        Ok(())
+    }
+
     /// The blended order, checked against the checksum in `mixture.json`.
     pub fn order(&self, dir: &Path) -> Result<Vec<OrderEntry>, BuildError> {
         let path = dir.join(&self.order_file);
@@ -161,6 +173,7 @@ pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
         let mut docs = Vec::new();
         for dataset in &d.datasets {
             let manifest = DatasetManifest::load(dataset)?;
+            manifest.verify_checksums(dataset)?;
             for (entry, prefix) in manifest.shards.iter().zip(manifest.shard_prefixes(dataset)) {
                 let reader = ShardReader::open(&prefix).map_err(ManifestError::from)?;
                 let shard_index = shards.len() as u32;

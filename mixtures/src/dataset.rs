@@ -24,6 +24,16 @@ impl TokenSource {
         Ok(Self { path: path.to_path_buf(), manifest: None, shards: vec![ShardReader::open(path)?] })
     }
 
+    /// [`TokenSource::open`], and for a dataset every shard checked against the manifest's
+    /// checksums first: what a run that reads the data uses, so a corrupted shard is named
+    /// before it is trained on or mixed.
+    pub fn open_verified(path: &Path) -> Result<Self, ManifestError> {
+        if path.is_dir() {
+            DatasetManifest::load(path)?.verify_checksums(path)?;
+        }
+        Self::open(path)
+    }
+
     pub fn is_dataset(&self) -> bool {
         self.manifest.is_some()
     }

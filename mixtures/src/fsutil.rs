@@ -1,19 +1,173 @@
-//! Atomic writes and content checksums.
+//! Atomic writes, content checksums and folder locks.
 //!
 //! Every finished artefact is written under a temporary name in its final folder, fsynced, then
-//! renamed: a reader sees either the old file, no file, or the complete new one.
+//! renamed: a reader sees either the old file, no file, or the complete new one. Temporary names
+//! are unique to their writer (process id and a per-process counter), so two writers never share
+//! one, and they all end in `.tmp`: what a killed process leaves behind is recognisable debris
+//! ([`is_temp_name`]) that never makes a folder look finished or foreign.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use xxhash_rust::xxh3::Xxh3;
 
-/// The temporary name used while `path` is being written (same folder, so rename is atomic).
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary name for writing `path` (same folder, so the final rename is atomic), unique to
+/// this process and call: `NAME.PID-N.tmp`.
 pub fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".tmp");
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    name.push(format!(".{}-{n}.tmp", std::process::id()));
     path.with_file_name(name)
+}
+
+/// True for the name of a temporary file or folder: unfinished by definition.
+pub fn is_temp_name(name: &str) -> bool {
+    name.ends_with(".tmp") || name.ends_with(".partial")
+}
+
+/// True for files midtrain keeps beside outputs that are not outputs (locks, temporaries).
+pub fn is_bookkeeping_name(name: &str) -> bool {
+    is_temp_name(name) || name.starts_with(LOCK_FILE)
+}
+
+/// True for what a killed run leaves and no finished output contains: a bookkeeping file, or a
+/// folder holding nothing but such debris (e.g. `parts/` with only `run.json.PID-N.tmp`).
+pub fn is_debris(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if is_bookkeeping_name(&name) {
+        return true;
+    }
+    path.is_dir() && fs::read_dir(path).is_ok_and(|entries| entries.flatten().all(|e| is_debris(&e.path())))
+}
+
+/// Remove the temporary files and folders a killed writer left in `dir` and its subfolders.
+/// Call it only while holding the folder's exclusive [`FolderLock`], so no live writer owns them.
+pub fn remove_stale_temps(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let is_dir = entry.file_type()?.is_dir();
+        if is_temp_name(&name) {
+            if is_dir {
+                fs::remove_dir_all(&path)?
+            } else {
+                fs::remove_file(&path)?
+            }
+            removed += 1;
+        } else if is_dir {
+            removed += remove_stale_temps(&path)?;
+        }
+    }
+    Ok(removed)
+}
+
+/// The lock file's name inside a locked folder (task locks add `.task-I-of-N`).
+pub const LOCK_FILE: &str = ".midtrain.lock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "{dir}: another midtrain run is writing into this folder ({holder}); wait for it to finish or stop it, \
+         or choose another output folder"
+    )]
+    Held { dir: PathBuf, holder: String },
+}
+
+/// An advisory lock on an output folder, held for the life of the value. The operating system
+/// releases it when the process dies, however it dies, so a crash never blocks a folder.
+///
+/// A whole run takes the folder exclusively. The tasks of a split run (`--task i --tasks n`)
+/// share the folder with each other but each task is exclusive, so two copies of one task, or a
+/// whole run beside a split one, are refused.
+#[derive(Debug)]
+pub struct FolderLock {
+    _files: Vec<File>,
+}
+
+impl FolderLock {
+    /// Lock `dir` (created if missing) for this process alone.
+    pub fn exclusive(dir: &Path) -> Result<Self, LockError> {
+        let file = open_lock_file(dir, LOCK_FILE)?;
+        match file.try_lock() {
+            Ok(()) => {
+                describe_holder(&file);
+                Ok(Self { _files: vec![file] })
+            }
+            Err(fs::TryLockError::WouldBlock) => Err(held(dir, &[LOCK_FILE])),
+            Err(fs::TryLockError::Error(source)) => Err(LockError::Io { path: dir.join(LOCK_FILE), source }),
+        }
+    }
+
+    /// Lock `dir` for task `task` of `tasks`: shared with the other tasks, exclusive per task.
+    pub fn task(dir: &Path, task: usize, tasks: usize) -> Result<Self, LockError> {
+        let shared = open_lock_file(dir, LOCK_FILE)?;
+        match shared.try_lock_shared() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(held(dir, &[LOCK_FILE])),
+            Err(fs::TryLockError::Error(source)) => return Err(LockError::Io { path: dir.join(LOCK_FILE), source }),
+        }
+        let name = format!("{LOCK_FILE}.task-{task}-of-{tasks}");
+        let own = open_lock_file(dir, &name)?;
+        match own.try_lock() {
+            Ok(()) => {
+                describe_holder(&own);
+                Ok(Self { _files: vec![shared, own] })
+            }
+            Err(fs::TryLockError::WouldBlock) => Err(held(dir, &[&name])),
+            Err(fs::TryLockError::Error(source)) => Err(LockError::Io { path: dir.join(name), source }),
+        }
+    }
+
+    /// [`FolderLock::exclusive`] for a whole run, [`FolderLock::task`] for one task of a split run.
+    pub fn for_slice(dir: &Path, task: Option<usize>, tasks: usize) -> Result<Self, LockError> {
+        match task {
+            Some(task) => Self::task(dir, task, tasks),
+            None => Self::exclusive(dir),
+        }
+    }
+}
+
+fn open_lock_file(dir: &Path, name: &str) -> Result<File, LockError> {
+    fs::create_dir_all(dir).map_err(|source| LockError::Io { path: dir.to_path_buf(), source })?;
+    let path = dir.join(name);
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| LockError::Io { path, source })
+}
+
+/// Write who holds the lock into the lock file, for the error a second run prints.
+fn describe_holder(mut file: &File) {
+    let command: Vec<String> = std::env::args().collect();
+    let text = format!("pid {}: {}\n", std::process::id(), command.join(" "));
+    // Best effort: the lock holds whether or not the description lands.
+    let _ = file.set_len(0).and_then(|()| file.write_all(text.as_bytes()));
+}
+
+fn held(dir: &Path, names: &[&str]) -> LockError {
+    let holder = names
+        .iter()
+        .filter_map(|n| fs::read_to_string(dir.join(n)).ok())
+        .map(|s| s.trim().to_string())
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| "the tasks of a split run".to_string());
+    LockError::Held { dir: dir.to_path_buf(), holder }
 }
 
 /// fsync a folder so that a rename inside it survives a crash.
@@ -37,6 +191,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         file.sync_all()?;
     }
     durable_rename(&tmp, path)
+}
+
+/// The folder relative paths in the config file `path` are resolved against: its own folder,
+/// absolute and with symbolic links resolved, so that `c.toml`, `./c.toml`, `/abs/c.toml` and
+/// `../x/c.toml` name the same run.
+pub fn config_folder(path: &Path) -> io::Result<PathBuf> {
+    let absolute = fs::canonicalize(path)?;
+    Ok(absolute.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+/// `path` resolved against `base` when relative, without `.` components (`./a/./b` is `a/b`).
+pub fn resolve_against(base: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_relative() { base.join(path) } else { path.to_path_buf() };
+    joined.components().collect()
 }
 
 /// Name of the checksum algorithm, recorded next to every checksum.
@@ -72,9 +240,50 @@ mod tests {
         let path = dir.path().join("a.json");
         write_atomic(&path, b"hello").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"hello");
-        assert!(!temp_path(&path).exists());
+        assert!(fs::read_dir(dir.path()).unwrap().count() == 1, "no temporary is left");
+        assert_ne!(temp_path(&path), temp_path(&path), "every writer gets its own temporary name");
+        assert!(is_temp_name(&temp_path(&path).file_name().unwrap().to_string_lossy()));
         assert_eq!(file_checksum(&path).unwrap(), bytes_checksum(b"hello"));
         assert_ne!(bytes_checksum(b"hello"), bytes_checksum(b"hellp"));
         assert_eq!(bytes_checksum(b"").len(), 32);
+    }
+
+    #[test]
+    fn a_held_folder_is_refused_with_its_holder_and_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = FolderLock::exclusive(dir.path()).unwrap();
+        let err = FolderLock::exclusive(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(err.contains(&dir.path().display().to_string()), "{err}");
+        assert!(FolderLock::task(dir.path(), 0, 2).is_err(), "a task cannot join a whole run");
+        drop(lock);
+        let a = FolderLock::task(dir.path(), 0, 2).unwrap();
+        let _b = FolderLock::task(dir.path(), 1, 2).unwrap();
+        assert!(FolderLock::task(dir.path(), 0, 2).is_err(), "one task runs once");
+        assert!(FolderLock::exclusive(dir.path()).is_err(), "a whole run waits for the tasks");
+        drop(a);
+        assert!(FolderLock::task(dir.path(), 0, 2).is_ok());
+    }
+
+    #[test]
+    fn stale_temporaries_are_recognised_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("run.json.tmp"), b"x").unwrap();
+        fs::write(temp_path(&dir.path().join("stats.json")), b"x").unwrap();
+        fs::create_dir(dir.path().join(".step-00000002.partial")).unwrap();
+        fs::write(dir.path().join("keep.json"), b"x").unwrap();
+        fs::create_dir(dir.path().join("parts")).unwrap();
+        fs::write(dir.path().join("parts/part-00000.json.9-1.tmp"), b"x").unwrap();
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 4);
+        assert_eq!(fs::read_dir(dir.path().join("parts")).unwrap().count(), 0);
+        fs::remove_dir(dir.path().join("parts")).unwrap();
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("keep.json")]);
+        fs::create_dir_all(dir.path().join("parts/inner")).unwrap();
+        fs::write(dir.path().join("parts/inner/x.1-2.tmp"), b"x").unwrap();
+        assert!(is_debris(&dir.path().join("parts")), "a folder of nothing but temporaries");
+        fs::write(dir.path().join("parts/part-00000.json"), b"{}").unwrap();
+        assert!(!is_debris(&dir.path().join("parts")));
+        assert!(!is_debris(&dir.path().join("keep.json")));
     }
 }

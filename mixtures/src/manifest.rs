@@ -26,6 +26,11 @@ pub enum ManifestError {
     Format { path: PathBuf, found: String },
     #[error(transparent)]
     Shard(#[from] crate::shard::ShardError),
+    #[error(
+        "{path}: checksum {actual} differs from the manifest's {expected}: the file changed after it was \
+         written (corrupted or replaced); run `midtrain verify` on the dataset and prepare it again"
+    )]
+    Checksum { path: PathBuf, actual: String, expected: String },
 }
 
 /// Which tokenizer produced the ids, so shards made with different tokenizers are never mixed.
@@ -134,10 +139,35 @@ impl DatasetManifest {
         self.shards.iter().map(|s| dataset_dir.join(&s.prefix)).collect()
     }
 
-    /// Recompute every checksum and count; one result per shard file that was checked.
-    pub fn verify(&self, dataset_dir: &Path) -> Vec<VerifyFinding> {
-        let mut findings = Vec::new();
+    /// Check both files of every shard against their checksums (the shards a run is about to
+    /// read: xxh3 streams at memory speed, so this costs one read of the data). The error names
+    /// the first file that differs.
+    pub fn verify_checksums(&self, dataset_dir: &Path) -> Result<(), ManifestError> {
         for shard in &self.shards {
+            let (bin, idx) = shard_paths(&dataset_dir.join(&shard.prefix));
+            for (path, expected) in [(idx, &shard.idx_checksum), (bin, &shard.bin_checksum)] {
+                let actual = file_checksum(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+                if &actual != expected {
+                    return Err(ManifestError::Checksum { path, actual, expected: expected.clone() });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Recompute every checksum and count, and check the manifest against itself and the
+    /// shards (totals, dtype, every id within the vocabulary, every document ending in EOS, no
+    /// shard listed twice); one result per check made.
+    pub fn verify(&self, dataset_dir: &Path) -> Vec<VerifyFinding> {
+        self.verify_shards(dataset_dir, None)
+    }
+
+    /// [`DatasetManifest::verify`] with the shard checks limited to the shard `only` (a prefix
+    /// as listed); the manifest's own checks always run.
+    pub fn verify_shards(&self, dataset_dir: &Path, only: Option<&str>) -> Vec<VerifyFinding> {
+        let manifest_path = dataset_dir.join(MANIFEST_FILE);
+        let mut findings = vec![VerifyFinding { path: manifest_path, problem: self.self_check() }];
+        for shard in self.shards.iter().filter(|s| only.is_none_or(|o| o == s.prefix)) {
             let prefix = dataset_dir.join(&shard.prefix);
             let (bin, idx) = shard_paths(&prefix);
             for (path, expected) in [(bin, &shard.bin_checksum), (idx, &shard.idx_checksum)] {
@@ -149,19 +179,66 @@ impl DatasetManifest {
                 findings.push(VerifyFinding { path, problem });
             }
             let problem = match ShardReader::open(&prefix) {
-                Ok(r) if (r.num_documents() as u64, r.num_tokens()) == (shard.documents, shard.tokens) => None,
-                Ok(r) => Some(format!(
-                    "holds {} documents / {} tokens, manifest says {} / {}",
-                    r.num_documents(),
-                    r.num_tokens(),
-                    shard.documents,
-                    shard.tokens
-                )),
+                Ok(r) if (r.num_documents() as u64, r.num_tokens()) != (shard.documents, shard.tokens) => {
+                    Some(format!(
+                        "holds {} documents / {} tokens, manifest says {} / {}",
+                        r.num_documents(),
+                        r.num_tokens(),
+                        shard.documents,
+                        shard.tokens
+                    ))
+                }
+                Ok(r) if r.dtype() != self.dtype => {
+                    Some(format!("dtype {} but the manifest says {}", r.dtype().name(), self.dtype.name()))
+                }
+                Ok(r) => self.content_problem(&r),
                 Err(e) => Some(e.to_string()),
             };
             findings.push(VerifyFinding { path: prefix, problem });
         }
         findings
+    }
+
+    /// What the manifest says about itself that cannot be true.
+    fn self_check(&self) -> Option<String> {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = self.shards.iter().find(|s| !seen.insert(s.prefix.as_str())) {
+            return Some(format!("shard {:?} is listed twice", twice.prefix));
+        }
+        let (documents, tokens) = self.shards.iter().fold((0, 0), |(d, t), s| (d + s.documents, t + s.tokens));
+        if (documents, tokens) != (self.documents, self.tokens) {
+            return Some(format!(
+                "totals say {} documents / {} tokens, its shards add up to {documents} / {tokens}",
+                self.documents, self.tokens
+            ));
+        }
+        if self.checksum_algorithm != CHECKSUM_ALGORITHM {
+            return Some(format!("checksum algorithm {:?} is not {CHECKSUM_ALGORITHM:?}", self.checksum_algorithm));
+        }
+        if self.tokenizer.vocab_size as u64 > self.dtype.max_id() as u64 + 1 {
+            return Some(format!(
+                "a vocabulary of {} ids does not fit dtype {}",
+                self.tokenizer.vocab_size,
+                self.dtype.name()
+            ));
+        }
+        None
+    }
+
+    /// A token id outside the tokenizer's vocabulary, or a document not ending in its EOS.
+    fn content_problem(&self, reader: &ShardReader) -> Option<String> {
+        let vocab = self.tokenizer.vocab_size as u32;
+        if let Some((doc, token)) = reader.first_token_at_or_above(vocab) {
+            return Some(format!("document {doc} holds token {token}, outside the vocabulary of {vocab} ids"));
+        }
+        let eos = self.tokenizer.eos_id;
+        for d in 0..reader.num_documents() {
+            let last = reader.document(d).ok().and_then(|t| (!t.is_empty()).then(|| t.get(t.len() - 1)));
+            if last != Some(eos) {
+                return Some(format!("document {d} does not end with the tokenizer's EOS id {eos}"));
+            }
+        }
+        None
     }
 }
 
@@ -210,6 +287,46 @@ mod tests {
         assert_eq!(bad.len(), 1);
         assert!(bad[0].path.ends_with("web_00000.bin"));
         assert!(bad[0].problem.as_ref().unwrap().contains("checksum"));
+    }
+
+    #[test]
+    fn verify_finds_edited_fields_and_duplicate_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dataset(dir.path());
+        let problems = |m: &DatasetManifest| -> Vec<String> {
+            m.verify(dir.path()).into_iter().filter_map(|f| f.problem).collect()
+        };
+        assert!(problems(&good).is_empty());
+        let mut m = good.clone();
+        m.tokens += 1;
+        assert!(problems(&m)[0].contains("totals"), "{:?}", problems(&m));
+        let mut m = good.clone();
+        m.shards.push(m.shards[0].clone());
+        m.documents *= 2;
+        m.tokens *= 2;
+        assert!(problems(&m)[0].contains("listed twice"));
+        let mut m = good.clone();
+        m.tokenizer.eos_id = 7;
+        assert!(problems(&m)[0].contains("EOS"), "{:?}", problems(&m));
+        let mut m = good.clone();
+        m.tokenizer.vocab_size = 4;
+        assert!(problems(&m)[0].contains("outside the vocabulary"), "{:?}", problems(&m));
+        let mut m = good.clone();
+        m.dtype = TokenDtype::Int32;
+        assert!(problems(&m)[0].contains("dtype"), "{:?}", problems(&m));
+    }
+
+    #[test]
+    fn checksums_are_checked_when_a_dataset_is_opened_for_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dataset(dir.path());
+        m.verify_checksums(dir.path()).unwrap();
+        let bin = dir.path().join("web_00000.bin");
+        let mut bytes = fs::read(&bin).unwrap();
+        bytes[2] ^= 1;
+        fs::write(&bin, bytes).unwrap();
+        let err = m.verify_checksums(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("web_00000.bin") && err.contains("checksum"), "{err}");
     }
 
     #[test]

@@ -73,7 +73,7 @@ impl TokenDtype {
     }
 
     /// Largest token id the dtype can hold.
-    fn max_id(self) -> u32 {
+    pub fn max_id(self) -> u32 {
         match self {
             Self::Uint16 => u16::MAX as u32,
             Self::Int32 => i32::MAX as u32,
@@ -520,6 +520,15 @@ impl ShardReader {
     }
 
     /// All documents in order.
+    /// The first (document, token) whose id is `limit` or more: ids a model of `limit` ids
+    /// cannot embed.
+    pub fn first_token_at_or_above(&self, limit: u32) -> Option<(usize, u32)> {
+        (0..self.num_documents()).find_map(|d| {
+            let tokens = self.document(d).ok()?;
+            tokens.iter().find(|&t| t >= limit).map(|t| (d, t))
+        })
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = Tokens<'_>> + '_ {
         (0..self.documents).map(move |i| self.tokens_in(self.document_span(i)))
     }

@@ -90,8 +90,9 @@ pub struct PrepareDedupConfig {
     /// `default` (midtrain's recommendation) or `fineweb` (datatrove-compatible).
     #[serde(default = "default_preset")]
     pub preset: String,
-    #[serde(default)]
-    pub domains: Vec<String>,
+    /// The domains to deduplicate together (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains: Option<Vec<String>>,
     #[serde(default)]
     pub exact_only: bool,
     /// `first`, `quality` or `root`.
@@ -140,7 +141,7 @@ impl PrepareDedupConfig {
     pub fn domain_names<'a>(&'a self, all: &'a [DomainConfig]) -> Vec<&'a str> {
         all.iter()
             .map(|d| d.name.as_str())
-            .filter(|n| self.domains.is_empty() || self.domains.iter().any(|x| x == n))
+            .filter(|n| self.domains.as_ref().is_none_or(|list| list.iter().any(|x| x == n)))
             .collect()
     }
 }
@@ -184,26 +185,21 @@ impl PrepareConfig {
         let err = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let mut config: Self = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        let base = path.parent().unwrap_or(Path::new(""));
-        config.resolve_paths(base);
+        let base = mixtures::fsutil::config_folder(path).map_err(|e| err(e.to_string()))?;
+        config.resolve_paths(&base);
         config.validate().map_err(err)?;
         Ok(config)
     }
 
     fn resolve_paths(&mut self, base: &Path) {
-        if self.output.is_relative() {
-            self.output = base.join(&self.output);
-        }
-        if let Some(t) = &mut self.tokenizer
-            && t.path.is_relative()
-        {
-            t.path = base.join(&t.path);
+        use mixtures::fsutil::resolve_against;
+        self.output = resolve_against(base, &self.output);
+        if let Some(t) = &mut self.tokenizer {
+            t.path = resolve_against(base, &t.path);
         }
         for d in &mut self.domains {
             for input in &mut d.inputs {
-                if Path::new(input.as_str()).is_relative() {
-                    *input = base.join(&*input).to_string_lossy().into_owned();
-                }
+                *input = resolve_against(base, Path::new(input.as_str())).to_string_lossy().into_owned();
             }
             for f in &mut d.filters {
                 f.resolve_paths(base);
@@ -232,6 +228,9 @@ impl PrepareConfig {
             if let Some(w) = &d.where_ {
                 Predicate::parse(w).map_err(|e| format!("domain {:?}: {e}", d.name))?;
             }
+            for f in &d.filters {
+                f.check().map_err(|e| format!("domain {:?}: {e}", d.name))?;
+            }
         }
         if let Some(t) = &self.tokenizer {
             crate::dataset::Formats::parse(&t.formats)?;
@@ -241,8 +240,18 @@ impl PrepareConfig {
         }
         if let Some(dedup) = &self.dedup {
             dedup.resolve()?;
-            if let Some(unknown) = dedup.domains.iter().find(|n| !names.contains(n)) {
-                return Err(format!("dedup: no domain named {unknown:?}"));
+            match &dedup.domains {
+                Some(list) if list.is_empty() => {
+                    return Err(
+                        "dedup.domains is empty: name the domains to deduplicate, or leave it out for all".into()
+                    );
+                }
+                Some(list) => {
+                    if let Some(unknown) = list.iter().find(|n| !names.contains(n)) {
+                        return Err(format!("dedup: no domain named {unknown:?}"));
+                    }
+                }
+                None => {}
             }
         }
         Ok(())

@@ -248,6 +248,7 @@ impl Sidecar {
 /// (u64 cumulative document ends, in tokens) and `.ds.metadata`.
 struct DsWriter {
     path: PathBuf,
+    tmp: PathBuf,
     tokens: BufWriter<File>,
     ends: Vec<u64>,
     total: u64,
@@ -261,7 +262,7 @@ impl DsWriter {
         let tmp = temp_path(&path);
         let tokens = BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io_err(&tmp))?);
         let token_size = if vocab_size <= 1 << 16 { 2 } else { 4 };
-        Ok(Self { path, tokens, ends: Vec::new(), total: 0, token_size, tokenizer_name, buf: Vec::new() })
+        Ok(Self { path, tmp, tokens, ends: Vec::new(), total: 0, token_size, tokenizer_name, buf: Vec::new() })
     }
 
     fn append(&mut self, ids: &[u32]) -> Result<(), DatasetError> {
@@ -273,15 +274,14 @@ impl DsWriter {
                 self.buf.extend_from_slice(&t.to_le_bytes());
             }
         }
-        let tmp = temp_path(&self.path);
-        self.tokens.write_all(&self.buf).map_err(io_err(&tmp))?;
+        self.tokens.write_all(&self.buf).map_err(io_err(&self.tmp))?;
         self.total += ids.len() as u64;
         self.ends.push(self.total);
         Ok(())
     }
 
     fn finish(self) -> Result<(), DatasetError> {
-        let tmp = temp_path(&self.path);
+        let tmp = self.tmp.clone();
         let file =
             self.tokens.into_inner().map_err(|e| DatasetError::Io { path: tmp.clone(), message: e.to_string() })?;
         file.sync_all().map_err(io_err(&tmp))?;
@@ -475,8 +475,9 @@ pub fn claim_dataset_folder(
     }
     if out.is_dir() {
         for entry in std::fs::read_dir(out).map_err(io_err(out))? {
-            let name = entry.map_err(io_err(out))?.file_name().to_string_lossy().into_owned();
-            if !allowed.contains(&name.as_str()) {
+            let entry = entry.map_err(io_err(out))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !allowed.contains(&name.as_str()) && !mixtures::fsutil::is_debris(&entry.path()) {
                 let what =
                     if name == mixtures::manifest::MANIFEST_FILE { "holds another dataset" } else { "is not empty" };
                 return Err(DatasetError::Io {

@@ -14,6 +14,7 @@ pub mod stage;
 pub mod stats;
 pub mod text;
 pub mod tokenize;
+pub mod verify;
 
 pub use document::{Document, Removal};
 pub use tokenize::{EosSpec, TextTokenizer, TokenizeError};

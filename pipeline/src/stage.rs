@@ -106,8 +106,18 @@ pub fn claim_output_folder(out: &Path, identity: &RunIdentity, force: bool) -> R
         }
         return Ok(());
     }
-    if out.is_dir() && std::fs::read_dir(out).map_err(|e| folder_err(out, e.to_string()))?.next().is_some() {
-        return Err(folder_err(out, "is not empty and was not written by this stage; choose another --out"));
+    if out.is_dir() {
+        for entry in std::fs::read_dir(out).map_err(|e| folder_err(out, e.to_string()))? {
+            let entry = entry.map_err(|e| folder_err(out, e.to_string()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // What a killed run left half-written, and the folder's lock, are not another run's output.
+            if !mixtures::fsutil::is_debris(&entry.path()) {
+                return Err(folder_err(
+                    out,
+                    format!("is not empty ({name}) and was not written by this stage; choose another --out"),
+                ));
+            }
+        }
     }
     std::fs::create_dir_all(out).map_err(|e| folder_err(out, e.to_string()))?;
     let bytes = serde_json::to_vec_pretty(identity).expect("serialisable");
@@ -194,7 +204,11 @@ fn filter_file(
         where_step.bytes_in += batch.bytes;
         where_step.bytes_out += passed_where_bytes;
         for r in &batch.removed {
-            *stats.step_mut(&r.step).removed.entry(reason_key(&r.step, &r.reason)).or_default() += 1;
+            let key = reason_key(&r.step, &r.reason);
+            if r.step == "read" && r.reason.contains("is unknown") {
+                stats.rows_lost_unknown.push(format!("{}: {key}", r.source));
+            }
+            *stats.step_mut(&r.step).removed.entry(key).or_default() += 1;
         }
 
         let outcomes: Vec<(ChainOutcome, Vec<u64>)> = batch

@@ -23,6 +23,10 @@ pub struct StageStats {
     pub documents_kept: u64,
     pub bytes_kept: u64,
     pub steps: Vec<StepStats>,
+    /// Inputs (or ends of inputs) skipped under `on_error = "skip"` that could not be read far
+    /// enough to count their rows: each stands in `removed` as one row, the true loss is unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rows_lost_unknown: Vec<String>,
 }
 
 impl StageStats {
@@ -47,6 +51,7 @@ impl StageStats {
         self.bytes_read += other.bytes_read;
         self.documents_kept += other.documents_kept;
         self.bytes_kept += other.bytes_kept;
+        self.rows_lost_unknown.extend(other.rows_lost_unknown.iter().cloned());
         for s in &other.steps {
             let mine = self.step_mut(&s.step);
             mine.documents_in += s.documents_in;

@@ -158,6 +158,7 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
     if args.force && !first_stage {
         bail!("--force restarts a run: use it with --stage all or signatures");
     }
+    let _lock = super::lock_output(&args.out, Some(args.split))?;
     claim_output_folder(&args.out, &identity, args.force && first_stage)?;
     let job = DedupJob {
         inputs,

@@ -78,6 +78,7 @@ pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
             "batch_size": args.batch_size,
         }),
     };
+    let _lock = super::lock_output(&args.out, None)?;
     claim_output_folder(&args.out, &identity, args.force)?;
     let progress = TextProgress::new("filter", quiet);
     let stats = run_filter_stage(&inputs, &options, &chain, &args.out, TaskSlice::ALL, &|p| progress.update(p))

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use mixtures::plan::{Plan, plan};
 use mixtures::recipe::Recipe;
@@ -34,7 +34,9 @@ struct PlanArgs {
 }
 
 /// Build the mixture: mixture.json, the blended document order (order.bin), and the Megatron
-/// `--data-path` and OLMo data-config exports.
+/// `--data-path` and OLMo data-config exports. Every shard is checked against its dataset's
+/// checksums first. An existing mixture is never replaced without --force (a run training on
+/// it would read another order).
 #[derive(Args)]
 #[command(after_help = "Example:
   midtrain mix build mixtures/recipes/fixtures-anneal.toml --out out/mixture")]
@@ -42,6 +44,9 @@ struct BuildArgs {
     recipe: PathBuf,
     #[arg(long)]
     out: PathBuf,
+    /// Replace a mixture already in --out.
+    #[arg(long)]
+    force: bool,
     #[arg(long)]
     json: bool,
 }
@@ -93,6 +98,14 @@ pub fn run(args: MixArgs) -> Result<ExitCode> {
         }
         MixCommand::Build(a) => {
             let plan = plan(&Recipe::load(&a.recipe)?)?;
+            let _lock = super::lock_output(&a.out, None)?;
+            if a.out.join("mixture.json").is_file() && !a.force {
+                bail!(
+                    "{}: holds a mixture already; a run that trains on it would read another order. \
+                     Choose another --out, or pass --force to replace it",
+                    a.out.display()
+                );
+            }
             let mixture = mixtures::build::build(&plan, &a.out)?;
             if a.json {
                 println!("{}", serde_json::to_string(&mixture)?);

@@ -65,6 +65,12 @@ struct Run<'a> {
     config: &'a PrepareConfig,
     args: &'a PrepareArgs,
     quiet: bool,
+    /// Loaded before the first stage runs, so that a mistake in `[tokenizer]` is found before
+    /// hours of filtering rather than after.
+    tokenizer: Option<TextTokenizer>,
+    /// Per selected domain (config order): its input files and, when this run filters, its
+    /// filter chain, built up front for the same reason.
+    domains: Vec<(Vec<PathBuf>, Option<FilterChain>)>,
 }
 
 impl Run<'_> {
@@ -95,8 +101,23 @@ pub fn run(args: PrepareArgs, quiet: bool) -> Result<ExitCode> {
         print!("{}", slurm_script(&args.config, &config, n)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let run = Run { config: &config, args: &args, quiet };
     let all = args.stage == Stage::All;
+    let tokenizer = config.tokenizer.as_ref().map(load_tokenizer).transpose()?;
+    let mut domains = Vec::new();
+    for domain in config.domains.iter().filter(|d| args.domains.is_empty() || args.domains.contains(&d.name)) {
+        let context = || format!("domain {:?}", domain.name);
+        let inputs = read::expand_inputs(&domain.inputs).with_context(context)?;
+        let chain = if all || args.stage == Stage::Filter {
+            let filters =
+                domain.filters.iter().map(FilterConfig::build).collect::<Result<_, _>>().with_context(context)?;
+            Some(FilterChain::new(filters))
+        } else {
+            None
+        };
+        domains.push((inputs, chain));
+    }
+    let _lock = super::lock_output(&config.output, Some(args.split))?;
+    let run = Run { config: &config, args: &args, quiet, tokenizer, domains };
     if all || args.stage == Stage::Filter {
         filter_domains(&run)?;
     }
@@ -115,18 +136,18 @@ pub fn run(args: PrepareArgs, quiet: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn load_tokenizer(section: &pipeline::config::PrepareTokenizerConfig) -> Result<TextTokenizer> {
+    Ok(TextTokenizer::from_file(
+        &section.path,
+        section.eos.as_deref().map(EosSpec::parse).as_ref(),
+        section.bos.as_deref().map(EosSpec::parse).as_ref(),
+    )?)
+}
+
 fn filter_domains(run: &Run<'_>) -> Result<()> {
     let (config, args) = (run.config, run.args);
-    for domain in run.selected() {
-        let inputs = read::expand_inputs(&domain.inputs).with_context(|| format!("domain {:?}", domain.name))?;
-        let chain = FilterChain::new(
-            domain
-                .filters
-                .iter()
-                .map(FilterConfig::build)
-                .collect::<Result<_, _>>()
-                .with_context(|| format!("domain {:?}", domain.name))?,
-        );
+    for (domain, (inputs, chain)) in run.selected().zip(&run.domains) {
+        let chain = chain.as_ref().expect("built for a run that filters");
         let out = config.output.join(&domain.name).join("filtered");
         let identity = RunIdentity {
             stage: "filter".into(),
@@ -138,16 +159,17 @@ fn filter_domains(run: &Run<'_>) -> Result<()> {
         let progress = TextProgress::new(&domain.name, run.quiet);
         let mut stats = None;
         for slice in run.slices() {
-            stats = run_filter_stage(&inputs, &options, &chain, &out, slice, &|p| progress.update(p))
+            stats = run_filter_stage(inputs, &options, chain, &out, slice, &|p| progress.update(p))
                 .with_context(|| format!("domain {:?}", domain.name))?;
         }
         progress.finish();
         match stats {
+            Some(stats) if args.json => {
+                println!("{}", serde_json::json!({ "domain": domain.name, "stage": "filter", "stats": stats }));
+            }
             Some(stats) => {
-                if !args.json {
-                    println!("== {} → {}", domain.name, out.display());
-                }
-                crate::report::print_stage_stats(&stats, args.json);
+                println!("== {} → {}", domain.name, out.display());
+                crate::report::print_stage_stats(&stats, false);
             }
             None => eprintln!("{}: this task's files are filtered; stats follow when every task is done", domain.name),
         }
@@ -226,7 +248,10 @@ fn run_dedup(run: &Run<'_>) -> Result<()> {
         match dedup::finish(&job) {
             Ok((stage_stats, clusters)) => {
                 if run.args.json {
-                    println!("{}", serde_json::json!({ "dedup": clusters, "stage": stage_stats }));
+                    println!(
+                        "{}",
+                        serde_json::json!({ "domains": run.dedup_domains(), "stage": "dedup", "dedup": clusters, "stats": stage_stats })
+                    );
                 } else {
                     println!("== dedup over {} → {}", run.dedup_domains().join(", "), job.out.display());
                     println!(
@@ -246,11 +271,7 @@ fn run_dedup(run: &Run<'_>) -> Result<()> {
 fn tokenize_domains(run: &Run<'_>) -> Result<()> {
     let (config, args) = (run.config, run.args);
     let section = config.tokenizer.as_ref().expect("checked by the caller");
-    let tokenizer = TextTokenizer::from_file(
-        &section.path,
-        section.eos.as_deref().map(EosSpec::parse).as_ref(),
-        section.bos.as_deref().map(EosSpec::parse).as_ref(),
-    )?;
+    let tokenizer = run.tokenizer.as_ref().expect("loaded with the config");
     let dedup_domains = run.dedup_domains();
     for domain in run.selected() {
         let out = config.output.join(&domain.name);
@@ -281,13 +302,21 @@ fn tokenize_domains(run: &Run<'_>) -> Result<()> {
         if let Some(m) =
             dataset::claim_dataset_folder(&out, &domain.name, &identity, args.force, &["filtered", "dedup"])?
         {
-            println!("== {}: already prepared ({} documents, {} tokens)", domain.name, m.documents, m.tokens);
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "domain": domain.name, "stage": "tokenize", "already_prepared": true,
+                        "documents": m.documents, "tokens": m.tokens })
+                );
+            } else {
+                println!("== {}: already prepared ({} documents, {} tokens)", domain.name, m.documents, m.tokens);
+            }
             continue;
         }
         let progress = TextProgress::new(&format!("{} tokenize", domain.name), run.quiet);
         let mut parts = None;
         for slice in run.slices() {
-            parts = dataset::tokenize_inputs(&inputs, &tokenizer, &options, &out, slice, &|p| progress.update(p))
+            parts = dataset::tokenize_inputs(&inputs, tokenizer, &options, &out, slice, &|p| progress.update(p))
                 .with_context(|| format!("domain {:?}", domain.name))?;
         }
         progress.finish();
@@ -295,7 +324,7 @@ fn tokenize_domains(run: &Run<'_>) -> Result<()> {
             eprintln!("{}: this task's files are tokenized; the manifest follows when every task is done", domain.name);
             continue;
         };
-        finish_dataset(run, domain, &out, in_dedup, &parts, &tokenizer, &options)?;
+        finish_dataset(run, domain, &out, in_dedup, &parts, tokenizer, &options)?;
     }
     Ok(())
 }
@@ -341,7 +370,10 @@ fn finish_dataset(
     mixtures::fsutil::write_atomic(&out.join("stats.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
     let manifest = dataset::write_manifest(parts, tokenizer, options, out)?;
     if run.args.json {
-        println!("{}", serde_json::json!({ "domain": domain.name, "dataset": stats["tokenize"], "removed": removed }));
+        println!(
+            "{}",
+            serde_json::json!({ "domain": domain.name, "stage": "tokenize", "dataset": stats["tokenize"], "removed": removed })
+        );
     } else {
         println!(
             "== {} → {}: {} documents, {} tokens in {} shards; {} removed (removed.parquet)",

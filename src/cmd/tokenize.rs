@@ -95,6 +95,7 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
         config: config.clone(),
     };
     let identity = serde_json::json!({ "config": config, "tokenizer": tokenizer.identity(), "domain": domain });
+    let _lock = super::lock_output(&args.out, None)?;
     if let Some(manifest) = dataset::claim_dataset_folder(&args.out, &domain, &identity, args.force, &[])? {
         eprintln!("{}: already finished ({} documents); --force redoes it", args.out.display(), manifest.documents);
         return Ok(ExitCode::SUCCESS);

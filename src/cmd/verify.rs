@@ -6,7 +6,9 @@ use clap::Args;
 use mixtures::DatasetManifest;
 use mixtures::shard::strip_shard_extension;
 
-/// Recompute the checksums and counts of a dataset's shards against its manifest.
+/// Recompute the checksums and counts of a dataset's shards against its manifest, check the
+/// manifest against itself (totals, dtype, vocabulary, EOS, no shard twice), and the sidecars
+/// and datatrove files against the shards.
 #[derive(Args)]
 #[command(after_help = "Examples:
   midtrain verify fixtures/shards/web              # every shard of a dataset
@@ -29,14 +31,15 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
         let name = prefix.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         (dir, Some(name))
     };
-    let mut manifest = DatasetManifest::load(if dir.as_os_str().is_empty() { ".".as_ref() } else { &dir })?;
-    if let Some(name) = &only {
-        manifest.shards.retain(|s| &s.prefix == name);
-        if manifest.shards.is_empty() {
-            bail!("{}: the manifest in {} lists no shard named {name}", args.path.display(), dir.display());
-        }
+    let manifest = DatasetManifest::load(if dir.as_os_str().is_empty() { ".".as_ref() } else { &dir })?;
+    if let Some(name) = &only
+        && !manifest.shards.iter().any(|s| &s.prefix == name)
+    {
+        bail!("{}: the manifest in {} lists no shard named {name}", args.path.display(), dir.display());
     }
-    let findings = manifest.verify(&dir);
+    let mut findings = manifest.verify_shards(&dir, only.as_deref());
+    findings.extend(pipeline::verify::verify_companions(&manifest, &dir, only.as_deref()));
+    let checked = only.as_ref().map_or(manifest.shards.len(), |_| 1);
     let failed = findings.iter().filter(|f| f.problem.is_some()).count();
     for f in &findings {
         if args.json {
@@ -52,7 +55,7 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     if !args.json {
-        eprintln!("{} shards verified in {}", manifest.shards.len(), dir.display());
+        eprintln!("{checked} shards verified in {}", dir.display());
     }
     Ok(ExitCode::SUCCESS)
 }

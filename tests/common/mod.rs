@@ -8,13 +8,17 @@ use std::path::{Path, PathBuf};
 use arrow::array::{Array, AsArray, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-/// Every file under `dir` (recursively), by relative path, with its bytes.
+/// Every file under `dir` (recursively), by relative path, with its bytes; the run locks
+/// (`.midtrain.lock*`, which name the process that held them) are not outputs and are left out.
 pub fn all_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
+            if p.file_name().unwrap().to_string_lossy().starts_with(".midtrain.lock") {
+                continue;
+            }
             if p.is_dir() {
                 stack.push(p);
             } else {

@@ -64,11 +64,7 @@ impl FilterConfig {
 
     /// Resolve relative file paths against `base` (the config file's folder).
     pub fn resolve_paths(&mut self, base: &Path) {
-        let fix = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
+        let fix = |p: &mut PathBuf| *p = mixtures::fsutil::resolve_against(base, p);
         match self {
             Self::Language(c) => fix(&mut c.model),
             Self::Quality(c) => fix(&mut c.model),
@@ -77,7 +73,37 @@ impl FilterConfig {
         }
     }
 
+    /// Settings that no document could satisfy, or that are out of their range.
+    pub fn check(&self) -> Result<(), FilterError> {
+        let bad = |m: String| Err(FilterError::Config(m));
+        let probability = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                bad(format!("{name}: threshold {v} is not a probability (0 to 1)"))
+            }
+        };
+        match self {
+            Self::Length(c) => {
+                for (what, min, max) in [("chars", c.min_chars, c.max_chars), ("words", c.min_words, c.max_words)] {
+                    if let (Some(min), Some(max)) = (min, max)
+                        && min > max
+                    {
+                        return bad(format!(
+                            "length: min_{what} {min} is above max_{what} {max}: every document would go"
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Self::Quality(c) => c.threshold.map_or(Ok(()), |t| probability("quality", t)),
+            Self::Language(c) => probability("language", c.threshold),
+            _ => Ok(()),
+        }
+    }
+
     pub fn build(&self) -> Result<Box<dyn Filter>, FilterError> {
+        self.check()?;
         Ok(match self {
             Self::Language(c) => Box::new(LanguageFilter::new(c)?),
             Self::GopherQuality(c) => Box::new(GopherQualityFilter(c.clone())),

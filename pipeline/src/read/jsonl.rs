@@ -147,7 +147,10 @@ impl Iterator for JsonlBatches {
                 Err(e) => {
                     // A broken compressed stream: the rest of the file cannot be located.
                     self.done = true;
-                    let message = format!("unreadable_stream: the rest of the file cannot be decoded: {e}");
+                    let message = format!(
+                        "unreadable_stream: the rest of the file cannot be decoded: {e} (how many rows the rest \
+                         held is unknown: it stands here as one removal)"
+                    );
                     if self.options.on_error == OnError::Fail {
                         return Some(Err(ReadError::Row { path: self.path.clone(), row: self.line, message }));
                     }

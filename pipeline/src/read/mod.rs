@@ -76,10 +76,23 @@ pub struct Batch {
 pub enum ReadError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
-    #[error("{path}: row {row}: {message} (set on_error = \"skip\" to record such rows as removed and go on)")]
+    #[error(
+        "{path}: {}: {message} (to record such rows as removed and go on: on_error = \"skip\" in a prepare \
+         config, --on-error skip on the command line)",
+        row_name(path, *row)
+    )]
     Row { path: PathBuf, row: u64, message: String },
     #[error("input pattern {pattern:?}: {message}")]
     Pattern { pattern: String, message: String },
+}
+
+/// How people find a row: "line N" (from 1) in a text file, "row index N" (from 0, as parquet
+/// tools count) in a parquet file. Stage outputs record the 0-based index in their `row` column.
+pub fn row_name(path: &Path, row: u64) -> String {
+    match Format::of(path) {
+        Some(Format::Parquet) | None => format!("row index {row}"),
+        Some(_) => format!("line {}", row + 1),
+    }
 }
 
 /// Input formats, from the file name.

@@ -20,7 +20,10 @@ pub(super) fn open(path: &Path, source: Arc<str>, options: &ReadOptions) -> Resu
     let metadata = match ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()) {
         Ok(m) => m,
         Err(e) => {
-            let message = format!("unreadable_file: parquet footer or schema: {e}");
+            let message = format!(
+                "unreadable_file: parquet footer or schema: {e} (how many rows the file held is unknown: it stands \
+                 here as one removal)"
+            );
             if options.on_error == super::OnError::Skip {
                 // Nothing in the file can be located: record the whole file as one removal.
                 let mut sink = RowSink::new(path, source, options);
@@ -31,7 +34,22 @@ pub(super) fn open(path: &Path, source: Arc<str>, options: &ReadOptions) -> Resu
         }
     };
     let schema = metadata.schema().clone();
-    let columns = Columns::resolve(&schema, options).map_err(file_err)?;
+    let columns = match Columns::resolve(&schema, options) {
+        Ok(c) => c,
+        Err(message) if options.on_error == super::OnError::Skip => {
+            // The footer says how many rows the file holds: each is recorded as lost.
+            let rows = metadata.metadata().file_metadata().num_rows().max(0) as u64;
+            return Ok(Box::new(UnreadableRows {
+                path: path.to_path_buf(),
+                source,
+                options: options.clone(),
+                message: format!("unreadable_file: {message}"),
+                next: 0,
+                end: rows,
+            }));
+        }
+        Err(message) => return Err(file_err(message)),
+    };
     let roots: Vec<usize> = columns.all();
     let mask = ProjectionMask::roots(metadata.metadata().file_metadata().schema_descr(), roots.iter().copied());
     let row_group_rows: Vec<u64> =
@@ -53,6 +71,54 @@ pub(super) fn open(path: &Path, source: Arc<str>, options: &ReadOptions) -> Resu
     }))
 }
 
+/// Every row of a file whose schema the domain cannot read (`on_error = "skip"`), as removals,
+/// one batch at a time.
+struct UnreadableRows {
+    path: PathBuf,
+    source: Arc<str>,
+    options: ReadOptions,
+    message: String,
+    next: u64,
+    end: u64,
+}
+
+impl Iterator for UnreadableRows {
+    type Item = Result<Batch, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.end {
+            return None;
+        }
+        let stop = self.end.min(self.next + self.options.batch_size.max(1) as u64);
+        let mut sink = RowSink::new(&self.path, self.source.clone(), &self.options);
+        for row in self.next..stop {
+            if let Err(e) = sink.bad_row(row, None, self.message.clone()) {
+                return Some(Err(e));
+            }
+        }
+        self.next = stop;
+        Some(Ok(sink.take()))
+    }
+}
+
+/// Utf8 / LargeUtf8 / Utf8View, or a dictionary of them (how pandas stores categoricals).
+fn is_string_type(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, values) => is_string_type(values),
+        _ => false,
+    }
+}
+
+/// A dictionary-encoded column as the plain column of its values, so that every later lookup
+/// sees the same strings (or numbers) whatever the encoding.
+fn decode_dictionary(array: ArrayRef) -> ArrayRef {
+    match array.data_type() {
+        DataType::Dictionary(_, values) => arrow::compute::cast(&array, values).unwrap_or(array),
+        _ => array,
+    }
+}
+
 /// Positions (in the file schema) of the columns the reader uses.
 struct Columns {
     text: usize,
@@ -70,13 +136,13 @@ impl Columns {
             .index_of(&options.text_column)
             .map_err(|_| format!("no text column {:?} (columns: {}); set text_column", options.text_column, names()))?;
         let text_type = schema.field(text).data_type();
-        if !matches!(text_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+        if !is_string_type(text_type) {
             return Err(format!("text column {:?} is {text_type}, not a string column", options.text_column));
         }
         let optional_string = |name: &Option<String>| {
-            name.as_deref().and_then(|n| schema.index_of(n).ok()).filter(|&i| {
-                matches!(schema.field(i).data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-            })
+            name.as_deref()
+                .and_then(|n| schema.index_of(n).ok())
+                .filter(|&i| is_string_type(schema.field(i).data_type()))
         };
         let id = optional_string(&options.id_column);
         let url = optional_string(&options.url_column);
@@ -167,7 +233,9 @@ impl ParquetBatches {
 
     fn convert(&mut self, batch: &RecordBatch) -> Result<Batch, ReadError> {
         // The projected batch holds the roots in file order: map each root to its batch column.
-        let col = |root: usize| -> ArrayRef { batch.column(self.roots.binary_search(&root).unwrap()).clone() };
+        let col = |root: usize| -> ArrayRef {
+            decode_dictionary(batch.column(self.roots.binary_search(&root).unwrap()).clone())
+        };
         let text = col(self.columns.text);
         let id = self.columns.id.map(col);
         let url = self.columns.url.map(col);

@@ -94,7 +94,8 @@ fn null_text_fails_or_is_recorded() {
     let path = dir.path().join("a.parquet");
     write_parquet(&path, vec![Some("x"), None, Some("z")], vec![1.0; 3], 10);
     let msg = read_all(&path, &ReadOptions::default()).unwrap_err().to_string();
-    assert!(msg.contains("a.parquet") && msg.contains("row 1") && msg.contains("null_text"), "{msg}");
+    assert!(msg.contains("a.parquet") && msg.contains("row index 1") && msg.contains("null_text"), "{msg}");
+    assert!(msg.contains("--on-error skip") && msg.contains("on_error = \"skip\""), "both spellings: {msg}");
     let all = read_all(&path, &skip()).unwrap();
     assert_eq!(all.documents.len(), 2);
     assert_eq!((all.removed[0].id.as_str(), all.removed[0].row, all.removed[0].step.as_str()), ("doc-1", 1, "read"));
@@ -115,6 +116,13 @@ fn corrupted_parquet_fails_or_is_recorded() {
     assert!(msg.contains("truncated.parquet") && msg.contains("unreadable_file"), "{msg}");
     let all = read_all(&truncated, &skip()).unwrap();
     assert_eq!((all.documents.len(), all.removed[0].reason.starts_with("unreadable_file")), (0, true));
+    assert!(all.removed[0].reason.contains("is unknown"), "the loss is said to be unknown: {}", all.removed[0].reason);
+
+    // A readable file whose schema the domain cannot use: every row its footer counts is lost.
+    let options = ReadOptions { text_column: "content".into(), batch_size: 64, ..skip() };
+    let all = read_all(&path, &options).unwrap();
+    assert_eq!((all.documents.len(), all.removed.len()), (0, 400));
+    assert!(all.removed.iter().enumerate().all(|(i, r)| r.row == i as u64 && r.reason.contains("\"content\"")));
 
     // Damaged data pages in the first row group: its rows fail or are recorded, the rest is read.
     let damaged = dir.path().join("damaged.parquet");
@@ -129,6 +137,50 @@ fn corrupted_parquet_fails_or_is_recorded() {
     assert_eq!(all.documents.len() + all.removed.len(), 400, "every row is accounted for");
     assert!(!all.removed.is_empty() && all.removed.iter().all(|r| r.reason.starts_with("unreadable_row_group")));
     assert_eq!(all.documents.last().unwrap().row, 399);
+}
+
+/// A pandas categorical (how `lang` / `language` columns are often stored): dictionary-encoded
+/// strings, for a predicate column, a carried label and the text itself.
+#[test]
+fn dictionary_encoded_columns_read_like_their_strings() {
+    use arrow::array::{DictionaryArray, Int32Array};
+    use arrow::datatypes::Int32Type;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("categorical.parquet");
+    let dict = |keys: Vec<i32>, values: Vec<&str>| -> ArrayRef {
+        Arc::new(
+            DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), Arc::new(StringArray::from(values))).unwrap(),
+        )
+    };
+    let dict_type = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let schema = Schema::new(vec![
+        Field::new("text", dict_type.clone(), false),
+        Field::new("lang", dict_type.clone(), false),
+        Field::new("language", dict_type, false),
+    ]);
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            dict(vec![0, 1, 2, 0], vec!["fn main() {}", "def f(): pass", "SELECT 1"]),
+            dict(vec![0, 1, 2, 0], vec!["Rust", "Python", "SQL"]),
+            dict(vec![0, 0, 0, 0], vec!["en"]),
+        ],
+    )
+    .unwrap();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let options = ReadOptions {
+        predicate: Some(Predicate::parse("lang in ['Python', 'Rust']").unwrap()),
+        carry: vec![OutputColumn::Label("language")],
+        ..skip()
+    };
+    let all = read_all(&path, &options).unwrap();
+    let texts: Vec<&str> = all.documents.iter().map(|d| d.text.as_str()).collect();
+    assert_eq!(texts, ["fn main() {}", "def f(): pass", "fn main() {}"]);
+    assert_eq!(all.removed.len(), 1);
+    assert_eq!((all.removed[0].row, all.removed[0].step.as_str()), (2, "where"));
+    assert!(all.documents.iter().all(|d| d.label("language") == Some("en")));
 }
 
 fn jsonl_lines() -> Vec<u8> {
@@ -167,7 +219,10 @@ fn jsonl_in_every_compression_gives_the_same_documents_and_errors() {
     for name in ["d.jsonl", "d.jsonl.gz", "d.jsonl.zst"] {
         let path = write_compressed(dir.path(), name);
         let err = read_all(&path, &ReadOptions::default()).unwrap_err().to_string();
-        assert!(err.contains(name) && err.contains("row 3") && err.contains("invalid_utf8"), "{err}");
+        assert!(
+            err.contains(name) && err.contains("line 4:") && err.contains("invalid_utf8"),
+            "lines count from 1: {err}"
+        );
         let all = read_all(&path, &ReadOptions { batch_size: 2, ..skip() }).unwrap();
         let docs: Vec<_> = all.documents.iter().map(|d| (d.id.clone(), d.text.clone(), d.row)).collect();
         let removed: Vec<_> =
