@@ -50,6 +50,7 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
         (false, true) => eprintln!("{line}"),
         (false, false) => bar.println(line),
     };
+    let skipped = std::cell::Cell::new(0u64);
     let mut on_event = |event: Event| match event {
         Event::Stage { index, name, steps, tokens } => {
             bar.set_length(steps);
@@ -65,6 +66,13 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
             if r.spike {
                 say(format!("step {}: loss spike ({:.4})", r.step, r.loss));
             }
+            if r.skipped {
+                skipped.set(skipped.get() + 1);
+                say(format!(
+                    "step {}: loss {} / gradient norm {} not finite: the update was skipped",
+                    r.step, r.loss, r.grad_norm
+                ));
+            }
         }
         Event::Eval(e) => {
             say(format!("step {} held-out loss ({}): {}", e["step"], e["when"].as_str().unwrap_or(""), e["eval"]))
@@ -79,7 +87,13 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
         write_report(&path, trainer::report::run_report(&args.out)?)?;
         println!("report: {}", path.display());
     }
-    println!("run finished: {}", args.out.display());
+    match skipped.get() {
+        0 => println!("run finished: {}", args.out.display()),
+        n => println!(
+            "run finished: {} ({n} steps skipped for non-finite values; see metrics.jsonl)",
+            args.out.display()
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

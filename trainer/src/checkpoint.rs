@@ -77,8 +77,18 @@ pub fn load_optimizer(dir: &Path, optimizer: &mut AdamW, steps: u64) -> Result<(
 }
 
 /// Average the weights of `checkpoints` (same configuration) into a new HF folder `out`.
+/// `out` must not exist yet (or be an empty folder) and must not be one of the inputs: the
+/// average is written into a temporary folder beside it and renamed into place.
 pub fn soup(checkpoints: &[PathBuf], out: &Path) -> Result<LlamaConfig> {
     ensure!(!checkpoints.is_empty(), "name at least one checkpoint to average");
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    if let Some(input) = checkpoints.iter().find(|c| canonical(c) == canonical(out)) {
+        bail!("{}: is one of the checkpoints to average; write the soup into a new folder", input.display());
+    }
+    if out.exists() {
+        let empty = out.is_dir() && std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false);
+        ensure!(empty, "{}: already exists and is not empty; write the soup into a new folder", out.display());
+    }
     let config = LlamaConfig::load(&checkpoints[0].join("config.json"))?;
     let mut sums: HashMap<String, Tensor> = HashMap::new();
     for dir in checkpoints {
@@ -116,11 +126,16 @@ pub fn soup(checkpoints: &[PathBuf], out: &Path) -> Result<LlamaConfig> {
         }
     }
     let n = checkpoints.len() as f64;
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let averaged =
         sums.into_iter().map(|(name, t)| Ok((name, (t / n)?.to_dtype(DType::F32)?))).collect::<Result<Vec<_>>>()?;
-    save_safetensors(&out.join("model.safetensors"), averaged)?;
-    config.save(out)?;
+    let tmp = mixtures::fsutil::temp_path(out);
+    std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    save_safetensors(&tmp.join("model.safetensors"), averaged)?;
+    config.save(&tmp)?;
+    if out.is_dir() {
+        std::fs::remove_dir(out).with_context(|| format!("{}: cannot replace the empty folder", out.display()))?;
+    }
+    mixtures::fsutil::durable_rename(&tmp, out).with_context(|| format!("{}: cannot finish", out.display()))?;
     Ok(config)
 }
 
@@ -162,5 +177,36 @@ mod tests {
         m.save_weights(&other).unwrap();
         let err = soup(&[paths[0].clone(), other], &dir.path().join("bad")).unwrap_err();
         assert!(err.to_string().contains("differs"));
+        assert!(!dir.path().join("bad").exists(), "a failed soup leaves nothing");
+    }
+
+    #[test]
+    fn soup_never_overwrites_an_input_or_a_folder_with_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LlamaConfig::tiny(30);
+        let mut paths = Vec::new();
+        for seed in [1, 2] {
+            let m = Llama::init(&config, seed, &Device::Cpu).unwrap();
+            let p = dir.path().join(format!("m{seed}"));
+            std::fs::create_dir_all(&p).unwrap();
+            m.config.save(&p).unwrap();
+            m.save_weights(&p).unwrap();
+            paths.push(p);
+        }
+        let before = std::fs::read(paths[0].join("model.safetensors")).unwrap();
+        let spelled = dir.path().join("m2/../m1");
+        let err = soup(&paths, &spelled).unwrap_err().to_string();
+        assert!(err.contains("one of the checkpoints"), "{err}");
+        assert_eq!(std::fs::read(paths[0].join("model.safetensors")).unwrap(), before);
+        let full = dir.path().join("full");
+        std::fs::create_dir_all(&full).unwrap();
+        std::fs::write(full.join("notes.txt"), "mine").unwrap();
+        assert!(soup(&paths, &full).unwrap_err().to_string().contains("not empty"));
+        assert_eq!(std::fs::read_to_string(full.join("notes.txt")).unwrap(), "mine");
+        let empty = dir.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        soup(&paths, &empty).unwrap();
+        assert!(empty.join("model.safetensors").is_file());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4, "no temporary folder is left");
     }
 }

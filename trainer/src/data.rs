@@ -42,6 +42,9 @@ pub struct Corpus {
     /// The largest vocabulary of the tokenizers its datasets' manifests name (`None` for a bare
     /// shard).
     pub vocab_size: Option<usize>,
+    /// What the data is, for a resume to recognise it: a mixture's order checksum, a dataset's
+    /// manifest checksum, a bare shard's index checksum.
+    pub identity: String,
 }
 
 impl Corpus {
@@ -57,6 +60,7 @@ impl Corpus {
 
     fn open_mixture(dir: &Path, heldout_docs: usize) -> Result<Self> {
         let mixture = Mixture::load(dir)?;
+        mixture.verify_datasets()?;
         let order = mixture.order(dir)?;
         let domains: Vec<String> = mixture.domains.iter().map(|d| d.name.clone()).collect();
         let mut shards = Vec::new();
@@ -93,11 +97,21 @@ impl Corpus {
         }
         let mut corpus = Self::split(dir, shards, domains, shard_domain, docs, heldout_docs);
         corpus.vocab_size = vocab_size;
+        corpus.identity = format!("mixture order {}", mixture.order_checksum);
         Ok(corpus)
     }
 
     fn open_dataset(path: &Path, heldout_docs: usize) -> Result<Self> {
-        let source = TokenSource::open(path)?;
+        let source = TokenSource::open_verified(path)?;
+        let identity = if source.is_dataset() {
+            let manifest = path.join(mixtures::manifest::MANIFEST_FILE);
+            let sum = mixtures::fsutil::file_checksum(&manifest).with_context(|| format!("{}", manifest.display()))?;
+            format!("dataset manifest {sum}")
+        } else {
+            let idx = mixtures::shard::shard_paths(source.shards[0].prefix()).1;
+            let sum = mixtures::fsutil::file_checksum(&idx).with_context(|| format!("{}", idx.display()))?;
+            format!("shard index {sum}")
+        };
         let name = path.file_name().map_or("data".into(), |n| n.to_string_lossy().into_owned());
         let mut docs = Vec::new();
         for (s, shard) in source.shards.iter().enumerate() {
@@ -109,6 +123,7 @@ impl Corpus {
         let vocab_size = source.manifest.as_ref().map(|m| m.tokenizer.vocab_size);
         let mut corpus = Self::split(path, source.shards, vec![name], vec![0; n], docs, heldout_docs);
         corpus.vocab_size = vocab_size;
+        corpus.identity = identity;
         Ok(corpus)
     }
 
@@ -140,7 +155,32 @@ impl Corpus {
             }
         }
         let train = docs.into_iter().filter(|d| !excluded.contains(&(d.shard, d.doc)) && d.take > 0).collect();
-        Self { source: source.to_path_buf(), shards, domains, shard_domain, train, heldout, vocab_size: None }
+        Self {
+            source: source.to_path_buf(),
+            shards,
+            domains,
+            shard_domain,
+            train,
+            heldout,
+            vocab_size: None,
+            identity: String::new(),
+        }
+    }
+
+    /// Every token id must be below the model's `vocab_size` (an embedding lookup past it fails
+    /// deep inside the model, naming nothing): the error names the shard and the document.
+    pub fn check_token_ids(&self, vocab_size: usize) -> Result<()> {
+        let limit = u32::try_from(vocab_size).unwrap_or(u32::MAX);
+        for shard in &self.shards {
+            if let Some((doc, token)) = shard.first_token_at_or_above(limit) {
+                bail!(
+                    "{}: document {doc} holds token id {token}, but the model's vocab_size is {vocab_size}; \
+                     the data was tokenized for another model",
+                    shard.prefix().display()
+                );
+            }
+        }
+        Ok(())
     }
 
     pub fn domain_of(&self, doc: &DocRef) -> usize {

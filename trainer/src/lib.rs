@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod eval;
+pub mod jsonfloat;
 pub mod metrics;
 pub mod model;
 pub mod optim;

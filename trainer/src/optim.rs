@@ -43,6 +43,27 @@ fn default_clip() -> f64 {
     1.0
 }
 
+impl AdamWConfig {
+    /// Settings AdamW cannot run with.
+    pub fn validate(&self) -> Result<()> {
+        for (name, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            ensure!((0.0..1.0).contains(&beta), "[optimizer] {name} {beta} must be in [0, 1)");
+        }
+        ensure!(self.eps.is_finite() && self.eps > 0.0, "[optimizer] eps {} must be a positive number", self.eps);
+        ensure!(
+            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+            "[optimizer] weight_decay {} must be a non-negative number",
+            self.weight_decay
+        );
+        ensure!(
+            self.clip_grad_norm.is_finite() && self.clip_grad_norm >= 0.0,
+            "[optimizer] clip_grad_norm {} must be a non-negative number (0 disables clipping)",
+            self.clip_grad_norm
+        );
+        Ok(())
+    }
+}
+
 impl Default for AdamWConfig {
     fn default() -> Self {
         Self {
@@ -76,6 +97,8 @@ pub struct UpdateInfo {
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
     pub clipped: bool,
+    /// False when the gradient norm was not finite: nothing was changed.
+    pub applied: bool,
 }
 
 impl AdamW {
@@ -98,6 +121,9 @@ impl AdamW {
             grads.iter().map(|g| g.flatten_all()?.to_vec1::<f32>()).collect::<candle_core::Result<_>>()?;
         let norm_sq: f64 = grads.iter().flat_map(|g| g.iter()).map(|&x| x as f64 * x as f64).sum();
         let grad_norm = norm_sq.sqrt();
+        if !grad_norm.is_finite() {
+            return Ok(UpdateInfo { grad_norm, clipped: false, applied: false });
+        }
         let c = self.config;
         let clip = if c.clip_grad_norm > 0.0 && grad_norm > c.clip_grad_norm {
             // PyTorch's clip_grad_norm_: coefficient max_norm / (norm + 1e-6).
@@ -125,7 +151,7 @@ impl AdamW {
             }
             slot.var.set(&Tensor::from_vec(p, t.shape(), t.device())?)?;
         }
-        Ok(UpdateInfo { grad_norm, clipped: clip < 1.0 })
+        Ok(UpdateInfo { grad_norm, clipped: clip < 1.0, applied: true })
     }
 
     /// Moments as named tensors (`NAME.exp_avg`, `NAME.exp_avg_sq`) for the checkpoint.
@@ -191,6 +217,32 @@ mod tests {
         let (m, v): (f64, f64) = (0.9 * 0.03 + 0.1 * 0.3, 0.95 * 0.05 * 0.09 + 0.05 * 0.09);
         let want = before * (1.0 - 0.001) - (0.01 / (1.0 - 0.81)) * m / (v.sqrt() / (1.0 - 0.9025f64).sqrt() + 1e-8);
         assert!((w.as_tensor().to_vec1::<f32>().unwrap()[0] as f64 - want).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_non_finite_gradient_changes_nothing() {
+        let w = Var::from_vec(vec![1.0f32, 2.0], 2, &Device::Cpu).unwrap();
+        let mut opt = AdamW::new(AdamWConfig::default(), [("w".into(), w.clone(), true)]);
+        let info = opt.step(&[Tensor::new(&[f32::NAN, 1.0], &Device::Cpu).unwrap()], 0.1).unwrap();
+        assert!(!info.applied && info.grad_norm.is_nan());
+        assert_eq!(opt.steps, 0);
+        assert_eq!(w.as_tensor().to_vec1::<f32>().unwrap(), vec![1.0, 2.0]);
+        assert!(opt.state_tensors().unwrap()[0].1.to_vec1::<f32>().unwrap().iter().all(|&m| m == 0.0));
+    }
+
+    #[test]
+    fn impossible_settings_are_refused() {
+        assert!(AdamWConfig::default().validate().is_ok());
+        for bad in [
+            AdamWConfig { beta1: 1.5, ..Default::default() },
+            AdamWConfig { beta2: 1.0, ..Default::default() },
+            AdamWConfig { eps: 0.0, ..Default::default() },
+            AdamWConfig { weight_decay: -0.1, ..Default::default() },
+            AdamWConfig { clip_grad_norm: -1.0, ..Default::default() },
+            AdamWConfig { eps: f64::NAN, ..Default::default() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

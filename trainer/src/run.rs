@@ -7,6 +7,7 @@
 //! `checkpoints/step-N/`. Rerunning resumes from the newest checkpoint and truncates the
 //! metrics to it, so the trajectory equals an uninterrupted run's.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crate::data::{Corpus, Cursor, LongMix, PackOptions, Packer, Prefetcher, eval
 use crate::eval;
 use crate::metrics::{NoiseScale, SpikeDetector};
 use crate::model::{Batch, Llama};
-use crate::optim::{AdamW, AdamWConfig};
+use crate::optim::{AdamW, AdamWConfig, UpdateInfo};
 use crate::passkey::{PasskeyConfig, PasskeyPrompts};
 use crate::rope::RopeScaling;
 use crate::schedule::{Decay, LrSchedule};
@@ -43,9 +44,34 @@ pub struct TrainConfig {
     /// Save a checkpoint every this many steps (and at the end of every stage).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
+    #[serde(default)]
+    pub train: LoopConfig,
     #[serde(rename = "stage")]
     pub stages: Vec<StageConfig>,
 }
+
+/// `[train]`: how the loop treats what goes wrong.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopConfig {
+    #[serde(default)]
+    pub on_nonfinite: OnNonFinite,
+}
+
+/// A step whose loss or gradient norm is NaN or infinite.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNonFinite {
+    /// Stop with an error before the weights are touched; the last checkpoint is intact.
+    #[default]
+    Stop,
+    /// Leave the weights and optimizer as they are, record the step as skipped and go on
+    /// (its data is consumed); more than [`MAX_SKIPPED_IN_A_ROW`] in a row stop the run.
+    SkipStep,
+}
+
+/// Consecutive skipped steps after which `skip_step` gives up: the model or the settings are broken.
+pub const MAX_SKIPPED_IN_A_ROW: u64 = 10;
 
 fn default_checkpoint_every() -> u64 {
     100
@@ -179,18 +205,29 @@ pub struct RopeChange {
     pub max_position_embeddings: Option<u64>,
 }
 
+impl RopeChange {
+    /// `config` with this change applied.
+    pub fn apply(&self, config: &mut LlamaConfig) {
+        if let Some(theta) = self.theta {
+            config.rope_theta = theta;
+        }
+        if let Some(scaling) = &self.scaling {
+            config.rope_scaling = scaling.clone();
+        }
+        if let Some(m) = self.max_position_embeddings {
+            config.max_position_embeddings = m;
+        }
+    }
+}
+
 impl TrainConfig {
     /// Read a TOML config; relative paths become relative to its folder.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
         let mut config: Self =
             toml::from_str(&text).with_context(|| format!("{}: invalid train config", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new(""));
-        let resolve = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
+        let base = mixtures::fsutil::config_folder(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let resolve = |p: &mut PathBuf| *p = mixtures::fsutil::resolve_against(&base, p);
         config.model.checkpoint.as_mut().map(resolve);
         config.model.config.as_mut().map(resolve);
         resolve(&mut config.data.path);
@@ -204,6 +241,8 @@ impl TrainConfig {
         Ok(config)
     }
 
+    /// Every setting on its own (what needs the model or the data is checked when the run opens
+    /// them, still before anything is written).
     pub fn validate(&self) -> Result<()> {
         match (&self.model.checkpoint, &self.model.config) {
             (Some(_), None) | (None, Some(_)) => {}
@@ -211,6 +250,82 @@ impl TrainConfig {
         }
         ensure!(!self.stages.is_empty(), "no [[stage]]: a run needs at least one");
         ensure!(self.batch.micro_batch_size > 0, "[batch] micro_batch_size must be positive");
+        ensure!(self.checkpoint_every > 0, "checkpoint_every must be at least 1 (it counts steps)");
+        self.validate_batches()?;
+        if let Some(lr) = self.model.final_lr {
+            ensure!(lr.is_finite() && lr > 0.0, "[model] final_lr {lr} must be a positive number");
+        }
+        self.optimizer.validate()?;
+        self.validate_eval()?;
+        for s in &self.stages {
+            self.validate_stage(s).with_context(|| format!("stage {:?}", s.name))?;
+        }
+        Ok(())
+    }
+
+    fn validate_eval(&self) -> Result<()> {
+        let e = &self.eval;
+        ensure!(e.short_seq_len != Some(0), "[eval] short_seq_len must be at least 1");
+        ensure!(e.position_bucket != Some(0), "[eval] position_bucket must be at least 1");
+        ensure!(e.max_tokens > 0, "[eval] max_tokens must be at least 1");
+        ensure!(
+            e.degradation_tolerance.is_finite() && e.degradation_tolerance >= 0.0,
+            "[eval] degradation_tolerance {} must be a non-negative number",
+            e.degradation_tolerance
+        );
+        Ok(())
+    }
+
+    fn validate_stage(&self, s: &StageConfig) -> Result<()> {
+        ensure!(s.seq_len > 0, "seq_len must be at least 1");
+        let steps = s.tokens.div_ceil(self.batch.batch_tokens.max(1));
+        let sc = &s.schedule;
+        let peak = sc.peak_lr.or(self.model.final_lr);
+        for (name, lr) in [("peak_lr", peak), ("min_lr", Some(sc.min_lr)), ("init_lr", Some(sc.init_lr))] {
+            if let Some(lr) = lr {
+                ensure!(lr.is_finite() && lr >= 0.0, "{name} {lr} must be a non-negative number");
+            }
+        }
+        if let Some(peak) = peak {
+            ensure!(sc.min_lr <= peak, "min_lr {} is above the peak LR {peak}", sc.min_lr);
+        }
+        ensure!(sc.warmup_steps <= steps, "warmup_steps {} is longer than the stage ({steps} steps)", sc.warmup_steps);
+        if let Some(f) = s.long_fraction {
+            ensure!(f > 0.0 && f < 1.0, "long_fraction {f} must be between 0 and 1 (exclusive)");
+        }
+        ensure!(s.long_min_tokens != Some(0), "long_min_tokens must be at least 1");
+        Ok(())
+    }
+
+    /// What needs the model's config: each stage's RoPE yields frequencies, and no stage runs
+    /// past `max_position_embeddings` without a RoPE change.
+    pub fn validate_against_model(&self, base: &LlamaConfig) -> Result<()> {
+        let mut config = base.clone();
+        let mut rope_changed = false;
+        for s in &self.stages {
+            if let Some(change) = &s.rope {
+                change.apply(&mut config);
+                rope_changed = true;
+            }
+            config
+                .rope()
+                .frequencies(Some(s.seq_len as u64))
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("stage {:?}: its RoPE", s.name))?;
+            ensure!(
+                rope_changed || s.seq_len as u64 <= config.max_position_embeddings,
+                "stage {:?}: seq_len {} is above the model's max_position_embeddings {} and no stage changes \
+                 the RoPE: positions past it were never trained. Extend the context (rope = {{ theta = ... }} \
+                 or a scaling) or lower seq_len",
+                s.name,
+                s.seq_len,
+                config.max_position_embeddings
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_batches(&self) -> Result<()> {
         for s in &self.stages {
             let rows = (self.batch.micro_batch_size * s.seq_len) as u64;
             ensure!(
@@ -272,6 +387,13 @@ pub struct TrainerState {
     /// Mean short-context held-out loss at the start of the current stage.
     #[serde(default)]
     pub short_loss_at_start: Option<f64>,
+    /// Steps skipped in a row for a non-finite loss or gradient (`on_nonfinite = "skip_step"`).
+    #[serde(default)]
+    pub skipped_in_a_row: u64,
+    /// Each data path of the run → its identity (a mixture's order checksum, a dataset's
+    /// manifest checksum): a resume refuses data that changed underneath it.
+    #[serde(default)]
+    pub data_identities: std::collections::BTreeMap<String, String>,
     /// No randomness beyond the seed: data order and initialisation derive from it.
     pub seed: u64,
 }
@@ -282,8 +404,11 @@ pub struct StepRecord {
     pub step: u64,
     pub stage: String,
     pub tokens: u64,
+    /// NaN and infinities (a skipped step) are written as the strings "NaN", "inf", "-inf".
+    #[serde(with = "crate::jsonfloat")]
     pub loss: f64,
     pub lr: f64,
+    #[serde(with = "crate::jsonfloat")]
     pub grad_norm: f64,
     pub clipped: bool,
     pub tokens_per_s: f64,
@@ -291,6 +416,9 @@ pub struct StepRecord {
     pub spike: bool,
     pub long_share: Option<f64>,
     pub seq_len: usize,
+    /// The step's loss or gradient was not finite and the update was skipped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -316,12 +444,24 @@ const METRICS_FILE: &str = "metrics.jsonl";
 const CONFIG_SNAPSHOT: &str = "train.json";
 
 pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event: &mut dyn FnMut(Event)) -> Result<()> {
+    config.validate()?;
     let device = if options.cuda {
         Device::new_cuda(0).context("no CUDA device (build with `--features cuda` on a machine with one)")?
     } else {
         Device::Cpu
     };
-    std::fs::create_dir_all(run).with_context(|| format!("{}: cannot create", run.display()))?;
+    // Everything that can be wrong with the config, the model or the data is found before the
+    // run folder is created, so a corrected config is never refused for a folder it left.
+    let base = base_model_config(config, options)?;
+    config.validate_against_model(&base)?;
+    let passkey = passkey_prompts(config, base.vocab_size)?;
+    let corpora = open_corpora(config, base.vocab_size)?;
+    let identities: BTreeMap<String, String> =
+        corpora.iter().map(|(path, c)| (path.display().to_string(), c.identity.clone())).collect();
+
+    let _lock = mixtures::fsutil::FolderLock::exclusive(run)?;
+    mixtures::fsutil::remove_stale_temps(run)
+        .with_context(|| format!("{}: cannot clear temporaries", run.display()))?;
     let snapshot = serde_json::to_string_pretty(config)?;
     let snapshot_path = run.join(CONFIG_SNAPSHOT);
     if snapshot_path.exists() {
@@ -359,11 +499,19 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
                 noise: NoiseScale::default(),
                 spikes: SpikeDetector::default(),
                 short_loss_at_start: None,
+                skipped_in_a_row: 0,
+                data_identities: BTreeMap::new(),
                 seed: config.seed,
             };
             (model, state)
         }
     };
+    let weights_from = start_dir.as_ref().or(config.model.checkpoint.as_ref());
+    check_finite_weights(&model, weights_from.map(PathBuf::as_path))?;
+    if let Some(dir) = &resume_from {
+        check_same_data(&state.data_identities, &identities, dir)?;
+    }
+    state.data_identities = identities;
     if resume_from.is_none() && options.branch_from.is_some() {
         // A branch starts this config's first stage from the checkpoint's weights, moments and
         // data position.
@@ -379,23 +527,6 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
         checkpoint::load_optimizer(dir, &mut optimizer, state.optimizer_steps)?;
     }
     let mut metrics = open_metrics(run, resume_from.as_ref().map(|_| state.step))?;
-    let passkey = match &config.eval.passkey {
-        Some(p) => {
-            let tokenizer = tokenizers::Tokenizer::from_file(&p.tokenizer)
-                .map_err(|e| anyhow::anyhow!("{}: cannot load the passkey tokenizer: {e}", p.tokenizer.display()))?;
-            let vocab = tokenizer.get_vocab_size(true);
-            ensure!(
-                vocab <= model.config.vocab_size,
-                "[eval.passkey] tokenizer {} has {vocab} ids, but the model's vocab_size is {}: give the model's tokenizer",
-                p.tokenizer.display(),
-                model.config.vocab_size
-            );
-            Some(PasskeyPrompts::new(move |text| {
-                Ok(tokenizer.encode(text, false).map_err(|e| anyhow::anyhow!("passkey text: {e}"))?.get_ids().to_vec())
-            })?)
-        }
-        None => None,
-    };
     let short_seq_len = config.eval.short_seq_len.unwrap_or(config.stages[0].seq_len);
     let stage_steps = config.stage_steps();
 
@@ -409,25 +540,8 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
         }
         on_event(Event::Stage { index: state.stage, name: &stage.name, steps, tokens: stage.tokens });
         let data_path = stage.data.as_ref().unwrap_or(&config.data.path);
-        let corpus = Arc::new(Corpus::open(data_path, config.data.heldout_docs)?);
-        if let Some(vocab) = corpus.vocab_size
-            && vocab > model.config.vocab_size
-        {
-            bail!(
-                "{}: its tokens come from a tokenizer of {vocab} ids, but the model's vocab_size is {}; \
-                 prepare the data with the model's tokenizer",
-                data_path.display(),
-                model.config.vocab_size
-            );
-        }
-        let pack = PackOptions {
-            seq_len: stage.seq_len,
-            document_masking: config.data.document_masking,
-            mask_loss_across_documents: config.data.mask_loss_across_documents,
-            long_mix: stage
-                .long_fraction
-                .map(|fraction| LongMix { fraction, min_tokens: stage.long_min_tokens.expect("validated") }),
-        };
+        let corpus = corpora[data_path].clone();
+        let pack = pack_options(config, stage);
         let rows = config.batch.micro_batch_size;
         let accumulation = (config.batch.batch_tokens / (rows * stage.seq_len) as u64) as usize;
         let heldout = |seq_len: usize| -> Vec<(String, Vec<Batch>)> {
@@ -492,15 +606,7 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
             }
             if let Some(change) = &stage.rope {
                 let mut c = model.config.clone();
-                if let Some(theta) = change.theta {
-                    c.rope_theta = theta;
-                }
-                if let Some(scaling) = &change.scaling {
-                    c.rope_scaling = scaling.clone();
-                }
-                if let Some(m) = change.max_position_embeddings {
-                    c.max_position_embeddings = m;
-                }
+                change.apply(&mut c);
                 model.set_rope(c, stage.seq_len as u64)?;
             }
         }
@@ -542,15 +648,29 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
             }
             let grads = summed.expect("at least one micro-batch");
             let lr = schedule.lr(state.step_in_stage);
-            let update = optimizer.step(&grads, lr)?;
             let loss = loss_sum / total;
-            let gns = if accumulation > 1 {
+            let update = if loss.is_finite() {
+                optimizer.step(&grads, lr)?
+            } else {
+                UpdateInfo { grad_norm: f64::NAN, clipped: false, applied: false }
+            };
+            if update.applied {
+                state.skipped_in_a_row = 0;
+            } else {
+                let what = if loss.is_finite() {
+                    format!("the gradient norm is {}", update.grad_norm)
+                } else {
+                    format!("the loss is {loss}")
+                };
+                skip_or_stop(config.train.on_nonfinite, &mut state, stage, lr, &what)?;
+            }
+            let gns = if accumulation > 1 && update.applied {
                 let n = accumulation as f64;
                 state.noise.update(small_sq / n, small_tokens / n, update.grad_norm.powi(2), total)
             } else {
                 None
             };
-            let spike = state.spikes.update(loss);
+            let spike = update.applied && state.spikes.update(loss);
             state.cursor = micro.last().expect("at least one micro-batch").1;
             state.step += 1;
             state.step_in_stage += 1;
@@ -571,6 +691,7 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
                     .long_fraction
                     .map(|_| state.cursor.long_tokens as f64 / state.cursor.tokens.max(1) as f64),
                 seq_len: stage.seq_len,
+                skipped: !update.applied,
             };
             writeln!(metrics, "{}", serde_json::to_string(&record)?)?;
             on_event(Event::Step(&record));
@@ -604,6 +725,127 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
         }
     }
     Ok(())
+}
+
+fn pack_options(config: &TrainConfig, stage: &StageConfig) -> PackOptions {
+    PackOptions {
+        seq_len: stage.seq_len,
+        document_masking: config.data.document_masking,
+        mask_loss_across_documents: config.data.mask_loss_across_documents,
+        long_mix: stage
+            .long_fraction
+            .map(|fraction| LongMix { fraction, min_tokens: stage.long_min_tokens.expect("validated") }),
+    }
+}
+
+/// The config of the model the run starts from (before any stage's RoPE change).
+fn base_model_config(config: &TrainConfig, options: &TrainOptions) -> Result<LlamaConfig> {
+    let path = match (&options.branch_from, &config.model.checkpoint, &config.model.config) {
+        (Some(dir), _, _) | (None, Some(dir), _) => dir.join("config.json"),
+        (None, None, Some(path)) => path.clone(),
+        (None, None, None) => unreachable!("validated"),
+    };
+    Ok(LlamaConfig::load(&path)?)
+}
+
+/// Every data path of the run, opened (shards checked against their checksums, every token id
+/// checked against the model's vocabulary).
+fn open_corpora(config: &TrainConfig, vocab_size: usize) -> Result<BTreeMap<PathBuf, Arc<Corpus>>> {
+    let mut corpora: BTreeMap<PathBuf, Arc<Corpus>> = BTreeMap::new();
+    for stage in &config.stages {
+        let path = stage.data.as_ref().unwrap_or(&config.data.path);
+        if let Some(corpus) = corpora.get(path) {
+            // Each stage's packing (held-out documents, long/short mix) must be possible.
+            Packer::new(corpus.clone(), pack_options(config, stage))
+                .with_context(|| format!("stage {:?}", stage.name))?;
+            continue;
+        }
+        let corpus = Corpus::open(path, config.data.heldout_docs)
+            .with_context(|| format!("stage {:?}: data {}", stage.name, path.display()))?;
+        if let Some(vocab) = corpus.vocab_size
+            && vocab > vocab_size
+        {
+            bail!(
+                "{}: its tokens come from a tokenizer of {vocab} ids, but the model's vocab_size is {vocab_size}; \
+                 prepare the data with the model's tokenizer",
+                path.display()
+            );
+        }
+        corpus.check_token_ids(vocab_size)?;
+        let corpus = Arc::new(corpus);
+        Packer::new(corpus.clone(), pack_options(config, stage)).with_context(|| format!("stage {:?}", stage.name))?;
+        corpora.insert(path.clone(), corpus);
+    }
+    Ok(corpora)
+}
+
+fn passkey_prompts(config: &TrainConfig, vocab_size: usize) -> Result<Option<PasskeyPrompts>> {
+    let Some(p) = &config.eval.passkey else { return Ok(None) };
+    let tokenizer = tokenizers::Tokenizer::from_file(&p.tokenizer)
+        .map_err(|e| anyhow::anyhow!("{}: cannot load the passkey tokenizer: {e}", p.tokenizer.display()))?;
+    let vocab = tokenizer.get_vocab_size(true);
+    ensure!(
+        vocab <= vocab_size,
+        "[eval.passkey] tokenizer {} has {vocab} ids, but the model's vocab_size is {vocab_size}: give the model's tokenizer",
+        p.tokenizer.display(),
+    );
+    Ok(Some(PasskeyPrompts::new(move |text| {
+        Ok(tokenizer.encode(text, false).map_err(|e| anyhow::anyhow!("passkey text: {e}"))?.get_ids().to_vec())
+    })?))
+}
+
+/// NaN or infinite weights (a broken checkpoint) would train to NaN: refuse them by name.
+fn check_finite_weights(model: &Llama, source: Option<&Path>) -> Result<()> {
+    for (name, var) in model.params() {
+        let t = var.as_tensor();
+        // 0·x is 0 for every finite x and NaN otherwise.
+        let probe = t.affine(0.0, 0.0)?.sum_all()?.to_scalar::<f32>()?;
+        if !probe.is_finite() {
+            let from = source.map_or("the initial weights".to_string(), |p| p.display().to_string());
+            bail!("{from}: tensor {name} holds NaN or infinite values; start from a healthy checkpoint");
+        }
+    }
+    Ok(())
+}
+
+/// A resumed run must read the data it was trained on so far.
+fn check_same_data(saved: &BTreeMap<String, String>, now: &BTreeMap<String, String>, checkpoint: &Path) -> Result<()> {
+    for (path, identity) in saved {
+        if let Some(current) = now.get(path)
+            && current != identity
+        {
+            bail!(
+                "{path}: changed since {} was saved (identity {identity}, now {current}: rebuilt or edited); \
+                 resuming on it would train on another stream. Restore the data, or start a new run folder",
+                checkpoint.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A non-finite step under `policy`: an error, or a skipped step (counted; too many in a row stop).
+fn skip_or_stop(policy: OnNonFinite, state: &mut TrainerState, stage: &StageConfig, lr: f64, what: &str) -> Result<()> {
+    let step = state.step + 1;
+    match policy {
+        OnNonFinite::Stop => bail!(
+            "step {step} (stage {:?}, lr {lr:e}): {what}; stopped before the update, so the weights and the \
+             newest checkpoint are intact. Lower the learning rate or check the data; [train] on_nonfinite = \
+             \"skip_step\" skips such steps instead",
+            stage.name
+        ),
+        OnNonFinite::SkipStep => {
+            state.skipped_in_a_row += 1;
+            ensure!(
+                state.skipped_in_a_row <= MAX_SKIPPED_IN_A_ROW,
+                "step {step} (stage {:?}): {what}, and {} steps in a row were skipped for it: the model or the \
+                 settings are broken",
+                stage.name,
+                state.skipped_in_a_row
+            );
+            Ok(())
+        }
+    }
 }
 
 fn domain_losses(model: &Llama, evals: &[(String, Vec<Batch>)]) -> Result<serde_json::Map<String, serde_json::Value>> {
@@ -698,6 +940,7 @@ mod tests {
             batch: BatchConfig { micro_batch_size: 2, batch_tokens: 128 },
             eval: EvalConfig { every: 3, max_tokens: 256, position_bucket: Some(8), ..Default::default() },
             checkpoint_every: 2,
+            train: LoopConfig::default(),
             stages,
         }
     }
@@ -799,5 +1042,160 @@ mod tests {
         let mut other = config.clone();
         other.seed = 6;
         assert!(train(&other, &whole, &TrainOptions::default(), &mut |_| {}).is_err());
+    }
+
+    fn expect_refused(config: &TrainConfig, run: &Path, needle: &str) {
+        let err = format!("{:#}", train(config, run, &TrainOptions::default(), &mut |_| {}).unwrap_err());
+        assert!(err.contains(needle), "expected {needle:?} in: {err}");
+        assert!(!run.exists(), "a refused config leaves no run folder ({err})");
+    }
+
+    #[test]
+    fn settings_that_cannot_train_are_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = config(dir.path(), vec![stage("anneal", 128 * 4, 32)]);
+        let run = dir.path().join("run");
+        let with = |f: &dyn Fn(&mut TrainConfig)| {
+            let mut c = good.clone();
+            f(&mut c);
+            c
+        };
+        let cases: Vec<(TrainConfig, &str)> = vec![
+            (with(&|c| c.stages[0].schedule.peak_lr = Some(f64::NAN)), "peak_lr NaN"),
+            (with(&|c| c.stages[0].schedule.peak_lr = Some(f64::INFINITY)), "peak_lr inf"),
+            (with(&|c| c.stages[0].schedule.peak_lr = Some(-1e-3)), "peak_lr -0.001"),
+            (with(&|c| c.stages[0].schedule.min_lr = 1.0), "above the peak"),
+            (with(&|c| c.stages[0].schedule.warmup_steps = 5), "longer than the stage"),
+            (with(&|c| c.optimizer.beta1 = 1.5), "beta1 1.5"),
+            (with(&|c| c.optimizer.eps = 0.0), "eps 0"),
+            (with(&|c| c.optimizer.weight_decay = -0.1), "weight_decay"),
+            (with(&|c| c.optimizer.clip_grad_norm = -1.0), "clip_grad_norm"),
+            (with(&|c| c.checkpoint_every = 0), "checkpoint_every"),
+            (with(&|c| c.eval.position_bucket = Some(0)), "position_bucket"),
+            (with(&|c| c.eval.short_seq_len = Some(0)), "short_seq_len"),
+            (with(&|c| c.model.final_lr = Some(f64::NAN)), "final_lr"),
+            (
+                with(&|c| {
+                    c.stages[0].seq_len = 128;
+                    c.batch.batch_tokens = 256;
+                    c.stages[0].tokens = 1024;
+                }),
+                "max_position_embeddings",
+            ),
+            (
+                with(&|c| {
+                    c.stages[0].rope = Some(RopeChange {
+                        theta: None,
+                        scaling: Some(RopeScaling::Linear { factor: -2.0 }),
+                        max_position_embeddings: None,
+                    })
+                }),
+                "factor must be positive",
+            ),
+            (
+                with(&|c| {
+                    c.stages[0].long_fraction = Some(1.5);
+                    c.stages[0].long_min_tokens = Some(40);
+                }),
+                "long_fraction 1.5",
+            ),
+            (with(&|c| c.data.heldout_docs = 1000), "no documents to train on"),
+        ];
+        for (config, needle) in &cases {
+            expect_refused(config, &run, needle);
+        }
+        // The corrected config then runs in the same place.
+        train(&good, &run, &TrainOptions::default(), &mut |_| {}).unwrap();
+    }
+
+    #[test]
+    fn a_non_finite_loss_stops_the_run_or_skips_the_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut exploding = stage("anneal", 128 * 14, 32);
+        exploding.schedule.peak_lr = Some(1e20);
+        exploding.schedule.warmup_steps = 0;
+        let mut config = config(dir.path(), vec![exploding]);
+        let stopped = dir.path().join("stopped");
+        let err = train(&config, &stopped, &TrainOptions::default(), &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("stopped before the update") && err.contains("skip_step"), "{err}");
+        let (steps, _) = read_metrics(&stopped).unwrap();
+        assert!(!steps.is_empty() && steps.iter().all(|r| r.loss.is_finite() && !r.skipped));
+
+        config.train.on_nonfinite = OnNonFinite::SkipStep;
+        let skipped = dir.path().join("skipped");
+        let err = train(&config, &skipped, &TrainOptions::default(), &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("in a row"), "a broken model does not skip forever: {err}");
+        // Skipped steps are written so that they read back.
+        let (steps, _) = read_metrics(&skipped).unwrap();
+        let skips: Vec<&StepRecord> = steps.iter().filter(|r| r.skipped).collect();
+        assert_eq!(skips.len() as u64, MAX_SKIPPED_IN_A_ROW);
+        assert!(skips.iter().all(|r| !r.loss.is_finite() || !r.grad_norm.is_finite()));
+        assert!(!skips.iter().any(|r| r.spike), "a skipped step is no spike");
+    }
+
+    #[test]
+    fn nan_weights_in_the_checkpoint_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path(), vec![stage("anneal", 128 * 2, 32)]);
+        let base = dir.path().join("base");
+        let model = Llama::init(&LlamaConfig::load(&dir.path().join("config.json")).unwrap(), 1, &Device::Cpu).unwrap();
+        std::fs::create_dir_all(&base).unwrap();
+        model.config.save(&base).unwrap();
+        let mut tensors: Vec<(String, Tensor)> =
+            model.params().iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+        let (name, t) = &mut tensors[3];
+        let mut values = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        values[1] = f32::NAN;
+        *t = Tensor::from_vec(values, t.shape(), &Device::Cpu).unwrap();
+        let broken = name.clone();
+        crate::model::save_safetensors(&base.join("model.safetensors"), tensors).unwrap();
+        config.model = ModelSource { checkpoint: Some(base), config: None, final_lr: Some(1e-3) };
+        let err = train(&config, &dir.path().join("run"), &TrainOptions::default(), &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains(&broken) && err.to_string().contains("NaN"), "{err}");
+    }
+
+    #[test]
+    fn token_ids_past_the_model_vocabulary_are_named_before_training() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), vec![stage("anneal", 128 * 2, 32)]);
+        LlamaConfig { max_position_embeddings: 64, ..LlamaConfig::tiny(40) }.save(dir.path()).unwrap();
+        let run = dir.path().join("run");
+        let err = format!("{:#}", train(&config, &run, &TrainOptions::default(), &mut |_| {}).unwrap_err());
+        assert!(err.contains("docs") && err.contains("document") && err.contains("vocab_size is 40"), "{err}");
+        assert!(!run.exists());
+    }
+
+    #[test]
+    fn a_resume_refuses_data_that_changed_and_a_second_run_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), vec![stage("anneal", 128 * 6, 32)]);
+        let run = dir.path().join("run");
+        let lock = mixtures::fsutil::FolderLock::exclusive(&run).unwrap();
+        let err = train(&config, &run, &TrainOptions::default(), &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("another midtrain run"), "{err}");
+        drop(lock);
+        train(&config, &run, &TrainOptions { stop_after: Some(3), ..Default::default() }, &mut |_| {}).unwrap();
+        // The same documents in another order: same sizes, another stream.
+        let prefix = config.data.path.clone();
+        let mut w = ShardWriter::create(&prefix, 64).unwrap();
+        for k in (0..60u32).rev() {
+            let len = 20 + (k * 7) % 50;
+            let doc: Vec<u32> = (0..len).map(|i| (k + 3 * i) % 63 + 1).chain([0]).collect();
+            w.append(&doc).unwrap();
+        }
+        w.finish().unwrap();
+        let err = train(&config, &run, &TrainOptions::default(), &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("changed since") && err.contains("step-00000002"), "{err}");
+    }
+
+    #[test]
+    fn trainer_state_floats_round_trip_bit_for_bit() {
+        let mut state = 7u64;
+        for _ in 0..20_000 {
+            // Finite doubles of every exponent from about 1e-77 to 1e77, full mantissas.
+            let x = f64::from_bits(mixtures::rng::splitmix64(&mut state) >> 2 | 0x3000_0000_0000_0000);
+            let back: f64 = serde_json::from_str(&serde_json::to_string(&x).unwrap()).unwrap();
+            assert_eq!(back.to_bits(), x.to_bits(), "{x:e}");
+        }
     }
 }
