@@ -88,15 +88,13 @@ fn split_lines(s: &str) -> Vec<&str> {
     out
 }
 
-/// Polynomial hashes of every prefix of a byte string, so that the hash of any substring is
-/// O(1): two moduli 2^61 − 1 with different bases, 122 bits in all.
-struct PrefixHash {
-    prefix: Vec<(u64, u64)>,
-    power: Vec<(u64, u64)>,
-}
-
+/// Polynomial hashing of byte strings, two moduli 2^61 − 1 with different bases (122 bits):
+/// `absorb` extends a prefix hash by one byte; [`substring`] combines two prefix hashes into the
+/// hash of the bytes between them.
 const P61: u64 = (1 << 61) - 1;
 const BASES: (u64, u64) = (1_000_003, 911_382_323);
+
+type Hash2 = (u64, u64);
 
 fn mul_mod(a: u64, b: u64) -> u64 {
     let x = a as u128 * b as u128;
@@ -104,29 +102,49 @@ fn mul_mod(a: u64, b: u64) -> u64 {
     if r >= P61 { r - P61 } else { r }
 }
 
-impl PrefixHash {
-    fn new(bytes: impl ExactSizeIterator<Item = u8>) -> Self {
-        let mut prefix = Vec::with_capacity(bytes.len() + 1);
-        let mut power = Vec::with_capacity(bytes.len() + 1);
-        let (mut h, mut p) = ((0u64, 0u64), (1u64, 1u64));
-        prefix.push(h);
-        power.push(p);
-        for b in bytes {
-            h = ((mul_mod(h.0, BASES.0) + b as u64 + 1) % P61, (mul_mod(h.1, BASES.1) + b as u64 + 1) % P61);
+fn absorb(h: Hash2, byte: u8) -> Hash2 {
+    ((mul_mod(h.0, BASES.0) + byte as u64 + 1) % P61, (mul_mod(h.1, BASES.1) + byte as u64 + 1) % P61)
+}
+
+/// Powers of the bases: a table for short lengths (every n-gram of ordinary text), square and
+/// multiply beyond it, so memory stays bounded by the table whatever the document.
+struct Powers(Vec<Hash2>);
+
+const POWER_TABLE: usize = 1 << 12;
+
+impl Powers {
+    fn new() -> Self {
+        let mut table = Vec::with_capacity(POWER_TABLE);
+        let mut p = (1u64, 1u64);
+        for _ in 0..POWER_TABLE {
+            table.push(p);
             p = (mul_mod(p.0, BASES.0), mul_mod(p.1, BASES.1));
-            prefix.push(h);
-            power.push(p);
         }
-        Self { prefix, power }
+        Self(table)
     }
 
-    /// Hash of bytes `start..end`.
-    fn range(&self, start: usize, end: usize) -> u128 {
-        let (hi, lo, pw) = (self.prefix[end], self.prefix[start], self.power[end - start]);
-        let a = (hi.0 + P61 - mul_mod(lo.0, pw.0)) % P61;
-        let b = (hi.1 + P61 - mul_mod(lo.1, pw.1)) % P61;
-        ((a as u128) << 64) | b as u128
+    fn of(&self, len: usize) -> Hash2 {
+        if let Some(&p) = self.0.get(len) {
+            return p;
+        }
+        let (mut result, mut base, mut e) = ((1u64, 1u64), BASES, len);
+        while e > 0 {
+            if e & 1 == 1 {
+                result = (mul_mod(result.0, base.0), mul_mod(result.1, base.1));
+            }
+            base = (mul_mod(base.0, base.0), mul_mod(base.1, base.1));
+            e >>= 1;
+        }
+        result
     }
+}
+
+/// Hash of the `len` bytes after the prefix hashed `lo`, given the longer prefix's hash `hi`.
+fn substring(powers: &Powers, lo: Hash2, hi: Hash2, len: usize) -> u128 {
+    let pw = powers.of(len);
+    let a = (hi.0 + P61 - mul_mod(lo.0, pw.0)) % P61;
+    let b = (hi.1 + P61 - mul_mod(lo.1, pw.1)) % P61;
+    ((a as u128) << 64) | b as u128
 }
 
 /// Keys are already uniform hashes: use their low bits directly.
@@ -151,50 +169,73 @@ type KeyBuild = std::hash::BuildHasherDefault<KeyHasher>;
 
 /// The words' n-grams as strings without materialising them: `" ".join` n-grams are substrings
 /// of the words joined by single spaces, `"".join` n-grams substrings of their concatenation.
-struct NGrams<'a> {
-    words: &'a [&'a str],
+/// Prefix hashes are kept only where a word starts or ends (about 72 bytes per word, not per
+/// byte), which is all an n-gram needs.
+struct NGrams {
+    len: usize,
     /// Code points of words[..i], prefix sums.
     chars: Vec<usize>,
-    /// Byte offsets of each word in the spaced and the concatenated strings.
+    /// Byte offsets of each word (and the end) in the spaced and the concatenated strings.
     spaced_start: Vec<usize>,
     joined_start: Vec<usize>,
-    spaced: PrefixHash,
-    joined: PrefixHash,
+    /// Prefix hashes of the spaced string up to each word's start and up to each word's end,
+    /// and of the concatenation up to each word's start (and the end).
+    spaced_to_start: Vec<Hash2>,
+    spaced_to_end: Vec<Hash2>,
+    joined_to_start: Vec<Hash2>,
+    powers: Powers,
 }
 
-impl<'a> NGrams<'a> {
-    fn new(words: &'a [&'a str]) -> Self {
-        let mut chars = vec![0];
-        let (mut spaced_start, mut joined_start) =
-            (Vec::with_capacity(words.len() + 1), Vec::with_capacity(words.len() + 1));
-        let (mut s, mut j) = (0, 0);
-        for w in words {
-            spaced_start.push(s);
-            joined_start.push(j);
+impl NGrams {
+    fn new(words: &[&str]) -> Self {
+        let n = words.len();
+        let mut g = Self {
+            len: n,
+            chars: Vec::with_capacity(n + 1),
+            spaced_start: Vec::with_capacity(n + 1),
+            joined_start: Vec::with_capacity(n + 1),
+            spaced_to_start: Vec::with_capacity(n),
+            spaced_to_end: Vec::with_capacity(n),
+            joined_to_start: Vec::with_capacity(n + 1),
+            powers: Powers::new(),
+        };
+        let (mut s, mut j, mut chars) = (0, 0, 0);
+        let (mut spaced, mut joined) = ((0u64, 0u64), (0u64, 0u64));
+        for (k, w) in words.iter().enumerate() {
+            g.chars.push(chars);
+            g.spaced_start.push(s);
+            g.joined_start.push(j);
+            g.spaced_to_start.push(spaced);
+            g.joined_to_start.push(joined);
+            for b in w.bytes() {
+                spaced = absorb(spaced, b);
+                joined = absorb(joined, b);
+            }
+            g.spaced_to_end.push(spaced);
+            if k + 1 < n {
+                spaced = absorb(spaced, b' ');
+            }
             s += w.len() + 1;
             j += w.len();
-            chars.push(chars.last().unwrap() + python::len(w));
+            chars += python::len(w);
         }
-        spaced_start.push(s);
-        joined_start.push(j);
-        let spaced_bytes = words.iter().enumerate().flat_map(|(i, w)| {
-            let sep: &[u8] = if i + 1 < words.len() { b" " } else { b"" };
-            w.bytes().chain(sep.iter().copied())
-        });
-        let spaced_len = s.saturating_sub(1);
-        let spaced = PrefixHash::new(ExactLen(spaced_bytes, spaced_len));
-        let joined = PrefixHash::new(ExactLen(words.iter().flat_map(|w| w.bytes()), j));
-        Self { words, chars, spaced_start, joined_start, spaced, joined }
+        g.chars.push(chars);
+        g.spaced_start.push(s);
+        g.joined_start.push(j);
+        g.joined_to_start.push(joined);
+        g
     }
 
     /// Hash of `" ".join(words[i..i + n])`.
     fn spaced_hash(&self, i: usize, n: usize) -> u128 {
-        self.spaced.range(self.spaced_start[i], self.spaced_start[i + n] - 1)
+        let len = self.spaced_start[i + n] - 1 - self.spaced_start[i];
+        substring(&self.powers, self.spaced_to_start[i], self.spaced_to_end[i + n - 1], len)
     }
 
     /// Hash of `"".join(words[i..i + n])`.
     fn joined_hash(&self, i: usize, n: usize) -> u128 {
-        self.joined.range(self.joined_start[i], self.joined_start[i + n])
+        let len = self.joined_start[i + n] - self.joined_start[i];
+        substring(&self.powers, self.joined_to_start[i], self.joined_to_start[i + n], len)
     }
 
     /// Code points of words[i..i + n].
@@ -203,28 +244,15 @@ impl<'a> NGrams<'a> {
     }
 
     fn len(&self) -> usize {
-        self.words.len()
+        self.len
     }
 }
-
-/// An iterator with a known length (for `PrefixHash::new`).
-struct ExactLen<I>(I, usize);
-
-impl<I: Iterator<Item = u8>> Iterator for ExactLen<I> {
-    type Item = u8;
-    fn next(&mut self) -> Option<u8> {
-        self.0.next()
-    }
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.1, Some(self.1))
-    }
-}
-
-impl<I: Iterator<Item = u8>> ExactSizeIterator for ExactLen<I> {}
 
 /// `len(s) * count` of the most frequent `" ".join` n-gram; ties go to the first seen.
-fn top_duplicate(grams: &NGrams<'_>, n: usize) -> usize {
-    let mut counts: HashMap<u128, (usize, usize), KeyBuild> = HashMap::default(); // (count, first start)
+fn top_duplicate(grams: &NGrams, n: usize) -> usize {
+    // Sized up front: a long document's map would otherwise be rebuilt a dozen times as it grows.
+    let mut counts: HashMap<u128, (usize, usize), KeyBuild> =
+        HashMap::with_capacity_and_hasher(grams.len() + 1 - n, KeyBuild::default()); // (count, first start)
     for start in 0..=grams.len() - n {
         counts.entry(grams.spaced_hash(start, n)).or_insert((0, start)).0 += 1;
     }
@@ -235,8 +263,9 @@ fn top_duplicate(grams: &NGrams<'_>, n: usize) -> usize {
 }
 
 /// Characters in repeated `"".join` n-grams, jumping past each repeat (datatrove's `find_all_duplicate`).
-fn all_duplicates(grams: &NGrams<'_>, n: usize) -> usize {
-    let mut seen: HashSet<u128, KeyBuild> = HashSet::default();
+fn all_duplicates(grams: &NGrams, n: usize) -> usize {
+    let mut seen: HashSet<u128, KeyBuild> =
+        HashSet::with_capacity_and_hasher((grams.len() + 1).saturating_sub(n), KeyBuild::default());
     let (mut repeated, mut i) = (0, 0);
     while i + n <= grams.len() {
         if seen.insert(grams.joined_hash(i, n)) {
