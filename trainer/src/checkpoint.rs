@@ -143,19 +143,25 @@ pub fn soup(checkpoints: &[PathBuf], out: &Path) -> Result<LlamaConfig> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn soup_averages_weights() {
-        let dir = tempfile::tempdir().unwrap();
+    /// Two tiny models of one config, seeded differently, as HF folders `m1` and `m2`.
+    fn two_checkpoints(dir: &Path) -> Vec<PathBuf> {
         let config = LlamaConfig::tiny(30);
         let mut paths = Vec::new();
         for seed in [1, 2] {
             let m = Llama::init(&config, seed, &Device::Cpu).unwrap();
-            let p = dir.path().join(format!("m{seed}"));
+            let p = dir.join(format!("m{seed}"));
             std::fs::create_dir_all(&p).unwrap();
             m.config.save(&p).unwrap();
             m.save_weights(&p).unwrap();
             paths.push(p);
         }
+        paths
+    }
+
+    #[test]
+    fn soup_averages_weights() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = two_checkpoints(dir.path());
         soup(&paths, &dir.path().join("soup")).unwrap();
         let w = |p: &Path| {
             Llama::load(p, &Device::Cpu).unwrap().params()[1]
@@ -183,16 +189,7 @@ mod tests {
     #[test]
     fn soup_never_overwrites_an_input_or_a_folder_with_files() {
         let dir = tempfile::tempdir().unwrap();
-        let config = LlamaConfig::tiny(30);
-        let mut paths = Vec::new();
-        for seed in [1, 2] {
-            let m = Llama::init(&config, seed, &Device::Cpu).unwrap();
-            let p = dir.path().join(format!("m{seed}"));
-            std::fs::create_dir_all(&p).unwrap();
-            m.config.save(&p).unwrap();
-            m.save_weights(&p).unwrap();
-            paths.push(p);
-        }
+        let paths = two_checkpoints(dir.path());
         let before = std::fs::read(paths[0].join("model.safetensors")).unwrap();
         let spelled = dir.path().join("m2/../m1");
         let err = soup(&paths, &spelled).unwrap_err().to_string();
