@@ -44,9 +44,30 @@ pub fn is_debris(path: &Path) -> bool {
     path.is_dir() && fs::read_dir(path).is_ok_and(|entries| entries.flatten().all(|e| is_debris(&e.path())))
 }
 
-/// Remove the temporary files and folders a killed writer left in `dir` and its subfolders.
-/// Call it only while holding the folder's exclusive [`FolderLock`], so no live writer owns them.
+/// True for a name [`temp_path`] made (`NAME.PID-N.tmp`) or a checkpoint being written
+/// (`.step-N.partial`): only those are ever deleted, so a user's own `*.tmp` files beside an
+/// output are left alone.
+fn is_own_temp_name(name: &str) -> bool {
+    if let Some(rest) = name.strip_suffix(".partial") {
+        return rest.starts_with(".step-");
+    }
+    let Some(stem) = name.strip_suffix(".tmp") else { return false };
+    let Some((_, tag)) = stem.rsplit_once('.') else { return false };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    tag.split_once('-').is_some_and(|(pid, n)| digits(pid) && digits(n))
+}
+
+/// Folder levels below an output that hold midtrain's files (OUTPUT/NAME/filtered/kept, ...).
+const TEMP_SEARCH_DEPTH: usize = 4;
+
+/// Remove the temporary files and folders a killed writer left in `dir` and the subfolders
+/// midtrain writes (four levels deep). Call it only while holding the folder's exclusive
+/// [`FolderLock`], so no live writer owns them.
 pub fn remove_stale_temps(dir: &Path) -> io::Result<usize> {
+    remove_stale_temps_below(dir, TEMP_SEARCH_DEPTH)
+}
+
+fn remove_stale_temps_below(dir: &Path, depth: usize) -> io::Result<usize> {
     let mut removed = 0;
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -58,15 +79,15 @@ pub fn remove_stale_temps(dir: &Path) -> io::Result<usize> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
         let is_dir = entry.file_type()?.is_dir();
-        if is_temp_name(&name) {
+        if is_own_temp_name(&name) {
             if is_dir {
                 fs::remove_dir_all(&path)?
             } else {
                 fs::remove_file(&path)?
             }
             removed += 1;
-        } else if is_dir {
-            removed += remove_stale_temps(&path)?;
+        } else if is_dir && depth > 0 {
+            removed += remove_stale_temps_below(&path, depth - 1)?;
         }
     }
     Ok(removed)
@@ -274,11 +295,17 @@ mod tests {
         fs::write(dir.path().join("keep.json"), b"x").unwrap();
         fs::create_dir(dir.path().join("parts")).unwrap();
         fs::write(dir.path().join("parts/part-00000.json.9-1.tmp"), b"x").unwrap();
-        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 4);
+        fs::write(dir.path().join("notes.tmp"), b"a user's file").unwrap();
+        // Ours are removed; run.json.tmp (an older version's name) and the user's are only ignored.
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 3);
         assert_eq!(fs::read_dir(dir.path().join("parts")).unwrap().count(), 0);
         fs::remove_dir(dir.path().join("parts")).unwrap();
-        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(left, vec![std::ffi::OsString::from("keep.json")]);
+        let mut left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, ["keep.json", "notes.tmp", "run.json.tmp"].map(std::ffi::OsString::from));
+        assert!(is_debris(&dir.path().join("run.json.tmp")), "but it never blocks a claim");
+        fs::remove_file(dir.path().join("run.json.tmp")).unwrap();
+        fs::remove_file(dir.path().join("notes.tmp")).unwrap();
         fs::create_dir_all(dir.path().join("parts/inner")).unwrap();
         fs::write(dir.path().join("parts/inner/x.1-2.tmp"), b"x").unwrap();
         assert!(is_debris(&dir.path().join("parts")), "a folder of nothing but temporaries");
