@@ -205,7 +205,7 @@ fn filter_file(
         where_step.bytes_out += passed_where_bytes;
         for r in &batch.removed {
             let key = reason_key(&r.step, &r.reason);
-            if r.step == "read" && r.reason.contains("is unknown") {
+            if r.step == "read" && r.reason.contains(read::ROWS_UNKNOWN) {
                 stats.rows_lost_unknown.push(format!("{}: {key}", r.source));
             }
             *stats.step_mut(&r.step).removed.entry(key).or_default() += 1;

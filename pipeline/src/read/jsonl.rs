@@ -149,7 +149,8 @@ impl Iterator for JsonlBatches {
                     self.done = true;
                     let message = format!(
                         "unreadable_stream: the rest of the file cannot be decoded: {e} (how many rows the rest \
-                         held is unknown: it stands here as one removal)"
+                         held {})",
+                        super::ROWS_UNKNOWN
                     );
                     if self.options.on_error == OnError::Fail {
                         return Some(Err(ReadError::Row { path: self.path.clone(), row: self.line, message }));

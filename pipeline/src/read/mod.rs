@@ -86,6 +86,10 @@ pub enum ReadError {
     Pattern { pattern: String, message: String },
 }
 
+/// Ends the reason of a removal that stands for an unknown number of rows (an unreadable footer
+/// or compressed stream), so the stage's stats can list it as a loss of unknown size.
+pub const ROWS_UNKNOWN: &str = "is unknown: it stands here as one removal";
+
 /// How people find a row: "line N" (from 1) in a text file, "row index N" (from 0, as parquet
 /// tools count) in a parquet file. Stage outputs record the 0-based index in their `row` column.
 pub fn row_name(path: &Path, row: u64) -> String {

@@ -21,8 +21,8 @@ pub(super) fn open(path: &Path, source: Arc<str>, options: &ReadOptions) -> Resu
         Ok(m) => m,
         Err(e) => {
             let message = format!(
-                "unreadable_file: parquet footer or schema: {e} (how many rows the file held is unknown: it stands \
-                 here as one removal)"
+                "unreadable_file: parquet footer or schema: {e} (how many rows the file held {})",
+                super::ROWS_UNKNOWN
             );
             if options.on_error == super::OnError::Skip {
                 // Nothing in the file can be located: record the whole file as one removal.

@@ -116,7 +116,7 @@ fn corrupted_parquet_fails_or_is_recorded() {
     assert!(msg.contains("truncated.parquet") && msg.contains("unreadable_file"), "{msg}");
     let all = read_all(&truncated, &skip()).unwrap();
     assert_eq!((all.documents.len(), all.removed[0].reason.starts_with("unreadable_file")), (0, true));
-    assert!(all.removed[0].reason.contains("is unknown"), "the loss is said to be unknown: {}", all.removed[0].reason);
+    assert!(all.removed[0].reason.contains(ROWS_UNKNOWN), "the loss is said to be unknown: {}", all.removed[0].reason);
 
     // A readable file whose schema the domain cannot use: every row its footer counts is lost.
     let options = ReadOptions { text_column: "content".into(), batch_size: 64, ..skip() };
