@@ -160,7 +160,18 @@ fn folder_without_manifest_is_reported_unfinished() {
 
 #[test]
 fn every_subcommand_has_help_with_an_example() {
-    for cmd in ["prepare", "filter", "dedup", "tokenize", "quality", "inspect", "verify"] {
+    // Every subcommand `midtrain --help` lists, so a new one cannot be forgotten.
+    let top = stdout(&midtrain(&["--help"]));
+    let commands: Vec<&str> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 15, "{commands:?}");
+    for cmd in commands {
         let help = stdout(&midtrain(&[cmd, "--help"]));
         assert!(help.contains("Example") && help.contains(&format!("midtrain {cmd} ")), "{cmd}: {help}");
     }

@@ -60,6 +60,10 @@ pub fn score(args: ScoreArgs) -> Result<ExitCode> {
 
 /// Average the weights of several checkpoints of one model (OLMo 2's "souping").
 #[derive(Args)]
+#[command(after_help = "Example:
+  midtrain soup out/run/checkpoints/step-00000020 out/run/checkpoints/step-00000040 --out out/run/soup
+
+The output must be a new (or empty) folder, never one of the inputs.")]
 pub struct SoupArgs {
     /// HF checkpoint folders with the same config.json.
     #[arg(required = true)]

@@ -103,6 +103,8 @@ fn write_report(path: &std::path::Path, html: String) -> Result<()> {
 
 /// Write a run's HTML report: loss, LR, gradient norm and noise scale, per-domain held-out loss.
 #[derive(Args)]
+#[command(after_help = "Example:
+  midtrain report out/run --out out/run/report.html")]
 pub struct ReportArgs {
     /// A run folder (`midtrain train --out`).
     run: PathBuf,
@@ -120,6 +122,8 @@ pub fn report(args: ReportArgs) -> Result<ExitCode> {
 
 /// Overlay several runs (loss, held-out loss, LR against tokens) in one HTML page.
 #[derive(Args)]
+#[command(after_help = "Example:
+  midtrain compare out/experiments/schedules/wsd out/experiments/schedules/cosine --out compare.html")]
 pub struct CompareArgs {
     /// Run folders.
     #[arg(required = true)]

@@ -6,9 +6,11 @@ use clap::Args;
 use mixtures::DatasetManifest;
 use mixtures::shard::strip_shard_extension;
 
-/// Recompute the checksums and counts of a dataset's shards against its manifest, check the
-/// manifest against itself (totals, dtype, vocabulary, EOS, no shard twice), and the sidecars
-/// and datatrove files against the shards.
+/// Check a dataset against its manifest: checksums, counts, sidecars and datatrove files.
+///
+/// Recomputes the checksums and counts of the shards, checks the manifest against itself
+/// (totals, dtype, every id inside the vocabulary, EOS at every document's end, no shard
+/// twice), and each sidecar and datatrove file against its shard.
 #[derive(Args)]
 #[command(after_help = "Examples:
   midtrain verify fixtures/shards/web              # every shard of a dataset
