@@ -165,7 +165,8 @@ fn dedup_runs_stage_by_stage_across_tasks_like_in_one_go() {
         ok(midtrain(&["dedup", d, w, "--out", s, "--tasks", "2", "--task", task, "--stage", "signatures"], 1));
     }
     ok(midtrain(&["dedup", d, w, "--out", s, "--tasks", "2", "--stage", "pairs"], 2));
-    ok(midtrain(&["dedup", d, w, "--out", s, "--tasks", "2", "--stage", "clusters"], 2));
+    let text = ok(midtrain(&["dedup", d, w, "--out", s, "--tasks", "2", "--stage", "clusters"], 2));
+    assert!(text.contains("clusters:") && !text.trim_start().starts_with('{'), "plain text without --json: {text}");
     for task in ["1", "0"] {
         ok(midtrain(&["dedup", d, w, "--out", s, "--tasks", "2", "--task", task, "--stage", "apply"], 2));
     }

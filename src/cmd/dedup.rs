@@ -187,7 +187,18 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
         Stage::Clusters => {
             let stats = dedup::clusters(&job)?;
             progress.finish();
-            println!("{}", serde_json::to_string(&stats)?);
+            if args.json {
+                println!("{}", serde_json::to_string(&stats)?);
+            } else {
+                println!(
+                    "{} clusters: {} exact + {} near duplicates to remove ({} candidate pairs, {} verified)",
+                    stats.clusters,
+                    stats.removed_exact,
+                    stats.removed_near,
+                    stats.candidate_pairs,
+                    stats.verified_pairs
+                );
+            }
         }
         Stage::Apply => {
             dedup::apply(&job, task, &report)?;
