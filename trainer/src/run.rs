@@ -316,7 +316,8 @@ impl TrainConfig {
                 rope_changed || s.seq_len as u64 <= config.max_position_embeddings,
                 "stage {:?}: seq_len {} is above the model's max_position_embeddings {} and no stage changes \
                  the RoPE: positions past it were never trained. Extend the context (rope = {{ theta = ... }} \
-                 or a scaling) or lower seq_len",
+                 or a scaling), lower seq_len, or, to train past it as it is, say so with rope = \
+                 {{ max_position_embeddings = ... }}",
                 s.name,
                 s.seq_len,
                 config.max_position_embeddings
