@@ -108,14 +108,9 @@ fn filter_output_is_identical_for_any_thread_count_and_resumes() {
 #[test]
 fn prepare_runs_every_domain_of_the_fixture_config() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = fs::read_to_string(fixtures().join("prepare.toml")).unwrap();
     let output = tmp.path().join("prepared");
-    let config = config.replace("output = \"../out/prepared\"", &format!("output = {:?}", output.to_str().unwrap()));
-    let path = fixtures().join(format!(".prepare-test-{}.toml", std::process::id()));
-    fs::write(&path, config).unwrap();
-    let result = midtrain(&["prepare", path.to_str().unwrap(), "--json"], 2);
-    fs::remove_file(&path).unwrap();
-    let stdout = ok(result);
+    let path = common::fixture_prepare_config(tmp.path(), "prepare.toml", &output);
+    let stdout = ok(midtrain(&["prepare", path.to_str().unwrap(), "--json"], 2));
     let stats: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(stats.len(), 11, "five filtered domains, the dedup run, five datasets");
     let datasets: Vec<&str> = stats[6..].iter().map(|s| s["domain"].as_str().unwrap()).collect();

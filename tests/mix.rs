@@ -20,14 +20,8 @@ fn ok(out: Output) -> String {
 fn prepared(dir: &Path) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let output = dir.join("prepared");
-    let config = fs::read_to_string(root.join("fixtures/prepare.toml"))
-        .unwrap()
-        .replace("output = \"../out/prepared\"", &format!("output = {:?}", output.to_str().unwrap()));
-    let config_path = root.join(format!("fixtures/.prepare-{}-mix.toml", std::process::id()));
-    fs::write(&config_path, config).unwrap();
-    let result = midtrain(&["prepare", config_path.to_str().unwrap()]);
-    fs::remove_file(&config_path).unwrap();
-    ok(result);
+    let config_path = common::fixture_prepare_config(dir, "prepare.toml", &output);
+    ok(midtrain(&["prepare", config_path.to_str().unwrap()]));
     let recipe = fs::read_to_string(root.join("mixtures/recipes/fixtures-anneal.toml"))
         .unwrap()
         .replace("../../out/prepared", output.to_str().unwrap());

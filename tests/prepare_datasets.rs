@@ -36,15 +36,12 @@ fn column(path: &Path, name: &str) -> Vec<String> {
     common::strings(path, name)
 }
 
-/// The fixture prepare config, writing to `output`, saved next to the fixture config so that
-/// its relative paths still resolve.
+/// The fixture prepare config, writing to `output` with `batch_size`, saved beside `output`.
 fn config_for(output: &Path, batch_size: usize, tag: &str) -> PathBuf {
-    let text = fs::read_to_string(root().join("fixtures/prepare.toml")).unwrap();
-    let text = text
-        .replace("output = \"../out/prepared\"", &format!("output = {:?}", output.to_str().unwrap()))
-        .replace("batch_size = 256", &format!("batch_size = {batch_size}"));
-    let name = format!(".prepare-{}-{tag}.toml", std::process::id());
-    let path = root().join("fixtures").join(name);
+    let dir = output.parent().unwrap();
+    fs::create_dir_all(dir).unwrap();
+    let path = common::fixture_prepare_config(dir, &format!("prepare-{tag}.toml"), output);
+    let text = fs::read_to_string(&path).unwrap().replace("batch_size = 256", &format!("batch_size = {batch_size}"));
     fs::write(&path, text).unwrap();
     path
 }

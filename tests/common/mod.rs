@@ -57,3 +57,19 @@ pub fn strings(path: &Path, column: &str) -> Vec<String> {
     }
     values
 }
+
+/// `fixtures/prepare.toml` writing to `output`, saved as `dir/NAME` with its relative paths made
+/// absolute, so that tests never write into the checkout.
+pub fn fixture_prepare_config(dir: &Path, name: &str, output: &Path) -> PathBuf {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let at = |rel: &str| format!("\"{}/{rel}", fixtures.display());
+    let text = fs::read_to_string(fixtures.join("prepare.toml"))
+        .unwrap()
+        .replace("output = \"../out/prepared\"", &format!("output = {:?}", output.to_str().unwrap()))
+        .replace("\"dumps/", &at("dumps/"))
+        .replace("\"models/", &at("models/"))
+        .replace("\"tokenizer.json\"", &format!("{}\"", at("tokenizer.json")));
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    path
+}
