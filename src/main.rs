@@ -1,6 +1,7 @@
 //! `midtrain`: the command line. Parsing and printing only; the work lives in the library crates.
 
 mod cmd;
+mod failpoint;
 mod progress;
 mod report;
 

@@ -11,20 +11,6 @@ pub struct TextProgress {
     start: Instant,
 }
 
-/// Crash testing: with `MIDTRAIN_FAILPOINT_ABORT_AFTER_BATCHES=N` the process aborts (like a
-/// `kill -9`: no cleanup, no unwinding) after its Nth batch of any stage, or for `train` its
-/// Nth step. The kill-and-resume tests use it to stop a run at exact points.
-pub fn failpoint() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static BATCHES: AtomicU64 = AtomicU64::new(0);
-    if let Some(limit) =
-        std::env::var("MIDTRAIN_FAILPOINT_ABORT_AFTER_BATCHES").ok().and_then(|v| v.parse::<u64>().ok())
-        && BATCHES.fetch_add(1, Ordering::SeqCst) + 1 >= limit
-    {
-        std::process::abort();
-    }
-}
-
 impl TextProgress {
     pub fn new(label: &str, quiet: bool) -> Self {
         let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
@@ -39,7 +25,7 @@ impl TextProgress {
     }
 
     pub fn update(&self, p: Progress) {
-        failpoint();
+        crate::failpoint::after_batch();
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
         let kept = if p.documents > 0 { 100.0 * p.kept as f64 / p.documents as f64 } else { 0.0 };
         self.bar.set_message(format!(

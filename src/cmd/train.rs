@@ -59,7 +59,7 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
             say(format!("stage {} {name:?}: {steps} steps, {tokens} tokens", index + 1));
         }
         Event::Step(r) => {
-            crate::progress::failpoint();
+            crate::failpoint::after_batch();
             bar.inc(1);
             let gns = r.gns.map_or(String::new(), |g| format!(" · GNS {g:.0}"));
             bar.set_message(format!("loss {:.4} · lr {:.2e} · {:.0} tok/s{gns}", r.loss, r.lr, r.tokens_per_s));

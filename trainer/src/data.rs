@@ -8,7 +8,9 @@
 //! rest from the short ones. The [`Cursor`] says where the next sample starts, so a run resumes
 //! exactly; a thread packs ahead so the step never waits on I/O.
 //!
-//! Memory: 12 bytes per document of the order (held in RAM), plus the prefetched batches.
+//! Memory: 24 bytes per document of the order held in RAM (the corpus's training list and the
+//! packer's short/long split of it, a 12-byte [`DocRef`] each; 36 while a mixture's order is
+//! read), plus the prefetched batches.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
