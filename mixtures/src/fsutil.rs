@@ -127,7 +127,7 @@ impl FolderLock {
                 describe_holder(&file);
                 Ok(Self { _files: vec![file] })
             }
-            Err(fs::TryLockError::WouldBlock) => Err(held(dir, &[LOCK_FILE])),
+            Err(fs::TryLockError::WouldBlock) => Err(held_exclusive(dir)),
             Err(fs::TryLockError::Error(source)) => Err(LockError::Io { path: dir.join(LOCK_FILE), source }),
         }
     }
@@ -189,6 +189,29 @@ fn held(dir: &Path, names: &[&str]) -> LockError {
         .find(|s| !s.is_empty())
         .unwrap_or_else(|| "the tasks of a split run".to_string());
     LockError::Held { dir: dir.to_path_buf(), holder }
+}
+
+/// The folder's lock is taken: by the tasks of a split run (whose task locks are held now) or
+/// by a whole run (named in the main lock file).
+fn held_exclusive(dir: &Path) -> LockError {
+    let task_prefix = format!("{LOCK_FILE}.task-");
+    let mut tasks: Vec<String> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&task_prefix))
+        .filter(|e| {
+            // A task lock that cannot be taken now belongs to a live task.
+            File::open(e.path()).is_ok_and(|f| matches!(f.try_lock_shared(), Err(fs::TryLockError::WouldBlock)))
+        })
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .map(|s| s.trim().to_string())
+        .collect();
+    tasks.sort();
+    if tasks.is_empty() {
+        return held(dir, &[LOCK_FILE]);
+    }
+    LockError::Held { dir: dir.to_path_buf(), holder: format!("split-run tasks: {}", tasks.join("; ")) }
 }
 
 /// fsync a folder so that a rename inside it survives a crash.
@@ -281,7 +304,8 @@ mod tests {
         let a = FolderLock::task(dir.path(), 0, 2).unwrap();
         let _b = FolderLock::task(dir.path(), 1, 2).unwrap();
         assert!(FolderLock::task(dir.path(), 0, 2).is_err(), "one task runs once");
-        assert!(FolderLock::exclusive(dir.path()).is_err(), "a whole run waits for the tasks");
+        let err = FolderLock::exclusive(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("split-run tasks") && err.contains(&format!("pid {}", std::process::id())), "{err}");
         drop(a);
         assert!(FolderLock::task(dir.path(), 0, 2).is_ok());
     }

@@ -75,7 +75,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn selected(&self) -> impl Iterator<Item = &DomainConfig> {
-        self.config.domains.iter().filter(|d| self.args.domains.is_empty() || self.args.domains.contains(&d.name))
+        selected(self.config, &self.args.domains)
     }
 
     fn slices(&self) -> Vec<TaskSlice> {
@@ -104,7 +104,7 @@ pub fn run(args: PrepareArgs, quiet: bool) -> Result<ExitCode> {
     let all = args.stage == Stage::All;
     let tokenizer = config.tokenizer.as_ref().map(load_tokenizer).transpose()?;
     let mut domains = Vec::new();
-    for domain in config.domains.iter().filter(|d| args.domains.is_empty() || args.domains.contains(&d.name)) {
+    for domain in selected(&config, &args.domains) {
         let context = || format!("domain {:?}", domain.name);
         let inputs = read::expand_inputs(&domain.inputs).with_context(context)?;
         let chain = if all || args.stage == Stage::Filter {
@@ -134,6 +134,11 @@ pub fn run(args: PrepareArgs, quiet: bool) -> Result<ExitCode> {
         tokenize_domains(&run)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The domains `--domain` names (all without it), in config order.
+fn selected<'a>(config: &'a PrepareConfig, names: &'a [String]) -> impl Iterator<Item = &'a DomainConfig> {
+    config.domains.iter().filter(move |d| names.is_empty() || names.contains(&d.name))
 }
 
 fn load_tokenizer(section: &pipeline::config::PrepareTokenizerConfig) -> Result<TextTokenizer> {

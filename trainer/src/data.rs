@@ -243,26 +243,32 @@ pub struct Packer {
 
 impl Packer {
     pub fn new(corpus: Arc<Corpus>, options: PackOptions) -> Result<Self> {
-        ensure!(options.seq_len >= 2, "seq_len must be at least 2");
+        Self::check(&corpus, &options)?;
         let (long, short): (Vec<DocRef>, Vec<DocRef>) = match options.long_mix {
-            Some(mix) => {
-                ensure!((0.0..=1.0).contains(&mix.fraction), "long_fraction {} is not in [0, 1]", mix.fraction);
-                corpus.train.iter().partition(|d| d.take >= mix.min_tokens)
-            }
+            Some(mix) => corpus.train.iter().partition(|d| d.take >= mix.min_tokens),
             None => (Vec::new(), corpus.train.clone()),
         };
+        Ok(Self { corpus, options, short, long })
+    }
+
+    /// Whether `corpus` can be packed with `options` (documents left after the held-out ones,
+    /// both sides of a long/short mix present), without building the packer.
+    pub fn check(corpus: &Corpus, options: &PackOptions) -> Result<()> {
+        ensure!(options.seq_len >= 2, "seq_len must be at least 2");
         if corpus.train.is_empty() {
             bail!("{}: no documents to train on (after holding out the evaluation documents)", corpus.source.display());
         }
         if let Some(mix) = options.long_mix {
-            if mix.fraction > 0.0 && long.is_empty() {
+            ensure!((0.0..=1.0).contains(&mix.fraction), "long_fraction {} is not in [0, 1]", mix.fraction);
+            let long = corpus.train.iter().filter(|d| d.take >= mix.min_tokens).count();
+            if mix.fraction > 0.0 && long == 0 {
                 bail!("long_fraction is {} but no document has {} tokens or more", mix.fraction, mix.min_tokens);
             }
-            if mix.fraction < 1.0 && short.is_empty() {
+            if mix.fraction < 1.0 && long == corpus.train.len() {
                 bail!("long_fraction is {} but every document has {} tokens or more", mix.fraction, mix.min_tokens);
             }
         }
-        Ok(Self { corpus, options, short, long })
+        Ok(())
     }
 
     pub fn options(&self) -> &PackOptions {

@@ -251,7 +251,6 @@ impl TrainConfig {
         ensure!(!self.stages.is_empty(), "no [[stage]]: a run needs at least one");
         ensure!(self.batch.micro_batch_size > 0, "[batch] micro_batch_size must be positive");
         ensure!(self.checkpoint_every > 0, "checkpoint_every must be at least 1 (it counts steps)");
-        self.validate_batches()?;
         if let Some(lr) = self.model.final_lr {
             ensure!(lr.is_finite() && lr > 0.0, "[model] final_lr {lr} must be a positive number");
         }
@@ -278,9 +277,21 @@ impl TrainConfig {
 
     fn validate_stage(&self, s: &StageConfig) -> Result<()> {
         ensure!(s.seq_len > 0, "seq_len must be at least 1");
-        let steps = s.tokens.div_ceil(self.batch.batch_tokens.max(1));
+        let rows = (self.batch.micro_batch_size * s.seq_len) as u64;
+        let batch = self.batch.batch_tokens;
+        ensure!(
+            batch >= rows && batch.is_multiple_of(rows),
+            "batch_tokens {batch} is not a multiple of micro_batch_size × seq_len = {rows}"
+        );
+        ensure!(s.tokens >= batch, "tokens {} is less than one batch", s.tokens);
+        let steps = s.tokens.div_ceil(batch);
         let sc = &s.schedule;
         let peak = sc.peak_lr.or(self.model.final_lr);
+        ensure!(peak.is_some(), "no peak_lr and no [model] final_lr to default to");
+        ensure!(
+            s.long_fraction.is_some() == s.long_min_tokens.is_some(),
+            "long_fraction and long_min_tokens go together"
+        );
         for (name, lr) in [("peak_lr", peak), ("min_lr", Some(sc.min_lr)), ("init_lr", Some(sc.init_lr))] {
             if let Some(lr) = lr {
                 ensure!(lr.is_finite() && lr >= 0.0, "{name} {lr} must be a non-negative number");
@@ -291,7 +302,7 @@ impl TrainConfig {
         }
         ensure!(sc.warmup_steps <= steps, "warmup_steps {} is longer than the stage ({steps} steps)", sc.warmup_steps);
         if let Some(f) = s.long_fraction {
-            ensure!(f > 0.0 && f < 1.0, "long_fraction {f} must be between 0 and 1 (exclusive)");
+            ensure!((0.0..=1.0).contains(&f), "long_fraction {f} must be between 0 and 1");
         }
         ensure!(s.long_min_tokens != Some(0), "long_min_tokens must be at least 1");
         Ok(())
@@ -321,35 +332,6 @@ impl TrainConfig {
                 s.name,
                 s.seq_len,
                 config.max_position_embeddings
-            );
-        }
-        Ok(())
-    }
-
-    fn validate_batches(&self) -> Result<()> {
-        for s in &self.stages {
-            let rows = (self.batch.micro_batch_size * s.seq_len) as u64;
-            ensure!(
-                self.batch.batch_tokens >= rows && self.batch.batch_tokens.is_multiple_of(rows),
-                "stage {:?}: batch_tokens {} is not a multiple of micro_batch_size × seq_len = {rows}",
-                s.name,
-                self.batch.batch_tokens
-            );
-            ensure!(
-                s.tokens >= self.batch.batch_tokens,
-                "stage {:?}: tokens {} is less than one batch",
-                s.name,
-                s.tokens
-            );
-            ensure!(
-                s.schedule.peak_lr.or(self.model.final_lr).is_some(),
-                "stage {:?}: no peak_lr and no [model] final_lr to default to",
-                s.name
-            );
-            ensure!(
-                s.long_fraction.is_some() == s.long_min_tokens.is_some(),
-                "stage {:?}: long_fraction and long_min_tokens go together",
-                s.name
             );
         }
         Ok(())
@@ -757,8 +739,7 @@ fn open_corpora(config: &TrainConfig, vocab_size: usize) -> Result<BTreeMap<Path
         let path = stage.data.as_ref().unwrap_or(&config.data.path);
         if let Some(corpus) = corpora.get(path) {
             // Each stage's packing (held-out documents, long/short mix) must be possible.
-            Packer::new(corpus.clone(), pack_options(config, stage))
-                .with_context(|| format!("stage {:?}", stage.name))?;
+            Packer::check(corpus, &pack_options(config, stage)).with_context(|| format!("stage {:?}", stage.name))?;
             continue;
         }
         let corpus = Corpus::open(path, config.data.heldout_docs)
@@ -773,9 +754,8 @@ fn open_corpora(config: &TrainConfig, vocab_size: usize) -> Result<BTreeMap<Path
             );
         }
         corpus.check_token_ids(vocab_size)?;
-        let corpus = Arc::new(corpus);
-        Packer::new(corpus.clone(), pack_options(config, stage)).with_context(|| format!("stage {:?}", stage.name))?;
-        corpora.insert(path.clone(), corpus);
+        Packer::check(&corpus, &pack_options(config, stage)).with_context(|| format!("stage {:?}", stage.name))?;
+        corpora.insert(path.clone(), Arc::new(corpus));
     }
     Ok(corpora)
 }
