@@ -244,3 +244,62 @@ fn tokenize_handles_bad_inputs_clearly() {
     assert_eq!(got.len(), want.len());
     assert!(got == want, "the pieces encode like the whole document");
 }
+
+#[test]
+fn special_token_strings_in_documents_are_counted_and_never_become_an_eos_unless_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = root().join("fixtures/tokenizer.json");
+    let t = t.to_str().unwrap();
+    let input = tmp.path().join("pages.parquet");
+    let texts = [
+        "A page about tokenizers: <|endoftext|> marks the end of a document.".to_string(),
+        "A clean page.".to_string(),
+        "Twice: <|endoftext|> and <|endoftext|>.".to_string(),
+    ];
+    write_texts(&input, &texts);
+    let input = input.to_str().unwrap();
+    let tokens_of = |dir: &Path| -> Vec<Vec<u64>> {
+        let dump = ok(midtrain(&["inspect", dir.to_str().unwrap(), "--dump", "3"], &[]));
+        dump.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["tokens"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_u64().unwrap())
+                    .collect()
+            })
+            .collect()
+    };
+    let json = |path: PathBuf| -> serde_json::Value { serde_json::from_slice(&fs::read(path).unwrap()).unwrap() };
+
+    let split = tmp.path().join("split");
+    ok(midtrain(&["tokenize", input, "--tokenizer", t, "--out", split.to_str().unwrap()], &[]));
+    let stats = json(split.join("stats.json"));
+    assert_eq!(stats["special_tokens_in_text"]["strings"], 3, "{stats}");
+    assert_eq!(stats["special_tokens_in_text"]["documents"], 2);
+    assert_eq!(stats["encoder"], "tokenizers 1.0.0-rc.3");
+    let manifest = json(split.join("manifest.json"));
+    assert_eq!(manifest["tokenizer"]["special_tokens_in_text"], "split");
+    for doc in tokens_of(&split) {
+        assert_eq!(doc.iter().filter(|&&id| id == 0).count(), 1, "EOS only at the end: {doc:?}");
+        assert_eq!(doc.last(), Some(&0));
+    }
+
+    let keep = tmp.path().join("keep");
+    let keep_args =
+        ["tokenize", input, "--tokenizer", t, "--out", keep.to_str().unwrap(), "--special-tokens-in-text", "keep"];
+    ok(midtrain(&keep_args, &[]));
+    let eos_counts: Vec<usize> = tokens_of(&keep).iter().map(|d| d.iter().filter(|&&id| id == 0).count()).collect();
+    assert_eq!(eos_counts, [2, 1, 3]);
+
+    let refuse = tmp.path().join("refuse");
+    let out = midtrain(
+        &["tokenize", input, "--tokenizer", t, "--out", refuse.to_str().unwrap(), "--special-tokens-in-text", "error"],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("row index 0") && err.contains("<|endoftext|>") && err.contains("pages.parquet"), "{err}");
+    assert!(!refuse.join("manifest.json").exists());
+}

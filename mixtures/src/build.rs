@@ -322,7 +322,13 @@ mod tests {
         }
         let summary = w.finish().unwrap();
         let entry = ShardEntry::from_summary(&path, &summary).unwrap();
-        let tok = TokenizerIdentity { content_hash: "h".into(), vocab_size: 1000, eos_id: 0, bos_id: None };
+        let tok = TokenizerIdentity {
+            content_hash: "h".into(),
+            vocab_size: 1000,
+            eos_id: 0,
+            bos_id: None,
+            ..Default::default()
+        };
         DatasetManifest::new(name, tok, vec![entry], serde_json::Value::Null).write(&path).unwrap();
         path
     }

@@ -34,7 +34,7 @@ pub enum ManifestError {
 }
 
 /// Which tokenizer produced the ids, so shards made with different tokenizers are never mixed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenizerIdentity {
     /// xxh3-128 of the `tokenizer.json` bytes.
     pub content_hash: String,
@@ -42,6 +42,13 @@ pub struct TokenizerIdentity {
     pub eos_id: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bos_id: Option<u32>,
+    /// The encoder and its exact version (`tokenizers 1.0.0-rc.3`); informative only: every
+    /// encoder midtrain uses gives the same ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<String>,
+    /// What a special token's literal string inside a document became (`split`, `keep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub special_tokens_in_text: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,7 +267,13 @@ mod tests {
         w.append(&[4, 0]).unwrap();
         let summary = w.finish().unwrap();
         let entry = ShardEntry::from_summary(dir, &summary).unwrap();
-        let tokenizer = TokenizerIdentity { content_hash: "ab".into(), vocab_size: 500, eos_id: 0, bos_id: None };
+        let tokenizer = TokenizerIdentity {
+            content_hash: "ab".into(),
+            vocab_size: 500,
+            eos_id: 0,
+            bos_id: None,
+            ..Default::default()
+        };
         DatasetManifest::new("web", tokenizer, vec![entry], serde_json::json!({"k": 1}))
     }
 

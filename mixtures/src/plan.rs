@@ -219,7 +219,13 @@ mod tests {
             idx_checksum: String::new(),
             sidecar: None,
         };
-        let tok = TokenizerIdentity { content_hash: hash.into(), vocab_size: 100, eos_id: 0, bos_id: None };
+        let tok = TokenizerIdentity {
+            content_hash: hash.into(),
+            vocab_size: 100,
+            eos_id: 0,
+            bos_id: None,
+            ..Default::default()
+        };
         DatasetManifest::new(name, tok, vec![shard], serde_json::Value::Null).write(&path).unwrap();
         path
     }

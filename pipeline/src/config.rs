@@ -72,6 +72,10 @@ pub struct PrepareTokenizerConfig {
     /// `megatron` (always) and optionally `datatrove` (`.ds` + `.ds.index`).
     #[serde(default = "default_formats")]
     pub formats: Vec<String>,
+    /// What a special token's literal string inside a document becomes: `split` (encoded as
+    /// text, the default), `keep` (the special id) or `error`.
+    #[serde(default)]
+    pub special_tokens_in_text: crate::tokenize::SpecialTokensInText,
 }
 
 fn default_shard_size_mb() -> u64 {

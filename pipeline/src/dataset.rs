@@ -6,7 +6,7 @@
 //! is finished when `parts/part-{i:05}.json` (its shard entries) exists; the manifest is
 //! written when every part is. Documents are encoded in parallel per batch and written in
 //! input order; memory is bounded by the batch (documents longer than 1 MiB are encoded in
-//! pieces cut between words, so a 100 MB document costs a few MiB of encoder state).
+//! pieces cut where the tokenizer splits anyway; see `tokenize`).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -25,7 +25,7 @@ use crate::document::{Document, OutputColumn};
 use crate::output::RemovedWriter;
 use crate::read::{self, ReadError, ReadOptions};
 use crate::stage::{Progress, TaskSlice, part_name};
-use crate::tokenize::{TextTokenizer, TokenizeError};
+use crate::tokenize::{DocumentEncoding, TextTokenizer, TokenizeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
@@ -39,6 +39,14 @@ pub enum DatasetError {
     Manifest(#[from] mixtures::manifest::ManifestError),
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
+    #[error("{path}, {row} (id {id:?}): {source}")]
+    Document {
+        path: PathBuf,
+        row: String,
+        id: String,
+        #[source]
+        source: Box<TokenizeError>,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
@@ -84,47 +92,6 @@ pub struct DatasetOptions {
     pub formats: Formats,
     /// The settings that produced the dataset, recorded in the manifest.
     pub config: serde_json::Value,
-}
-
-/// Documents above this are encoded in pieces (cut at a single space between two words).
-pub const ENCODE_PIECE_BYTES: usize = 1 << 20;
-
-/// Encode a whole document, in pieces when it is long.
-pub fn encode_long(
-    tokenizer: &TextTokenizer,
-    text: &str,
-    piece: usize,
-    out: &mut Vec<u32>,
-) -> Result<(), TokenizeError> {
-    out.clear();
-    out.extend(tokenizer.identity().bos_id);
-    let mut rest = text;
-    while rest.len() > piece {
-        let cut = piece_boundary(rest, piece);
-        out.extend(tokenizer.encode_text(&rest[..cut])?);
-        rest = &rest[cut..];
-    }
-    out.extend(tokenizer.encode_text(rest)?);
-    out.push(tokenizer.eos_id());
-    Ok(())
-}
-
-/// A cut near `target` just before a single space that sits between two non-space characters
-/// (a pre-tokenizer boundary for byte-level BPE, SentencePiece and WordPiece), or at `target`'s
-/// char boundary when the text has no such space.
-fn piece_boundary(text: &str, target: usize) -> usize {
-    let bytes = text.as_bytes();
-    let window_start = target / 2;
-    for i in (window_start.max(1)..target.min(bytes.len() - 1)).rev() {
-        if bytes[i] == b' ' && !bytes[i - 1].is_ascii_whitespace() && !bytes[i + 1].is_ascii_whitespace() {
-            return i;
-        }
-    }
-    let mut cut = target.min(text.len());
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    cut.max(1)
 }
 
 /// One shard being written: Megatron files, sidecar rows, optional datatrove files.
@@ -327,6 +294,15 @@ pub struct PartDone {
     pub bytes: u64,
     /// Rows the reader removed (bad rows with `on_error = "skip"`), in `removed/part-*.parquet`.
     pub removed: u64,
+    /// Literal special-token strings in the texts, and the documents that held any (what they
+    /// became: the tokenizer identity's `special_tokens_in_text`).
+    #[serde(default)]
+    pub special_token_strings: u64,
+    #[serde(default)]
+    pub documents_with_special_token_strings: u64,
+    /// Pieces of text that tokenizers 0.23 encoded because 1.x could not encode them alike.
+    #[serde(default)]
+    pub reference_encoded_pieces: u64,
 }
 
 fn part_marker(out: &Path, i: usize) -> PathBuf {
@@ -390,12 +366,24 @@ fn tokenize_part(
         let batch = batch?;
         removed.write(&batch.removed).map_err(|e| DatasetError::Io { path: e.path, message: e.message })?;
         done.removed += batch.removed.len() as u64;
-        let encoded: Vec<Vec<u32>> = batch
+        let encoded: Vec<(Vec<u32>, DocumentEncoding)> = batch
             .documents
             .par_iter()
-            .map_init(Vec::new, |buf, d| encode_long(tokenizer, &d.text, ENCODE_PIECE_BYTES, buf).map(|_| buf.clone()))
-            .collect::<Result<_, _>>()?;
-        for (doc, ids) in batch.documents.iter().zip(&encoded) {
+            .map(|d| {
+                let mut ids = Vec::with_capacity(d.text.len() / 3);
+                let found = tokenizer.encode_document(&d.text, &mut ids).map_err(|source| DatasetError::Document {
+                    path: input.to_path_buf(),
+                    row: read::row_name(input, d.row),
+                    id: d.id.clone(),
+                    source: Box::new(source),
+                })?;
+                Ok((ids, found))
+            })
+            .collect::<Result<_, DatasetError>>()?;
+        for (doc, (ids, found)) in batch.documents.iter().zip(&encoded) {
+            done.special_token_strings += found.special_tokens_in_text;
+            done.documents_with_special_token_strings += u64::from(found.special_tokens_in_text > 0);
+            done.reference_encoded_pieces += found.reference_pieces;
             if shard.as_ref().is_some_and(|s| s.writer.bin_bytes() >= options.shard_bytes) {
                 done.shards.push(close_shard(out, shard.take().unwrap())?);
                 k += 1;
@@ -528,6 +516,23 @@ pub fn tokenize_inputs(
     Ok(complete.then_some(parts))
 }
 
+/// The tokenize stage's figures for `stats.json`.
+pub fn tokenize_stats(parts: &[PartDone], tokenizer: &TextTokenizer) -> serde_json::Value {
+    let sum = |f: fn(&PartDone) -> u64| parts.iter().map(f).sum::<u64>();
+    serde_json::json!({
+        "documents": sum(|p| p.documents),
+        "tokens": sum(|p| p.tokens),
+        "bytes": sum(|p| p.bytes),
+        "special_tokens_in_text": {
+            "mode": tokenizer.identity().special_tokens_in_text,
+            "strings": sum(|p| p.special_token_strings),
+            "documents": sum(|p| p.documents_with_special_token_strings),
+        },
+        "encoder": tokenizer.identity().encoder,
+        "pieces_encoded_by_tokenizers_0_23": sum(|p| p.reference_encoded_pieces),
+    })
+}
+
 /// Concatenate parquet files of one schema (removed-document parts) into `out`, streaming.
 pub fn merge_parquet(files: &[PathBuf], out: &Path) -> Result<u64, DatasetError> {
     let err = |path: &Path, e: String| DatasetError::Io { path: path.to_path_buf(), message: e };
@@ -580,21 +585,6 @@ pub fn write_manifest(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pieces_cut_between_words_and_encode_like_the_whole() {
-        let tok_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tokenizer.json");
-        let tok = TextTokenizer::from_file(&tok_path, None, None).unwrap();
-        let text = "The garden was quiet.  Rain fell on the   old stones\nand the path, again and again; ".repeat(300);
-        let (mut whole, mut pieces) = (Vec::new(), Vec::new());
-        encode_long(&tok, &text, usize::MAX, &mut whole).unwrap();
-        encode_long(&tok, &text, 500, &mut pieces).unwrap();
-        assert_eq!(whole, pieces);
-        assert_eq!(*whole.last().unwrap(), tok.eos_id());
-        // No space to cut at: the cut still lands on a char boundary.
-        let cjk = "字".repeat(1000);
-        assert!(cjk.is_char_boundary(piece_boundary(&cjk, 100)));
-    }
 
     #[test]
     fn humanized_counts() {

@@ -17,4 +17,4 @@ pub mod tokenize;
 pub mod verify;
 
 pub use document::{Document, Removal};
-pub use tokenize::{EosSpec, TextTokenizer, TokenizeError};
+pub use tokenize::{EosSpec, SpecialTokensInText, TextTokenizer, TokenizeError};

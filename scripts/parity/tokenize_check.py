@@ -13,7 +13,9 @@ in TMP/<stem>/manifest.json:
 - reads the shard with megatron.core's IndexedDataset(prefix) (one sequence per document);
 - reads the shard's sidecar parquet (`id`, `row`, `tokens`, `bytes`, ...), looks each document's
   text up by id in the input parquet, and encodes it with
-  `Tokenizer.from_file(JSON).encode_batch(texts, add_special_tokens=False)`; expected tokens are
+  `Tokenizer.from_file(JSON).encode_batch(texts, add_special_tokens=False)` (with
+  `encode_special_tokens = True` when the manifest says special tokens in text were split, midtrain's
+  default); expected tokens are
   `[bos_id]? + ids + [eos_id]` (eos/bos from the manifest), compared with megatron's tokens;
 - checks the manifest's per-shard `documents` / `tokens` against megatron, the sidecar's
   `tokens` / `bytes` / `row` columns against the expected tokens / UTF-8 length / input row,
@@ -227,8 +229,12 @@ def check_file(rep: Report, tok: Tokenizer, args, corpus: str, tmp: Path) -> Non
     if file_hash is not None:
         rep.check(ch == file_hash, f"{stem}: manifest tokenizer content_hash",
                   f"manifest {ch!r}, xxh3-128 of the tokenizer file {file_hash}")
+    # A special token's literal string in a document: "split" (midtrain's default) encodes it as
+    # text, which is Python's `encode_special_tokens = True`; "keep" is Python's default.
+    tok.encode_special_tokens = mt.get("special_tokens_in_text", "keep") != "keep"
     print(f"info: bos_id {mt.get('bos_id')!r}; dtype {manifest.get('dtype')!r}; checksum_algorithm "
-          f"{manifest.get('checksum_algorithm')!r}", flush=True)
+          f"{manifest.get('checksum_algorithm')!r}; encoder {mt.get('encoder')!r}; special tokens in text "
+          f"{mt.get('special_tokens_in_text')!r}", flush=True)
     if eos_id is None:
         return
     want_dtype = np.uint16 if hf_vocab < 65500 else np.int32

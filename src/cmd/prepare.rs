@@ -146,7 +146,8 @@ fn load_tokenizer(section: &pipeline::config::PrepareTokenizerConfig) -> Result<
         &section.path,
         section.eos.as_deref().map(EosSpec::parse).as_ref(),
         section.bos.as_deref().map(EosSpec::parse).as_ref(),
-    )?)
+    )?
+    .with_special_tokens_in_text(section.special_tokens_in_text))
 }
 
 fn filter_domains(run: &Run<'_>) -> Result<()> {
@@ -277,6 +278,9 @@ fn tokenize_domains(run: &Run<'_>) -> Result<()> {
     let (config, args) = (run.config, run.args);
     let section = config.tokenizer.as_ref().expect("checked by the caller");
     let tokenizer = run.tokenizer.as_ref().expect("loaded with the config");
+    if !run.quiet {
+        eprintln!("{}", tokenizer.describe());
+    }
     let dedup_domains = run.dedup_domains();
     for domain in run.selected() {
         let out = config.output.join(&domain.name);
@@ -365,11 +369,7 @@ fn finish_dataset(
     let stats = serde_json::json!({
         "filter": filter_stats,
         "dedup": in_dedup.then_some(dedup_stats),
-        "tokenize": {
-            "documents": parts.iter().map(|p| p.documents).sum::<u64>(),
-            "tokens": parts.iter().map(|p| p.tokens).sum::<u64>(),
-            "bytes": parts.iter().map(|p| p.bytes).sum::<u64>(),
-        },
+        "tokenize": dataset::tokenize_stats(parts, tokenizer),
         "removed": removed,
     });
     mixtures::fsutil::write_atomic(&out.join("stats.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;

@@ -6,7 +6,7 @@ use clap::Args;
 use pipeline::dataset::{self, DatasetOptions, Formats};
 use pipeline::read::{self, ReadOptions};
 use pipeline::stage::TaskSlice;
-use pipeline::{EosSpec, TextTokenizer};
+use pipeline::{EosSpec, SpecialTokensInText, TextTokenizer};
 
 use crate::progress::TextProgress;
 
@@ -48,6 +48,10 @@ pub struct TokenizeArgs {
     /// Comma-separated: megatron (always), datatrove (.ds + .ds.index too).
     #[arg(long, value_delimiter = ',', default_value = "megatron")]
     formats: Vec<String>,
+    /// What a special token's literal string inside a document becomes: split (encoded as
+    /// text), keep (the special id) or error.
+    #[arg(long, default_value = "split", value_parser = SpecialTokensInText::parse)]
+    special_tokens_in_text: SpecialTokensInText,
     #[arg(long, default_value_t = 1024)]
     batch_size: usize,
     #[arg(long)]
@@ -62,7 +66,8 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
         &args.tokenizer,
         args.eos.as_deref().map(EosSpec::parse).as_ref(),
         args.bos.as_deref().map(EosSpec::parse).as_ref(),
-    )?;
+    )?
+    .with_special_tokens_in_text(args.special_tokens_in_text);
     let formats = Formats::parse(&args.formats).map_err(anyhow::Error::msg)?;
     let domain = match &args.domain {
         Some(d) => d.clone(),
@@ -81,6 +86,7 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
         "input": args.input.settings(),
         "shard_size_mb": args.shard_size_mb,
         "formats": args.formats,
+        "special_tokens_in_text": args.special_tokens_in_text,
     });
     let options = DatasetOptions {
         domain: domain.clone(),
@@ -100,6 +106,9 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
         eprintln!("{}: already finished ({} documents); --force redoes it", args.out.display(), manifest.documents);
         return Ok(ExitCode::SUCCESS);
     }
+    if !quiet {
+        eprintln!("{}", tokenizer.describe());
+    }
     let progress = TextProgress::new("tokenize", quiet);
     let parts =
         dataset::tokenize_inputs(&inputs, &tokenizer, &options, &args.out, TaskSlice::ALL, &|p| progress.update(p))
@@ -110,12 +119,8 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
         .map(|i| args.out.join("removed").join(format!("{}.parquet", pipeline::stage::part_name(i))))
         .collect();
     let removed = dataset::merge_parquet(&removed_parts, &args.out.join("removed.parquet"))?;
-    let stats = serde_json::json!({
-        "documents": parts.iter().map(|p| p.documents).sum::<u64>(),
-        "tokens": parts.iter().map(|p| p.tokens).sum::<u64>(),
-        "bytes": parts.iter().map(|p| p.bytes).sum::<u64>(),
-        "removed": removed,
-    });
+    let mut stats = dataset::tokenize_stats(&parts, &tokenizer);
+    stats["removed"] = removed.into();
     mixtures::fsutil::write_atomic(&args.out.join("stats.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
     let manifest = dataset::write_manifest(&parts, &tokenizer, &options, &args.out)?;
     if args.json {
