@@ -1,7 +1,7 @@
 //! Tokenize-and-write throughput against the raw `tokenizers` batch encoder, on the same texts
 //! and threads (`make bench`):
 //!
-//!     cargo bench -p pipeline --bench tokenize -- CORPUS.parquet [TOKENIZER.json]
+//!     cargo bench -p pipeline --bench tokenize -- CORPUS.parquet [TOKENIZER.json [EOS]]
 //!
 //! "raw 0.23" is tokenizers 0.23's `encode_batch_fast` over texts already in memory (no
 //! reading, no writing): the baseline. "encoder" is midtrain's encoder (`TextTokenizer`, 1.x
@@ -40,7 +40,8 @@ fn main() {
     let texts = texts(&corpus);
     let mb = texts.iter().map(|t| t.len()).sum::<usize>() as f64 / 1e6;
     // Keep: what encode_batch_fast does with special-token strings, so the ids are comparable.
-    let tok = TextTokenizer::from_file(&tokenizer_path, None, None::<&EosSpec>)
+    let eos = args.get(2).map(|e| EosSpec::parse(e));
+    let tok = TextTokenizer::from_file(&tokenizer_path, eos.as_ref(), None::<&EosSpec>)
         .unwrap()
         .with_special_tokens_in_text(SpecialTokensInText::Keep);
     eprintln!("{}", tok.describe());

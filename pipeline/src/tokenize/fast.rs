@@ -7,6 +7,12 @@
 //! real vocabulary ("sentinels"). A sentinel in the output means the text holds what only 0.23
 //! knows how to encode (it drops or maps such bytes its own way), so that text goes to 0.23 —
 //! every other text, the vast majority, stays on the fast path with the same ids.
+//!
+//! One case is common enough to emulate instead: a byte-fallback BPE with no `<0xNN>` token at
+//! all (TinyStories), where 0.23 turns every character outside the vocabulary into `unk`
+//! (consecutive ones fused into one with `fuse_unk`). Each such character comes out of 1.x as
+//! its UTF-8 bytes in sentinels, which are rewritten to 0.23's `unk` ids; the load-time probe
+//! holds the rewrite to 0.23's ids like everything else.
 
 use serde_json::Value;
 use tokenizers1::pipeline::{EncodeOptions, Override, PipelineToken, PipelineTokenizer};
@@ -14,12 +20,21 @@ use tokenizers1::pipeline::{EncodeOptions, Override, PipelineToken, PipelineToke
 /// The exact version, written into every manifest that used it.
 pub const VERSION: &str = "1.0.0-rc.3";
 
+#[derive(Clone, Copy)]
+struct UnknownChars {
+    unk_id: u32,
+    fuse: bool,
+}
+
 pub struct FastEncoder {
     inner: PipelineTokenizer,
     /// Ids at or above this were added by the loader; see the module comment.
     first_sentinel: u32,
     /// How many entries the loader added (0: the vocabulary was taken as it is).
     pub sentinels: usize,
+    /// Set when the sentinels are all 256 `<0xNN>` (id `first_sentinel + byte`) and can be
+    /// rewritten to 0.23's `unk`.
+    unknown_chars: Option<UnknownChars>,
     options_split: EncodeOptions,
     options_keep: EncodeOptions,
 }
@@ -38,7 +53,8 @@ impl FastEncoder {
         let canonical = tokenizers1::canonicalize_str(json).map_err(|e| e.to_string())?;
         let mut doc: Value = serde_json::from_str(&canonical).map_err(|e| e.to_string())?;
         let mut next_id = first_free_id;
-        add_missing_byte_fallback(&mut doc, &mut next_id);
+        let fallback_added = add_missing_byte_fallback(&mut doc, &mut next_id);
+        let unknown_chars = unknown_chars_rule(&doc, fallback_added);
         let mut added_atoms = false;
         let inner = loop {
             let text = serde_json::to_string(&doc).map_err(|e| e.to_string())?;
@@ -64,6 +80,7 @@ impl FastEncoder {
             inner,
             first_sentinel: first_free_id,
             sentinels: (next_id - first_free_id) as usize,
+            unknown_chars,
             options_split,
             options_keep: no_extras,
         })
@@ -82,11 +99,50 @@ impl FastEncoder {
         let options = if specials_as_text { &self.options_split } else { &self.options_keep };
         self.inner.encode_into(text, options, scratch).map_err(|e| e.to_string())?;
         let ids = PipelineToken::cast_slice(scratch);
-        if self.sentinels > 0 && ids.iter().any(|&id| id >= self.first_sentinel) {
-            return Ok(FastOutcome::NeedsReference);
+        if self.sentinels == 0 || !ids.iter().any(|&id| id >= self.first_sentinel) {
+            out.extend_from_slice(ids);
+            return Ok(FastOutcome::Encoded);
         }
-        out.extend_from_slice(ids);
-        Ok(FastOutcome::Encoded)
+        match self.unknown_chars {
+            Some(rule) => {
+                self.rewrite_unknown_chars(ids, rule, out);
+                Ok(FastOutcome::Encoded)
+            }
+            None => Ok(FastOutcome::NeedsReference),
+        }
+    }
+
+    /// Each run of sentinel bytes spelling one character becomes one `unk` (adjacent ones one
+    /// `unk` in all with `fuse`), as 0.23's byte fallback does when the `<0xNN>` are missing.
+    fn rewrite_unknown_chars(&self, ids: &[u32], rule: UnknownChars, out: &mut Vec<u32>) {
+        let mut i = 0;
+        let mut after_unknown = false;
+        while i < ids.len() {
+            let id = ids[i];
+            if id < self.first_sentinel {
+                out.push(id);
+                after_unknown = false;
+                i += 1;
+                continue;
+            }
+            let lead = (id - self.first_sentinel) as u8;
+            let len = match lead {
+                0xF0..=0xFF => 4,
+                0xE0..=0xEF => 3,
+                0xC0..=0xDF => 2,
+                _ => 1,
+            };
+            if !(after_unknown && rule.fuse) {
+                out.push(rule.unk_id);
+            }
+            after_unknown = true;
+            i += len;
+        }
+    }
+
+    /// True when the sentinels are rewritten to `unk` rather than sent to 0.23.
+    pub fn rewrites_unknown_chars(&self) -> bool {
+        self.unknown_chars.is_some()
     }
 
     /// True when the tokenizer normalizes before pre-tokenizing (the cut finder then uses 0.23,
@@ -107,19 +163,33 @@ impl FastEncoder {
     }
 }
 
-/// A byte-fallback BPE (not byte-level) must hold all 256 `<0xNN>` tokens in 1.x.
-fn add_missing_byte_fallback(doc: &mut Value, next_id: &mut u32) {
+/// A byte-fallback BPE (not byte-level) must hold all 256 `<0xNN>` tokens in 1.x. Returns how
+/// many were added.
+fn add_missing_byte_fallback(doc: &mut Value, next_id: &mut u32) -> usize {
     let model = &mut doc["model"];
     let wanted = model["byte_fallback"].as_bool() == Some(true) && model["byte_level"].as_bool() != Some(true);
+    let mut added = 0;
     if let (true, Some(vocab)) = (wanted, model["vocab"].as_object_mut()) {
         for byte in 0..=255u8 {
             let token = format!("<0x{byte:02X}>");
             if !vocab.contains_key(&token) {
                 vocab.insert(token, Value::from(*next_id));
                 *next_id += 1;
+                added += 1;
             }
         }
     }
+    added
+}
+
+/// When 0.23's handling of characters outside the vocabulary can be rebuilt from 1.x's output:
+/// every `<0xNN>` was missing, there is an `unk`, and fused `unk`s cannot span two pre-tokens
+/// (no pre-tokenizer, or no fusing).
+fn unknown_chars_rule(doc: &Value, fallback_added: usize) -> Option<UnknownChars> {
+    let model = &doc["model"];
+    let unk_id = model["vocab"].get(model["unk_token"].as_str()?)?.as_u64()? as u32;
+    let fuse = model["fuse_unk"].as_bool() == Some(true);
+    (fallback_added == 256 && (!fuse || doc["pre_tokenizer"].is_null())).then_some(UnknownChars { unk_id, fuse })
 }
 
 /// Give a byte-level BPE single-byte tokens for `bytes`, in GPT-2's byte-to-character spelling.

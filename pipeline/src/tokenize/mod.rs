@@ -259,6 +259,9 @@ impl TextTokenizer {
     fn set_identity(&mut self) {
         self.identity.encoder = Some(match &self.encoder {
             Encoder::Fast { sentinels: 0 } => format!("tokenizers {}", fast::VERSION),
+            Encoder::Fast { .. } if self.fast.as_ref().is_some_and(|f| f.rewrites_unknown_chars()) => {
+                format!("tokenizers {} (unknown characters as unk, as in {REFERENCE_VERSION})", fast::VERSION)
+            }
             Encoder::Fast { .. } => {
                 format!("tokenizers {} ({REFERENCE_VERSION} for texts with bytes the vocabulary lacks)", fast::VERSION)
             }
@@ -308,6 +311,10 @@ impl TextTokenizer {
     pub fn describe(&self) -> String {
         let encoder = match &self.encoder {
             Encoder::Fast { sentinels: 0 } => format!("tokenizers {}", fast::VERSION),
+            Encoder::Fast { .. } if self.fast.as_ref().is_some_and(|f| f.rewrites_unknown_chars()) => format!(
+                "tokenizers {} (no <0xNN> byte tokens: characters outside the vocabulary become unk, as in {REFERENCE_VERSION})",
+                fast::VERSION
+            ),
             Encoder::Fast { sentinels } => format!(
                 "tokenizers {} ({sentinels} bytes its vocabulary lacks: texts with them go to {REFERENCE_VERSION})",
                 fast::VERSION

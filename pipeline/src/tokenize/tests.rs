@@ -220,3 +220,59 @@ fn special_tokens_in_text_parses_its_three_modes() {
     assert_eq!(SpecialTokensInText::parse("error"), Ok(SpecialTokensInText::Error));
     assert!(SpecialTokensInText::parse("drop").unwrap_err().contains("split"));
 }
+
+/// A SentencePiece-style BPE as Llama 2 and TinyStories ship it: `▁` for spaces, no
+/// pre-tokenizer, byte fallback on but no `<0xNN>` tokens, fused `unk`.
+fn sentencepiece_without_bytes(dir: &Path) -> PathBuf {
+    let mut vocab = serde_json::Map::new();
+    for (i, t) in ["<unk>", "<s>", "</s>", "▁"].iter().enumerate() {
+        vocab.insert(t.to_string(), json!(i));
+    }
+    for c in (b'!'..=b'~').map(char::from) {
+        vocab.insert(c.to_string(), json!(vocab.len()));
+    }
+    let merges = [["▁", "t"], ["h", "e"], ["▁t", "he"], ["▁", "a"], ["i", "n"], ["▁", "in"]];
+    for [a, b] in merges {
+        vocab.insert(format!("{a}{b}"), json!(vocab.len()));
+    }
+    let doc = json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [
+            {"id": 0, "content": "<unk>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+            {"id": 1, "content": "<s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+            {"id": 2, "content": "</s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}],
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+        "pre_tokenizer": null, "post_processor": null, "decoder": null,
+        "model": {"type": "BPE", "dropout": null, "unk_token": "<unk>", "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+                  "vocab": vocab, "merges": merges}
+    });
+    let path = dir.join("sentencepiece.json");
+    std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn characters_outside_a_byte_fallback_vocabulary_become_0_23s_unk_on_the_fast_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sentencepiece_without_bytes(dir.path());
+    let mut texts = probes::adversarial();
+    texts.extend(fixture_texts().into_iter().take(100));
+    for mode in [SpecialTokensInText::Split, SpecialTokensInText::Keep] {
+        let tok = TextTokenizer::from_file(&path, Some(&EosSpec::parse("</s>")), None)
+            .unwrap()
+            .with_special_tokens_in_text(mode);
+        assert_eq!(tok.encoder(), &Encoder::Fast { sentinels: 256 });
+        let reference = reference(&path, mode == SpecialTokensInText::Split);
+        for text in &texts {
+            let mut got = Vec::new();
+            let found = tok.encode_in_pieces(text, ENCODE_PIECE_BYTES, &mut got).unwrap();
+            assert_eq!(got, ids_of(&reference, text), "{mode:?}: {:?}", text.chars().take(60).collect::<String>());
+            assert_eq!(found.reference_pieces, 0);
+        }
+    }
+    let tok = TextTokenizer::from_file(&path, Some(&EosSpec::parse("</s>")), None).unwrap();
+    assert_eq!(tok.encode_text("é").unwrap(), [3, 0], "▁ then one unk for the two bytes of é");
+    assert_eq!(tok.encode_text("éü").unwrap(), [3, 0], "adjacent unknown characters fuse");
+}
