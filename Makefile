@@ -5,6 +5,10 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 MIDTRAIN := $(TARGET_DIR)/debug/midtrain
 CORPORA ?= ../shared/corpora
+ALL_CORPORA = $(foreach c,web wiki books code math instruct,$(CORPORA)/$(c).parquet)
+# Real pre-trained tokenizers: SmolLM2's is fetched (with its model) into an ignored folder.
+SMOLLM2 ?= .models/smollm2-135m
+TINYSTORIES ?= ../shared/models/tinystories-656k
 
 .PHONY: build demo test lint fmt bench fixtures parity clean experiment-context experiment-schedules
 
@@ -60,7 +64,14 @@ fmt:
 bench: build
 	$(CARGO) bench -p mixtures --bench shards
 	$(CARGO) bench -p mixtures --features audit --bench audit -- 1000 100000
-	$(CARGO) bench -p pipeline --bench tokenize -- $(abspath $(CORPORA))/web.parquet $(abspath fixtures/tokenizer.json)
+	for c in web code wiki; do for t in 1 2; do \
+		RAYON_NUM_THREADS=$$t $(CARGO) bench -p pipeline --bench tokenize -- $(abspath $(CORPORA))/$$c.parquet \
+			$(abspath fixtures/tokenizer.json) || exit 1; done; done
+	$(MAKE) $(SMOLLM2)/tokenizer.json
+	for c in web code wiki; do RAYON_NUM_THREADS=1 $(CARGO) bench -p pipeline --bench tokenize -- \
+		$(abspath $(CORPORA))/$$c.parquet $(abspath $(SMOLLM2))/tokenizer.json || exit 1; done
+	for c in web wiki; do RAYON_NUM_THREADS=1 $(CARGO) bench -p pipeline --bench tokenize -- \
+		$(abspath $(CORPORA))/$$c.parquet $(abspath $(TINYSTORIES))/tokenizer.json '<|end_story|>' || exit 1; done
 	$(CARGO) build --release --bin midtrain
 	bash scripts/parity/setup_venv.sh datatrove
 	.venv-parity/bin/python scripts/parity/datatrove_filters.py --bench --midtrain $(TARGET_DIR)/release/midtrain \
@@ -68,8 +79,10 @@ bench: build
 	.venv-parity/bin/python scripts/parity/datatrove_minhash.py $(CORPORA)/web.parquet $(CORPORA)/wiki.parquet \
 		$(CORPORA)/books.parquet $(CORPORA)/code.parquet $(CORPORA)/math.parquet $(CORPORA)/instruct.parquet \
 		--midtrain $(TARGET_DIR)/release/midtrain
-	.venv-parity/bin/python scripts/bench/datatrove_tokenize.py --tokenizer fixtures/tokenizer.json \
-		--corpus $(CORPORA)/web.parquet --midtrain $(TARGET_DIR)/release/midtrain
+	for c in web code wiki; do \
+		.venv-parity/bin/python scripts/bench/datatrove_tokenize.py --tokenizer fixtures/tokenizer.json \
+			--corpus $(CORPORA)/$$c.parquet --midtrain $(TARGET_DIR)/release/midtrain \
+			--midtrain-arg=--special-tokens-in-text --midtrain-arg=keep || exit 1; done
 	RAYON_NUM_THREADS=2 $(CARGO) bench -p trainer --bench train_step -- 4
 	bash scripts/parity/setup_venv.sh transformers
 	.venv-parity/bin/python scripts/bench/torch_train.py --midtrain $(MIDTRAIN) --threads 2 --steps 8
@@ -125,8 +138,16 @@ parity: demo
 	.venv-parity/bin/python scripts/parity/dedup_eval.py out/parity-dedup --dupes $(CORPORA)/web_dupes.parquet \
 		--min-precision 0.99 --min-recall 0.95
 	.venv-parity/bin/python scripts/parity/tokenize_check.py --midtrain $(TARGET_DIR)/release/midtrain \
-		--tokenizer fixtures/tokenizer.json --corpus $(CORPORA)/web.parquet $(CORPORA)/wiki.parquet \
-		$(CORPORA)/books.parquet $(CORPORA)/code.parquet $(CORPORA)/math.parquet $(CORPORA)/instruct.parquet
+		--tokenizer fixtures/tokenizer.json --corpus $(ALL_CORPORA) --edge-cases
+	$(MAKE) $(SMOLLM2)/tokenizer.json
+	.venv-parity/bin/python scripts/parity/tokenize_check.py --midtrain $(TARGET_DIR)/release/midtrain \
+		--tokenizer $(SMOLLM2)/tokenizer.json --corpus $(ALL_CORPORA) --edge-cases
+	.venv-parity/bin/python scripts/parity/tokenize_check.py --midtrain $(TARGET_DIR)/release/midtrain \
+		--tokenizer $(TINYSTORIES)/tokenizer.json --eos '<|end_story|>' \
+		--midtrain-arg=--eos --midtrain-arg='<|end_story|>' --corpus $(ALL_CORPORA) --edge-cases
+
+$(SMOLLM2)/tokenizer.json:
+	bash ../shared/models/get-smollm2.sh $(SMOLLM2)
 
 clean:
 	rm -rf out

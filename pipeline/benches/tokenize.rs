@@ -66,6 +66,18 @@ fn main() {
         assert!(ids == raw_ids, "the encoder gives the ids of 0.23");
     }
 
+    // Reading alone: parquet decode into documents, what the stage does before encoding.
+    let mut read_best = f64::MAX;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let mut n = 0;
+        for batch in pipeline::read::open(&corpus, &ReadOptions::default()).unwrap() {
+            n += batch.unwrap().documents.len();
+        }
+        read_best = read_best.min(start.elapsed().as_secs_f64());
+        assert_eq!(n, texts.len());
+    }
+
     let mut ours_best = f64::MAX;
     for _ in 0..3 {
         let dir = tempfile::tempdir().unwrap();
@@ -85,7 +97,7 @@ fn main() {
         assert_eq!(parts[0].tokens as usize, tokens + texts.len(), "same ids plus one EOS per document");
     }
     println!(
-        "{}: {} documents, {mb:.1} MB, {tokens} tokens, {threads} threads\n  raw encode_batch_fast   {:.2} s  {:.2} MB/s  {:.0} tok/s\n  midtrain tokenize stage {:.2} s  {:.2} MB/s  (read + encode + write)\n  midtrain encoder        {:.2} s  {:.2} MB/s  ({})\n  ratio midtrain/raw      {:.2}  (encoder alone {:.2})",
+        "{}: {} documents, {mb:.1} MB, {tokens} tokens, {threads} threads\n  raw encode_batch_fast   {:.2} s  {:.2} MB/s  {:.0} tok/s\n  midtrain tokenize stage {:.2} s  {:.2} MB/s  (read + encode + write)\n  midtrain encoder        {:.2} s  {:.2} MB/s  ({})\n  reading alone           {:.2} s  {:.2} MB/s\n  ratio midtrain/raw      {:.2}  (encoder alone {:.2})",
         corpus.display(),
         texts.len(),
         raw_best,
@@ -96,6 +108,8 @@ fn main() {
         encoder_best,
         mb / encoder_best,
         tok.identity().encoder.as_deref().unwrap_or("?"),
+        read_best,
+        mb / read_best,
         raw_best / ours_best,
         raw_best / encoder_best,
     );
