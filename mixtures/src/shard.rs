@@ -507,6 +507,13 @@ impl ShardReader {
             Some(bin) => &bin[start as usize..end as usize],
             None => &[],
         };
+        // An empty `&[u8]` may sit at an address no u16/i32 slice may have (a dangling 0x1).
+        if bytes.is_empty() {
+            return match self.dtype {
+                TokenDtype::Uint16 => Tokens::Uint16(&[]),
+                TokenDtype::Int32 => Tokens::Int32(&[]),
+            };
+        }
         // SAFETY: the mapping is page-aligned and validation proved every pointer is a multiple of
         // the item size and inside the file; u16/i32 have no invalid bit patterns.
         unsafe {
@@ -557,6 +564,19 @@ mod tests {
 
     fn docs_strategy(max_id: u32) -> impl Strategy<Value = Vec<Vec<u32>>> {
         prop::collection::vec(prop::collection::vec(0..max_id, 0..300), 0..40)
+    }
+
+    #[test]
+    fn a_shard_of_empty_documents_reads_back_empty_ones() {
+        // Its .bin is empty, so there is no mapping: the empty slices must still be well-aligned.
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("s");
+        for (vocab, dtype) in [(65_000, TokenDtype::Uint16), (i32::MAX as usize, TokenDtype::Int32)] {
+            assert_eq!(write(&prefix, vocab, &[vec![], vec![]]).dtype, dtype);
+            let r = ShardReader::open(&prefix).unwrap();
+            assert_eq!(r.num_documents(), 2);
+            assert!(r.document(1).unwrap().to_vec().is_empty());
+        }
     }
 
     proptest! {
