@@ -156,6 +156,22 @@ fn a_killed_training_run_resumes_exactly_and_reports() {
         &[],
     ));
     assert!(text.contains("mean loss"));
+    // A special-token string typed in --text is the special token, as transformers reads it.
+    let tokenizer = root().join("fixtures/tokenizer.json");
+    let special = ok(&midtrain(
+        &[
+            "score",
+            ckpt.to_str().unwrap(),
+            "--text",
+            "a <|endoftext|> b",
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    ));
+    let special: serde_json::Value = serde_json::from_str(&special).unwrap();
+    assert!(special["ids"].as_array().unwrap().contains(&serde_json::json!(0)), "{special}");
     let bad = midtrain(&["score", ckpt.to_str().unwrap(), "--tokens", "5 x"], &[]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("\"x\" is not a token id"));
 

@@ -35,7 +35,9 @@ pub fn score(args: ScoreArgs) -> Result<ExitCode> {
     let ids: Vec<u32> = match (&args.text, &args.tokens) {
         (Some(text), None) => {
             let path = args.tokenizer.as_ref().expect("clap requires it");
-            let tokenizer = pipeline::tokenize::TextTokenizer::for_decoding(path)?;
+            // Special-token strings typed in --text mean the special tokens, as in transformers.
+            let tokenizer = pipeline::tokenize::TextTokenizer::for_decoding(path)?
+                .with_special_tokens_in_text(pipeline::SpecialTokensInText::Keep);
             tokenizer.encode_text(text)?
         }
         (None, Some(tokens)) => tokens
