@@ -144,32 +144,16 @@ fn a_killed_training_run_resumes_exactly_and_reports() {
     assert_eq!(lps.len(), 3);
     let mean = -lps.iter().sum::<f64>() / 3.0;
     assert!((mean - scores["mean_loss"].as_f64().unwrap()).abs() < 1e-6);
-    let text = ok(&midtrain(
-        &[
-            "score",
-            ckpt.to_str().unwrap(),
-            "--text",
-            "The cat sat.",
-            "--tokenizer",
-            root().join("fixtures/tokenizer.json").to_str().unwrap(),
-        ],
-        &[],
-    ));
-    assert!(text.contains("mean loss"));
-    // A special-token string typed in --text is the special token, as transformers reads it.
     let tokenizer = root().join("fixtures/tokenizer.json");
-    let special = ok(&midtrain(
-        &[
-            "score",
-            ckpt.to_str().unwrap(),
-            "--text",
-            "a <|endoftext|> b",
-            "--tokenizer",
-            tokenizer.to_str().unwrap(),
-            "--json",
-        ],
-        &[],
-    ));
+    let score_text = |text: &str, extra: &[&str]| {
+        let args =
+            [&["score", ckpt.to_str().unwrap(), "--text", text, "--tokenizer", tokenizer.to_str().unwrap()], extra]
+                .concat();
+        ok(&midtrain(&args, &[]))
+    };
+    assert!(score_text("The cat sat.", &[]).contains("mean loss"));
+    // A special-token string typed in --text is the special token, as transformers reads it.
+    let special = score_text("a <|endoftext|> b", &["--json"]);
     let special: serde_json::Value = serde_json::from_str(&special).unwrap();
     assert!(special["ids"].as_array().unwrap().contains(&serde_json::json!(0)), "{special}");
     let bad = midtrain(&["score", ckpt.to_str().unwrap(), "--tokens", "5 x"], &[]);

@@ -257,17 +257,26 @@ impl TextTokenizer {
     }
 
     fn set_identity(&mut self) {
-        self.identity.encoder = Some(match &self.encoder {
-            Encoder::Fast { sentinels: 0 } => format!("tokenizers {}", fast::VERSION),
-            Encoder::Fast { .. } if self.fast.as_ref().is_some_and(|f| f.rewrites_unknown_chars()) => {
-                format!("tokenizers {} (unknown characters as unk, as in {REFERENCE_VERSION})", fast::VERSION)
-            }
-            Encoder::Fast { .. } => {
-                format!("tokenizers {} ({REFERENCE_VERSION} for texts with bytes the vocabulary lacks)", fast::VERSION)
-            }
-            Encoder::Reference { .. } => format!("tokenizers {}", REFERENCE_VERSION),
-        });
+        self.identity.encoder = Some(self.encoder_name());
         self.identity.special_tokens_in_text = Some(self.specials_in_text.as_str().to_string());
+    }
+
+    /// The encoder with its exact version and, where it is not 1.x alone, why: for the log and
+    /// the manifest alike.
+    fn encoder_name(&self) -> String {
+        let fast = fast::VERSION;
+        match &self.encoder {
+            Encoder::Fast { sentinels: 0 } => format!("tokenizers {fast}"),
+            Encoder::Fast { .. } if self.fast.as_ref().is_some_and(|f| f.rewrites_unknown_chars()) => format!(
+                "tokenizers {fast} (no <0xNN> byte tokens: characters outside the vocabulary become unk, as in {REFERENCE_VERSION})"
+            ),
+            Encoder::Fast { sentinels } => {
+                format!(
+                    "tokenizers {fast} ({sentinels} bytes its vocabulary lacks: texts with them go to {REFERENCE_VERSION})"
+                )
+            }
+            Encoder::Reference { why } => format!("tokenizers {REFERENCE_VERSION} ({why})"),
+        }
     }
 
     /// What a special token's literal string in a document becomes (default: [`SpecialTokensInText::Split`]).
@@ -309,19 +318,7 @@ impl TextTokenizer {
 
     /// One line for logs: the encoder and, for long documents, where they are cut.
     pub fn describe(&self) -> String {
-        let encoder = match &self.encoder {
-            Encoder::Fast { sentinels: 0 } => format!("tokenizers {}", fast::VERSION),
-            Encoder::Fast { .. } if self.fast.as_ref().is_some_and(|f| f.rewrites_unknown_chars()) => format!(
-                "tokenizers {} (no <0xNN> byte tokens: characters outside the vocabulary become unk, as in {REFERENCE_VERSION})",
-                fast::VERSION
-            ),
-            Encoder::Fast { sentinels } => format!(
-                "tokenizers {} ({sentinels} bytes its vocabulary lacks: texts with them go to {REFERENCE_VERSION})",
-                fast::VERSION
-            ),
-            Encoder::Reference { why } => format!("tokenizers {REFERENCE_VERSION} ({why})"),
-        };
-        format!("{}: encoder {encoder}; long documents {}", self.path.display(), self.cuts.describe())
+        format!("{}: encoder {}; long documents {}", self.path.display(), self.encoder_name(), self.cuts.describe())
     }
 
     /// The ids of `text` (no BOS/EOS), special-token strings treated as configured.
