@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use clap::Args;
-use trainer::config::LlamaConfig;
+use trainer::hf_config::LlamaConfig;
 use trainer::model::Llama;
 
 /// Per-token log-probabilities of the next token, and the mean loss, of a text under a checkpoint.
@@ -76,7 +76,7 @@ pub struct SoupArgs {
 }
 
 pub fn soup(args: SoupArgs) -> Result<ExitCode> {
-    trainer::checkpoint::soup(&args.checkpoints, &args.out)?;
+    trainer::soup::soup(&args.checkpoints, &args.out)?;
     println!("averaged {} checkpoints into {}", args.checkpoints.len(), args.out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use trainer::run::{Event, TrainConfig, TrainOptions, train};
+use trainer::train::{Event, TrainConfig, TrainDevice, TrainOptions, train};
 
 /// Train a Llama model through the stages of a config (annealing, context extension).
 #[derive(Args)]
@@ -28,8 +28,14 @@ pub struct TrainArgs {
     #[arg(long)]
     report: bool,
     /// Where to train: cpu (f32), or cuda (a build with `--features cuda`).
-    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
-    device: String,
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    device: Device,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Device {
+    Cpu,
+    Cuda,
 }
 
 pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
@@ -75,11 +81,16 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
             }
         }
         Event::Eval(e) => {
-            say(format!("step {} held-out loss ({}): {}", e["step"], e["when"].as_str().unwrap_or(""), e["eval"]))
+            let losses: Vec<String> = e.eval.iter().map(|(domain, loss)| format!("{domain} {loss:.4}")).collect();
+            say(format!("step {} held-out loss ({}): {}", e.step, e.when.as_str(), losses.join(", ")))
         }
         Event::Checkpoint(dir) => say(format!("checkpoint {}", dir.display())),
     };
-    let options = TrainOptions { branch_from: args.branch_from.clone(), stop_after: None, cuda: args.device == "cuda" };
+    let device = match args.device {
+        Device::Cpu => TrainDevice::Cpu,
+        Device::Cuda => TrainDevice::Cuda,
+    };
+    let options = TrainOptions { branch_from: args.branch_from.clone(), stop_after: None, device };
     train(&config, &args.out, &options, &mut on_event)?;
     bar.finish_and_clear();
     if args.report {

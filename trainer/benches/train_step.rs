@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use trainer::config::LlamaConfig;
+use trainer::hf_config::LlamaConfig;
 use trainer::model::{Batch, Llama};
 use trainer::optim::{AdamW, AdamWConfig};
 

@@ -16,8 +16,9 @@ pub fn mean_loss(model: &Llama, batches: &[Batch]) -> Result<Option<f64>> {
     Ok((count > 0.0).then(|| sum / count))
 }
 
-/// Mean loss per bucket of `bucket` positions (position within the document), over `batches`.
-pub fn loss_by_position(model: &Llama, batches: &[Batch], bucket: usize) -> Result<Vec<f64>> {
+/// Mean loss per bucket of `bucket` positions (position within the document), over `batches`;
+/// `None` for a bucket no target falls in.
+pub fn loss_by_position(model: &Llama, batches: &[Batch], bucket: usize) -> Result<Vec<Option<f64>>> {
     let (mut sums, mut counts) = (Vec::<f64>::new(), Vec::<f64>::new());
     for b in batches {
         let lp = model.target_log_probs(b)?.to_vec1::<f32>()?;
@@ -34,7 +35,7 @@ pub fn loss_by_position(model: &Llama, batches: &[Batch], bucket: usize) -> Resu
             counts[k] += 1.0;
         }
     }
-    Ok(sums.iter().zip(&counts).map(|(s, c)| if *c > 0.0 { s / c } else { f64::NAN }).collect())
+    Ok(sums.iter().zip(&counts).map(|(s, c)| (*c > 0.0).then(|| s / c)).collect())
 }
 
 /// Per-token scores of a sequence: `log_probs[i]` is log p(ids[i + 1] | ids[..=i]).
@@ -76,7 +77,7 @@ pub fn score(model: &mut Llama, ids: &[u32], with_logits: bool) -> Result<Scores
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LlamaConfig;
+    use crate::hf_config::LlamaConfig;
     use candle_core::Device;
 
     #[test]
@@ -103,6 +104,7 @@ mod tests {
         assert!((loss - s.mean_loss).abs() < 1e-5);
         let by_pos = loss_by_position(&model, &[batch], 4).unwrap();
         assert_eq!(by_pos.len(), 3);
+        assert!(by_pos.iter().all(Option::is_some), "every bucket of 11 positions by 4 has targets");
         assert!(score(&mut model, &[1], false).is_err());
         assert!(score(&mut model, &[1, 40], false).unwrap_err().to_string().contains("40"));
     }

@@ -33,6 +33,36 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D:
     }
 }
 
+/// A map of such values (held-out loss per domain).
+pub mod map {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    struct Out<'a>(&'a f64);
+    impl Serialize for Out<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            super::serialize(self.0, serializer)
+        }
+    }
+
+    struct In(f64);
+    impl<'de> Deserialize<'de> for In {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            super::deserialize(deserializer).map(In)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<String, f64>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(map.iter().map(|(k, v)| (k, Out(v))))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, f64>, D::Error> {
+        let map = BTreeMap::<String, In>::deserialize(deserializer)?;
+        Ok(map.into_iter().map(|(k, v)| (k, v.0)).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -49,5 +79,15 @@ mod tests {
             assert!(back.x.to_bits() == x.to_bits() || (x.is_nan() && back.x.is_nan()), "{text}");
         }
         assert_eq!(serde_json::to_string(&R { x: 2.0 }).unwrap(), r#"{"x":2.0}"#);
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct M {
+            #[serde(with = "super::map")]
+            m: std::collections::BTreeMap<String, f64>,
+        }
+        let m = M { m: [("a".to_string(), f64::NAN), ("b".to_string(), 0.5)].into() };
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(text, r#"{"m":{"a":"NaN","b":0.5}}"#);
+        let back: M = serde_json::from_str(&text).unwrap();
+        assert!(back.m["a"].is_nan() && back.m["b"] == 0.5);
     }
 }

@@ -1,15 +1,15 @@
 //! `trainer`: mid-training on candle.
 //!
 //! A Llama decoder built from differentiable ops ([`model`]) in transformers' checkpoint layout
-//! ([`config`], [`checkpoint`]), RoPE scalings and learning-rate schedules as pure functions
-//! ([`rope`], [`schedule`]), AdamW with parameter groups and clipping ([`optim`]), a packed,
-//! resumable data loader over mixtures ([`data`]), and the training loop with its metrics
-//! ([`run`], [`metrics`]), evaluation ([`eval`]) and HTML reports ([`report`]).
+//! ([`hf_config`]), RoPE scalings and learning-rate schedules as pure functions ([`rope`],
+//! [`schedule`]), AdamW with parameter groups and clipping ([`optim`]), a packed, resumable data
+//! loader over mixtures ([`data`]), and the training run ([`train`]: config, loop, evaluator,
+//! checkpointer, records) with its training statistics ([`metrics`]), evaluation ([`eval`]),
+//! HTML reports ([`report`]) and weight averaging ([`soup`]).
 
-pub mod checkpoint;
-pub mod config;
 pub mod data;
 pub mod eval;
+pub mod hf_config;
 pub mod jsonfloat;
 pub mod metrics;
 pub mod model;
@@ -17,8 +17,9 @@ pub mod optim;
 pub mod passkey;
 pub mod report;
 pub mod rope;
-pub mod run;
 pub mod schedule;
+pub mod soup;
+pub mod train;
 
 pub use schedule::{Decay, LrSchedule, WsdShape};
 

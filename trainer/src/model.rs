@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::{D, DType, Device, Tensor, Var};
 
-use crate::config::LlamaConfig;
+use crate::hf_config::LlamaConfig;
 use mixtures::rng::splitmix64;
 
 /// One packed batch: `ids`, `positions` and `segments` are `[batch, seq]`. Tokens attend to
@@ -44,6 +44,36 @@ struct Layer {
     down: Var,
     input_norm: Var,
     post_norm: Var,
+}
+
+impl Layer {
+    // The tensor names under `model.layers.N.`, transformers' names.
+    const Q: &str = "self_attn.q_proj.weight";
+    const K: &str = "self_attn.k_proj.weight";
+    const V: &str = "self_attn.v_proj.weight";
+    const O: &str = "self_attn.o_proj.weight";
+    const GATE: &str = "mlp.gate_proj.weight";
+    const UP: &str = "mlp.up_proj.weight";
+    const DOWN: &str = "mlp.down_proj.weight";
+    const INPUT_NORM: &str = "input_layernorm.weight";
+    const POST_NORM: &str = "post_attention_layernorm.weight";
+
+    /// Layer `index`'s tensors, each taken by its name (never by position, so two tensors of one
+    /// shape cannot swap).
+    fn bind(index: usize, var: &dyn Fn(&str) -> Var) -> Self {
+        let at = |name: &str| var(&format!("model.layers.{index}.{name}"));
+        Self {
+            q: at(Self::Q),
+            k: at(Self::K),
+            v: at(Self::V),
+            o: at(Self::O),
+            gate: at(Self::GATE),
+            up: at(Self::UP),
+            down: at(Self::DOWN),
+            input_norm: at(Self::INPUT_NORM),
+            post_norm: at(Self::POST_NORM),
+        }
+    }
 }
 
 pub struct Llama {
@@ -84,15 +114,15 @@ impl Llama {
         for i in 0..config.num_hidden_layers {
             let p = format!("model.layers.{i}");
             shapes.extend([
-                (format!("{p}.self_attn.q_proj.weight"), vec![q, d]),
-                (format!("{p}.self_attn.k_proj.weight"), vec![kv, d]),
-                (format!("{p}.self_attn.v_proj.weight"), vec![kv, d]),
-                (format!("{p}.self_attn.o_proj.weight"), vec![d, q]),
-                (format!("{p}.mlp.gate_proj.weight"), vec![f, d]),
-                (format!("{p}.mlp.up_proj.weight"), vec![f, d]),
-                (format!("{p}.mlp.down_proj.weight"), vec![d, f]),
-                (format!("{p}.input_layernorm.weight"), vec![d]),
-                (format!("{p}.post_attention_layernorm.weight"), vec![d]),
+                (format!("{p}.{}", Layer::Q), vec![q, d]),
+                (format!("{p}.{}", Layer::K), vec![kv, d]),
+                (format!("{p}.{}", Layer::V), vec![kv, d]),
+                (format!("{p}.{}", Layer::O), vec![d, q]),
+                (format!("{p}.{}", Layer::GATE), vec![f, d]),
+                (format!("{p}.{}", Layer::UP), vec![f, d]),
+                (format!("{p}.{}", Layer::DOWN), vec![d, f]),
+                (format!("{p}.{}", Layer::INPUT_NORM), vec![d]),
+                (format!("{p}.{}", Layer::POST_NORM), vec![d]),
             ]);
         }
         shapes.push(("model.norm.weight".to_string(), vec![d]));
@@ -140,24 +170,12 @@ impl Llama {
             );
             params.push((name, Var::from_tensor(&t.to_dtype(DType::F32)?)?));
         }
-        let mut it = params.iter().map(|(_, v)| v.clone());
-        let mut take = || it.next().expect("shapes list every parameter");
-        let embed = take();
-        let layers = (0..config.num_hidden_layers)
-            .map(|_| Layer {
-                q: take(),
-                k: take(),
-                v: take(),
-                o: take(),
-                gate: take(),
-                up: take(),
-                down: take(),
-                input_norm: take(),
-                post_norm: take(),
-            })
-            .collect();
-        let norm = take();
-        let lm_head = (!config.tie_word_embeddings).then(take);
+        let by_name: HashMap<&str, &Var> = params.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        let var = |name: &str| -> Var { (*by_name.get(name).expect("parameter_shapes lists every tensor")).clone() };
+        let embed = var("model.embed_tokens.weight");
+        let layers = (0..config.num_hidden_layers).map(|i| Layer::bind(i, &var)).collect();
+        let norm = var("model.norm.weight");
+        let lm_head = (!config.tie_word_embeddings).then(|| var("lm_head.weight"));
         let freqs = config.rope().frequencies(None).map_err(anyhow::Error::msg)?;
         Ok(Self {
             device: device.clone(),
@@ -340,6 +358,40 @@ pub fn save_safetensors(path: &Path, tensors: impl IntoIterator<Item = (String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_tensor_is_bound_by_its_name() {
+        // Each tensor filled with its own index: a field bound to another tensor of the same
+        // shape (q and o here, gate and up) shows as another value.
+        let config = LlamaConfig { num_key_value_heads: 4, ..LlamaConfig::tiny(32) };
+        let shapes = Llama::parameter_shapes(&config);
+        let tensors: HashMap<String, Tensor> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, (name, shape))| (name.clone(), Tensor::full(i as f32, shape.as_slice(), &Device::Cpu).unwrap()))
+            .collect();
+        let model = Llama::from_tensors(config.clone(), tensors, &Device::Cpu).unwrap();
+        let value = |v: &Var| v.as_tensor().flatten_all().unwrap().get(0).unwrap().to_scalar::<f32>().unwrap();
+        let index = |name: &str| shapes.iter().position(|(n, _)| n == name).unwrap() as f32;
+        let layer = &model.layers[1];
+        let p = "model.layers.1";
+        for (var, name) in [
+            (&layer.q, Layer::Q),
+            (&layer.k, Layer::K),
+            (&layer.v, Layer::V),
+            (&layer.o, Layer::O),
+            (&layer.gate, Layer::GATE),
+            (&layer.up, Layer::UP),
+            (&layer.down, Layer::DOWN),
+            (&layer.input_norm, Layer::INPUT_NORM),
+            (&layer.post_norm, Layer::POST_NORM),
+        ] {
+            assert_eq!(value(var), index(&format!("{p}.{name}")), "{name}");
+        }
+        assert_eq!(value(&model.embed), index("model.embed_tokens.weight"));
+        assert_eq!(value(&model.norm), index("model.norm.weight"));
+        assert_eq!(value(model.lm_head.as_ref().unwrap()), index("lm_head.weight"));
+    }
 
     pub(crate) fn toy_batch(vocab: u32, b: usize, t: usize, segments: impl Fn(usize) -> u32) -> Batch {
         let ids: Vec<u32> = (0..b * t).map(|i| (i as u32 * 7 + 3) % vocab).collect();

@@ -1,7 +1,7 @@
 //! AdamW with decoupled weight decay (PyTorch's update, term for term), parameter groups
 //! (no decay on embeddings and norm gains) and global gradient-norm clipping.
 //!
-//! candle-nn's `AdamW` decays every variable and cannot clip; this one keeps its moments on
+//! candle's `AdamW` (candle-nn) decays every variable and cannot clip; this one keeps its moments on
 //! the host as f32 so the state saves and reloads bit for bit.
 
 use std::collections::HashMap;

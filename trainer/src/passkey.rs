@@ -147,7 +147,7 @@ pub fn evaluate(model: &mut Llama, prompts: &PasskeyPrompts, config: &PasskeyCon
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LlamaConfig;
+    use crate::hf_config::LlamaConfig;
     use crate::optim::{AdamW, AdamWConfig};
     use candle_core::{Device, Tensor};
 

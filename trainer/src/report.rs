@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use mixtures::html::{COLORS, escape};
 
-use crate::run::{StepRecord, read_metrics};
+use crate::passkey::PasskeyGrid;
+use crate::train::records::ShortChange;
+use crate::train::{EvalRecord, Metrics, StepRecord, read_metrics};
 
 /// One named series of (x, y) points.
 pub struct Series {
@@ -143,82 +145,61 @@ fn step_series(name: &str, steps: &[StepRecord], f: impl Fn(&StepRecord) -> Opti
 }
 
 /// Held-out loss per domain against the step.
-fn eval_series(evals: &[serde_json::Value]) -> Vec<Series> {
+fn eval_series(evals: &[EvalRecord]) -> Vec<Series> {
     let mut out: Vec<Series> = Vec::new();
     for e in evals {
-        let step = e["step"].as_f64().unwrap_or(0.0);
-        for (domain, v) in e["eval"].as_object().into_iter().flatten() {
-            let Some(v) = v.as_f64() else { continue };
+        for (domain, &loss) in &e.eval {
+            let point = (e.step as f64, loss);
             match out.iter_mut().find(|s| s.name == *domain) {
-                Some(s) => s.points.push((step, v)),
-                None => out.push(Series { name: domain.clone(), points: vec![(step, v)] }),
+                Some(s) => s.points.push(point),
+                None => out.push(Series { name: domain.clone(), points: vec![point] }),
             }
         }
     }
     out
 }
 
-/// Mean over domains of a `loss_by_position` record: (position of the bucket start, loss).
-fn position_curve(record: &serde_json::Value) -> Option<Vec<(f64, f64)>> {
-    let lbp = record.get("loss_by_position")?;
-    let bucket = lbp["bucket"].as_f64()?;
-    let per_domain: Vec<Vec<f64>> = lbp["loss"]
-        .as_object()?
-        .values()
-        .map(|v| v.as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect()).unwrap_or_default())
-        .collect();
-    let n = per_domain.iter().map(Vec::len).max()?;
+/// Mean over domains of an evaluation's loss by position: (position of the bucket start, loss).
+fn position_curve(record: &EvalRecord) -> Option<Vec<(f64, f64)>> {
+    let by_position = record.loss_by_position.as_ref()?;
+    let n = by_position.loss.values().map(Vec::len).max()?;
     Some(
         (0..n)
             .filter_map(|k| {
-                let values: Vec<f64> =
-                    per_domain.iter().filter_map(|d| d.get(k).copied()).filter(|v| v.is_finite()).collect();
-                (!values.is_empty()).then(|| (k as f64 * bucket, values.iter().sum::<f64>() / values.len() as f64))
+                let losses = by_position.loss.values().filter_map(|d| d.get(k).copied().flatten());
+                let mean = crate::train::records::mean(losses.collect::<Vec<_>>().iter())?;
+                Some(((k * by_position.bucket) as f64, mean))
             })
             .collect(),
     )
 }
 
 /// Mean passkey accuracy per length: (length, accuracy).
-fn passkey_by_length(record: &serde_json::Value) -> Option<Vec<(f64, f64)>> {
-    let p = record.get("passkey")?;
-    let lengths = p["lengths"].as_array()?;
-    let acc = p["accuracy"].as_array()?;
-    Some(
-        lengths
-            .iter()
-            .zip(acc)
-            .filter_map(|(l, row)| {
-                let row: Vec<f64> = row.as_array()?.iter().filter_map(|v| v.as_f64()).collect();
-                Some((l.as_f64()?, row.iter().sum::<f64>() / row.len().max(1) as f64))
-            })
-            .collect(),
-    )
+fn passkey_by_length(grid: &PasskeyGrid) -> Vec<(f64, f64)> {
+    grid.lengths
+        .iter()
+        .zip(&grid.accuracy)
+        .map(|(&length, row)| (length as f64, row.iter().sum::<f64>() / row.len().max(1) as f64))
+        .collect()
 }
 
-fn passkey_heat_map(record: &serde_json::Value) -> Option<String> {
-    let p = record.get("passkey")?;
-    let rows: Vec<String> = p["lengths"].as_array()?.iter().map(|l| l.to_string()).collect();
-    let columns: Vec<String> =
-        p["depths"].as_array()?.iter().map(|d| format!("{:.0}%", 100.0 * d.as_f64().unwrap_or(0.0))).collect();
-    let values: Vec<Vec<f64>> = p["accuracy"]
-        .as_array()?
-        .iter()
-        .map(|r| r.as_array().map(|a| a.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect()).unwrap_or_default())
-        .collect();
+fn passkey_heat_map(record: &EvalRecord) -> Option<String> {
+    let grid = record.passkey.as_ref()?;
+    let rows: Vec<String> = grid.lengths.iter().map(|l| l.to_string()).collect();
+    let columns: Vec<String> = grid.depths.iter().map(|d| format!("{:.0}%", 100.0 * d)).collect();
     let title = format!(
         "passkey accuracy, {} {} (step {}): length (rows) × depth (columns)",
-        record["stage"].as_str().unwrap_or(""),
-        record["when"].as_str().unwrap_or(""),
-        record["step"]
+        record.stage,
+        record.when.as_str(),
+        record.step
     );
-    Some(heat_map(&title, &rows, &columns, &values))
+    Some(heat_map(&title, &rows, &columns, &grid.accuracy))
 }
 
 /// The report of one run folder: charts, a summary table, the short-context check of each
 /// stage, loss by position and passkey heat maps.
 pub fn run_report(run: &Path) -> Result<String> {
-    let (steps, evals) = read_metrics(run)?;
+    let Metrics { steps, evals } = read_metrics(run)?;
     let mut body = String::new();
     let last = steps.last();
     let spikes: Vec<u64> = steps.iter().filter(|r| r.spike).map(|r| r.step).collect();
@@ -254,19 +235,18 @@ pub fn run_report(run: &Path) -> Result<String> {
         &[step_series("tokens/s", &steps, |r| Some(r.tokens_per_s))],
         false,
     ));
-    let checks: Vec<&serde_json::Value> = evals.iter().filter(|e| e["short"].get("change").is_some()).collect();
+    let checks: Vec<(&EvalRecord, usize, ShortChange)> =
+        evals.iter().filter_map(|e| e.short.as_ref().and_then(|s| Some((e, s.seq_len, s.against_start?)))).collect();
     if !checks.is_empty() {
         body.push_str("<h2>Short-context loss across stages</h2><table><tr><th>stage</th><th>short seq_len</th><th>loss change</th><th>degraded</th></tr>");
-        for e in checks {
-            let degraded = e["short"]["degraded"].as_bool() == Some(true);
+        for (e, seq_len, check) in checks {
             let _ = write!(
                 body,
-                "<tr><td>{}</td><td>{}</td><td>{:+.2}%</td><td class=\"{}\">{}</td></tr>",
-                escape(e["stage"].as_str().unwrap_or("")),
-                e["short"]["seq_len"],
-                100.0 * e["short"]["change"].as_f64().unwrap_or(0.0),
-                if degraded { "flag" } else { "" },
-                if degraded { "yes" } else { "no" }
+                "<tr><td>{}</td><td>{seq_len}</td><td>{:+.2}%</td><td class=\"{}\">{}</td></tr>",
+                escape(&e.stage),
+                100.0 * check.change,
+                if check.degraded { "flag" } else { "" },
+                if check.degraded { "yes" } else { "no" }
             );
         }
         body.push_str("</table>");
@@ -274,12 +254,7 @@ pub fn run_report(run: &Path) -> Result<String> {
     let curves: Vec<Series> = evals
         .iter()
         .filter_map(|e| {
-            let name = format!(
-                "{} {} (step {})",
-                e["stage"].as_str().unwrap_or(""),
-                e["when"].as_str().unwrap_or(""),
-                e["step"]
-            );
+            let name = format!("{} {} (step {})", e.stage, e.when.as_str(), e.step);
             position_curve(e).map(|points| Series { name, points })
         })
         .collect();
@@ -308,27 +283,17 @@ pub fn compare_report(runs: &[PathBuf]) -> Result<String> {
         "<table><tr><th>run</th><th>steps</th><th>tokens</th><th>final loss</th><th>final held-out (mean)</th><th>final passkey accuracy</th></tr>",
     );
     for run in runs {
-        let (steps, evals) = read_metrics(run)?;
+        let Metrics { steps, evals } = read_metrics(run)?;
         let name = run.display().to_string();
         let tokens_at: std::collections::HashMap<u64, u64> = steps.iter().map(|r| (r.step, r.tokens)).collect();
         loss.push(Series { name: name.clone(), points: steps.iter().map(|r| (r.tokens as f64, r.loss)).collect() });
         lr.push(Series { name: name.clone(), points: steps.iter().map(|r| (r.tokens as f64, r.lr)).collect() });
-        let mean_heldout = |e: &serde_json::Value| {
-            let values: Vec<f64> =
-                e["eval"].as_object().into_iter().flatten().filter_map(|(_, v)| v.as_f64()).collect();
-            (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
-        };
-        let points: Vec<(f64, f64)> = evals
-            .iter()
-            .filter_map(|e| {
-                let step = e["step"].as_u64()?;
-                Some((*tokens_at.get(&step).unwrap_or(&0) as f64, mean_heldout(e)?))
-            })
-            .collect();
+        let points: Vec<(f64, f64)> =
+            evals.iter().filter_map(|e| Some((*tokens_at.get(&e.step).unwrap_or(&0) as f64, e.mean_loss()?))).collect();
         if let Some(curve) = evals.iter().rev().find_map(position_curve) {
             positions.push(Series { name: name.clone(), points: curve });
         }
-        let passkey = evals.iter().rev().find_map(passkey_by_length);
+        let passkey = evals.iter().rev().find_map(|e| e.passkey.as_ref()).map(passkey_by_length);
         let passkey_mean =
             passkey.as_ref().filter(|p| !p.is_empty()).map(|p| p.iter().map(|x| x.1).sum::<f64>() / p.len() as f64);
         if let Some(points) = passkey {

@@ -1,7 +1,4 @@
-//! Checkpoints: an HF model folder (`config.json` + `model.safetensors`) with the trainer state
-//! beside it (`optimizer.safetensors`, `trainer_state.json`). A checkpoint is written into a
-//! temporary folder and renamed into place, so a folder named `step-N` is always complete.
-//! Also: weight averaging of checkpoints ("souping").
+//! Weight averaging of checkpoints ("souping"): several same-shape HF folders into one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,72 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::{DType, Device, Tensor};
 
-use crate::config::LlamaConfig;
-use crate::model::{Llama, save_safetensors};
-use crate::optim::AdamW;
-
-pub const CHECKPOINTS_DIR: &str = "checkpoints";
-pub const STATE_FILE: &str = "trainer_state.json";
-pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-
-fn step_dir_name(step: u64) -> String {
-    format!("step-{step:08}")
-}
-
-/// Write model + trainer state for `step` under `run/checkpoints/`. Returns the folder.
-pub fn save(run: &Path, step: u64, model: &Llama, optimizer: &AdamW, state: &serde_json::Value) -> Result<PathBuf> {
-    let root = run.join(CHECKPOINTS_DIR);
-    let dir = root.join(step_dir_name(step));
-    let tmp = root.join(format!(".{}.partial", step_dir_name(step)));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).with_context(|| format!("{}: cannot remove", tmp.display()))?;
-    }
-    std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-    model.config.save(&tmp)?;
-    model.save_weights(&tmp)?;
-    save_safetensors(&tmp.join(OPTIMIZER_FILE), optimizer.state_tensors()?)?;
-    let text = serde_json::to_string_pretty(state)?;
-    mixtures::fsutil::write_atomic(&tmp.join(STATE_FILE), text.as_bytes())?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("{}: cannot replace", dir.display()))?;
-    }
-    mixtures::fsutil::durable_rename(&tmp, &dir).with_context(|| format!("{}: cannot finish", dir.display()))?;
-    Ok(dir)
-}
-
-/// The finished checkpoints of a run, by step.
-pub fn list(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let root = run.join(CHECKPOINTS_DIR);
-    if !root.is_dir() {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(&root).with_context(|| format!("{}: cannot list", root.display()))? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok()) {
-            out.push((step, entry.path()));
-        } else if name.ends_with(".partial") {
-            // A checkpoint interrupted while being written: never complete, safe to drop.
-            std::fs::remove_dir_all(entry.path()).ok();
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-pub fn load_state(dir: &Path) -> Result<serde_json::Value> {
-    let path = dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: invalid trainer state", path.display()))
-}
-
-pub fn load_optimizer(dir: &Path, optimizer: &mut AdamW, steps: u64) -> Result<()> {
-    let path = dir.join(OPTIMIZER_FILE);
-    let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
-        .with_context(|| format!("{}: cannot read the optimizer state", path.display()))?;
-    optimizer.load_state(tensors, steps).with_context(|| format!("{}", path.display()))
-}
+use crate::hf_config::LlamaConfig;
+use crate::model::save_safetensors;
 
 /// Average the weights of `checkpoints` (same configuration) into a new HF folder `out`.
 /// `out` must not exist yet (or be an empty folder) and must not be one of the inputs: the
@@ -142,6 +75,7 @@ pub fn soup(checkpoints: &[PathBuf], out: &Path) -> Result<LlamaConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Llama;
 
     /// Two tiny models of one config, seeded differently, as HF folders `m1` and `m2`.
     fn two_checkpoints(dir: &Path) -> Vec<PathBuf> {

@@ -1,0 +1,80 @@
+//! A run's checkpoints: `checkpoints/step-N/` is an HF model folder (`config.json` +
+//! `model.safetensors`) with the trainer state beside it (`optimizer.safetensors`,
+//! `trainer_state.json`). A checkpoint is written into a temporary folder and renamed into
+//! place, so a folder named `step-N` is always complete.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+
+use super::state::TrainerState;
+use crate::model::{Llama, save_safetensors};
+use crate::optim::AdamW;
+
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+pub const STATE_FILE: &str = "trainer_state.json";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+
+fn step_dir_name(step: u64) -> String {
+    format!("step-{step:08}")
+}
+
+/// Write model + trainer state for `state.step` under `run/checkpoints/`. Returns the folder.
+pub fn save(run: &Path, model: &Llama, optimizer: &AdamW, state: &TrainerState) -> Result<PathBuf> {
+    let root = run.join(CHECKPOINTS_DIR);
+    let dir = root.join(step_dir_name(state.step));
+    let tmp = root.join(format!(".{}.partial", step_dir_name(state.step)));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("{}: cannot remove", tmp.display()))?;
+    }
+    std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    model.config.save(&tmp)?;
+    model.save_weights(&tmp)?;
+    save_safetensors(&tmp.join(OPTIMIZER_FILE), optimizer.state_tensors()?)?;
+    let text = serde_json::to_string_pretty(state)?;
+    mixtures::fsutil::write_atomic(&tmp.join(STATE_FILE), text.as_bytes())?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("{}: cannot replace", dir.display()))?;
+    }
+    mixtures::fsutil::durable_rename(&tmp, &dir).with_context(|| format!("{}: cannot finish", dir.display()))?;
+    Ok(dir)
+}
+
+/// The finished checkpoints of a run, by step; interrupted ones are cleared.
+pub fn list(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let root = run.join(CHECKPOINTS_DIR);
+    if !root.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&root).with_context(|| format!("{}: cannot list", root.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok()) {
+            out.push((step, entry.path()));
+        } else if name.ends_with(".partial") {
+            // A checkpoint interrupted while being written: never complete, safe to drop.
+            std::fs::remove_dir_all(entry.path()).ok();
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The model and trainer state of the checkpoint `dir`.
+pub fn load(dir: &Path, device: &Device) -> Result<(Llama, TrainerState)> {
+    let model = Llama::load(dir, device)?;
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let state = serde_json::from_str(&text).with_context(|| format!("{}: invalid trainer state", path.display()))?;
+    Ok((model, state))
+}
+
+/// Restore `optimizer`'s moments from the checkpoint `dir`.
+pub fn load_optimizer(dir: &Path, optimizer: &mut AdamW, steps: u64) -> Result<()> {
+    let path = dir.join(OPTIMIZER_FILE);
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
+        .with_context(|| format!("{}: cannot read the optimizer state", path.display()))?;
+    optimizer.load_state(tensors, steps).with_context(|| format!("{}", path.display()))
+}
