@@ -1,9 +1,14 @@
 //! `midtrain`: the command line. Parsing and printing only; the work lives in the library crates.
+//!
+//! Exit status: 0 done, 1 done but flagged (an audit flag, a verify mismatch), 2 error (and
+//! clap's usage errors). A closed stdout (`| head`) counts as done.
 
+#[macro_use]
+mod out;
 mod cmd;
 mod failpoint;
+mod print;
 mod progress;
-mod report;
 
 use std::process::ExitCode;
 
@@ -62,9 +67,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(err) if out::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

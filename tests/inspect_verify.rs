@@ -142,7 +142,7 @@ fn truncated_index_is_rejected_naming_the_file() {
     let bytes = fs::read(&idx).unwrap();
     fs::write(&idx, &bytes[..bytes.len() - 5]).unwrap();
     let out = midtrain(&["inspect", tmp.path().join("math_00000").to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "an error, not a finding");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("math_00000.idx") && err.contains("truncated"), "{err}");
 }
@@ -153,7 +153,7 @@ fn folder_without_manifest_is_reported_unfinished() {
     fs::remove_file(tmp.path().join("manifest.json")).unwrap();
     for cmd in ["inspect", "verify"] {
         let out = midtrain(&[cmd, tmp.path().to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("unfinished"));
     }
 }
@@ -175,6 +175,22 @@ fn every_subcommand_has_help_with_an_example() {
         let help = stdout(&midtrain(&[cmd, "--help"]));
         assert!(help.contains("Example") && help.contains(&format!("midtrain {cmd} ")), "{cmd}: {help}");
     }
-    let help = stdout(&midtrain(&["quality", "train", "--help"]));
-    assert!(help.contains("Example") && help.contains("midtrain quality train"));
+    for (cmd, sub) in [("quality", "train"), ("mix", "plan"), ("mix", "build")] {
+        let help = stdout(&midtrain(&[cmd, sub, "--help"]));
+        assert!(help.contains("Example") && help.contains(&format!("midtrain {cmd} {sub}")), "{cmd} {sub}: {help}");
+    }
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_cleanly() {
+    // `midtrain inspect … | head -0`: stdout is a pipe nobody reads, so the first write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_midtrain"))
+        .args(["inspect", fixtures().join("shards/math").to_str().unwrap()])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{:?}: {err}", out.status);
 }

@@ -46,19 +46,28 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
         mixtures::fsutil::write_atomic(path, mixtures::report::html(&audit).as_bytes())?;
     }
     if args.json {
-        println!("{}", serde_json::to_string(&audit)?);
+        outln!("{}", serde_json::to_string(&audit)?);
     } else {
-        println!("{} {} · {} documents · {} tokens", audit.kind, audit.name, audit.documents, audit.tokens);
+        outln!("{} {} · {} documents · {} tokens", audit.kind, audit.name, audit.documents, audit.tokens);
         if let (Some(o), Some(f)) = (audit.overlap, audit.min_overlap) {
-            println!("overlap with pre-training {o:.3} (floor {f:.2})");
+            outln!("overlap with pre-training {o:.3} (floor {f:.2})");
         }
-        println!("long share (documents ≥ {} tokens) {:.1}%", audit.long_threshold, 100.0 * audit.long_share);
-        println!(
+        outln!("long share (documents ≥ {} tokens) {:.1}%", audit.long_threshold, 100.0 * audit.long_share);
+        outln!(
             "{:<12} {:>9} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9}",
-            "domain", "docs", "tokens", "target", "share", "1%", "10%", "pretrain", "long", "quality"
+            "domain",
+            "docs",
+            "tokens",
+            "target",
+            "share",
+            "1%",
+            "10%",
+            "pretrain",
+            "long",
+            "quality"
         );
         for d in &audit.domains {
-            println!(
+            outln!(
                 "{:<12} {:>9} {:>12} {:>7.2}% {:>7.2}% {:>7.2}% {:>7.2}% {:>7.2}% {:>6.1}% {:>9}",
                 d.name,
                 d.documents,
@@ -78,12 +87,12 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
                 let mut top: Vec<_> = d.removed.iter().collect();
                 top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
                 let top: Vec<String> = top.iter().take(4).map(|(r, n)| format!("{r} {n}")).collect();
-                println!("{}: {removed} removed while preparing ({})", d.name, top.join(", "));
+                outln!("{}: {removed} removed while preparing ({})", d.name, top.join(", "));
             }
         }
         for f in &audit.flags {
-            println!("FLAG {f}");
+            outln!("FLAG {f}");
         }
     }
-    Ok(if audit.flags.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if audit.flags.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -180,7 +180,7 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
         Stage::All => {
             let (stage, clusters) = dedup::run_all(&job, &report)?;
             progress.finish();
-            print(&stage, &clusters, args.json);
+            print(&stage, &clusters, args.json)?;
         }
         Stage::Signatures => dedup::signatures(&job, task, &report)?,
         Stage::Pairs => dedup::pairs(&job)?,
@@ -188,9 +188,9 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
             let stats = dedup::clusters(&job)?;
             progress.finish();
             if args.json {
-                println!("{}", serde_json::to_string(&stats)?);
+                outln!("{}", serde_json::to_string(&stats)?);
             } else {
-                println!(
+                outln!(
                     "{} clusters: {} exact + {} near duplicates to remove ({} candidate pairs, {} verified)",
                     stats.clusters,
                     stats.removed_exact,
@@ -204,7 +204,7 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
             dedup::apply(&job, task, &report)?;
             progress.finish();
             match dedup::finish(&job) {
-                Ok((stage, clusters)) => print(&stage, &clusters, args.json),
+                Ok((stage, clusters)) => print(&stage, &clusters, args.json)?,
                 Err(_) => eprintln!("task {task} applied; stats.json follows when every task is applied"),
             }
         }
@@ -222,13 +222,13 @@ fn stage_name(stage: Stage) -> &'static str {
     }
 }
 
-fn print(stage: &pipeline::stats::StageStats, clusters: &dedup::DedupStats, json: bool) {
+fn print(stage: &pipeline::stats::StageStats, clusters: &dedup::DedupStats, json: bool) -> std::io::Result<()> {
     if json {
-        println!("{}", serde_json::json!({ "stage": stage, "dedup": clusters }));
-        return;
+        outln!("{}", serde_json::json!({ "stage": stage, "dedup": clusters }));
+        return Ok(());
     }
-    crate::report::print_stage_stats(stage, false);
-    println!(
+    crate::print::print_stage_stats(stage, false)?;
+    outln!(
         "removed {} exact + {} near duplicates in {} clusters ({} candidate pairs, {} verified)",
         clusters.removed_exact,
         clusters.removed_near,
@@ -237,5 +237,6 @@ fn print(stage: &pipeline::stats::StageStats, clusters: &dedup::DedupStats, json
         clusters.verified_pairs
     );
     let sizes: Vec<String> = clusters.cluster_sizes.iter().map(|(size, n)| format!("{size}:{n}")).collect();
-    println!("cluster sizes (size:count) {}", sizes.join(" "));
+    outln!("cluster sizes (size:count) {}", sizes.join(" "));
+    Ok(())
 }

@@ -85,6 +85,6 @@ pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
         .with_context(|| format!("filtering into {}", args.out.display()))?
         .expect("one task owns every part");
     progress.finish();
-    crate::report::print_stage_stats(&stats, args.json);
+    crate::print::print_stage_stats(&stats, args.json)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -56,26 +56,34 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         summary["midtrain_version"] = json!(m.midtrain_version);
     }
     if args.json {
-        println!("{summary}");
+        outln!("{summary}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("path        {}", source.path.display());
-    println!("kind        {}", summary["kind"].as_str().unwrap_or_default());
+    outln!("path        {}", source.path.display());
+    outln!("kind        {}", summary["kind"].as_str().unwrap_or_default());
     if let Some(m) = &source.manifest {
-        println!("domain      {}", m.domain);
-        println!(
+        outln!("domain      {}", m.domain);
+        outln!(
             "tokenizer   vocab {} · eos {} · {}",
-            m.tokenizer.vocab_size, m.tokenizer.eos_id, m.tokenizer.content_hash
+            m.tokenizer.vocab_size,
+            m.tokenizer.eos_id,
+            m.tokenizer.content_hash
         );
     }
-    println!("shards      {}", source.shards.len());
-    println!("documents   {}", source.documents());
-    println!("tokens      {}", source.tokens());
-    println!("dtype       {}", dtype.unwrap_or("-"));
+    outln!("shards      {}", source.shards.len());
+    outln!("documents   {}", source.documents());
+    outln!("tokens      {}", source.tokens());
+    outln!("dtype       {}", dtype.unwrap_or("-"));
     if let Some(s) = lengths.summary() {
-        println!(
+        outln!(
             "doc length  mean {:.1} · min {} · p10 {} · p50 {} · p90 {} · p99 {} · max {}",
-            s.mean, s.min, s.p10, s.p50, s.p90, s.p99, s.max
+            s.mean,
+            s.min,
+            s.p10,
+            s.p50,
+            s.p90,
+            s.p99,
+            s.max
         );
     }
     Ok(ExitCode::SUCCESS)

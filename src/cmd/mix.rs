@@ -51,9 +51,9 @@ struct BuildArgs {
     json: bool,
 }
 
-fn print_plan(plan: &Plan) {
-    println!("mixture {} · budget {} tokens · seed {}", plan.name, plan.budget_tokens, plan.seed);
-    println!(
+fn print_plan(plan: &Plan) -> std::io::Result<()> {
+    outln!("mixture {} · budget {} tokens · seed {}", plan.name, plan.budget_tokens, plan.seed);
+    outln!(
         "overlap with pre-training: target {:.3} → planned {:.3} (floor {:.2}{})",
         plan.target_overlap,
         plan.overlap,
@@ -64,12 +64,19 @@ fn print_plan(plan: &Plan) {
             String::new()
         }
     );
-    println!(
+    outln!(
         "{:<14} {:>8} {:>8} {:>8} {:>14} {:>14} {:>8} {:>6}",
-        "domain", "target", "share", "pretrain", "tokens", "available", "epochs", "max"
+        "domain",
+        "target",
+        "share",
+        "pretrain",
+        "tokens",
+        "available",
+        "epochs",
+        "max"
     );
     for d in &plan.domains {
-        println!(
+        outln!(
             "{:<14} {:>7.1}% {:>7.1}% {:>7.1}% {:>14} {:>14} {:>8.2} {:>6.1}",
             d.name,
             100.0 * d.target_share,
@@ -82,8 +89,9 @@ fn print_plan(plan: &Plan) {
         );
     }
     if !plan.unmixed_pretraining.is_empty() {
-        println!("pre-training domains not in the mix: {}", plan.unmixed_pretraining.join(", "));
+        outln!("pre-training domains not in the mix: {}", plan.unmixed_pretraining.join(", "));
     }
+    Ok(())
 }
 
 pub fn run(args: MixArgs) -> Result<ExitCode> {
@@ -91,9 +99,9 @@ pub fn run(args: MixArgs) -> Result<ExitCode> {
         MixCommand::Plan(a) => {
             let plan = plan(&Recipe::load(&a.recipe)?)?;
             if a.json {
-                println!("{}", serde_json::to_string(&plan)?);
+                outln!("{}", serde_json::to_string(&plan)?);
             } else {
-                print_plan(&plan);
+                print_plan(&plan)?;
             }
         }
         MixCommand::Build(a) => {
@@ -108,18 +116,13 @@ pub fn run(args: MixArgs) -> Result<ExitCode> {
             }
             let mixture = mixtures::build::build(&plan, &a.out)?;
             if a.json {
-                println!("{}", serde_json::to_string(&mixture)?);
+                outln!("{}", serde_json::to_string(&mixture)?);
             } else {
-                print_plan(&plan);
-                println!("built {}: {} documents, {} tokens", a.out.display(), mixture.documents, mixture.tokens);
+                print_plan(&plan)?;
+                outln!("built {}: {} documents, {} tokens", a.out.display(), mixture.documents, mixture.tokens);
                 for d in &mixture.domains {
                     let realised = d.tokens as f64 / mixture.tokens.max(1) as f64;
-                    println!(
-                        "  {:<14} realised {:>6.2}% (planned {:>6.2}%)",
-                        d.name,
-                        100.0 * realised,
-                        100.0 * d.share
-                    );
+                    outln!("  {:<14} realised {:>6.2}% (planned {:>6.2}%)", d.name, 100.0 * realised, 100.0 * d.share);
                 }
             }
         }

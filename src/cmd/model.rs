@@ -49,13 +49,13 @@ pub fn score(args: ScoreArgs) -> Result<ExitCode> {
     let mut model = Llama::load(&args.checkpoint, &Device::Cpu)?;
     let scores = trainer::eval::score(&mut model, &ids, args.logits)?;
     if args.json {
-        println!("{}", serde_json::to_string(&scores)?);
+        outln!("{}", serde_json::to_string(&scores)?);
     } else {
-        println!("{:>6} {:>8} {:>10}", "pos", "token", "log p");
+        outln!("{:>6} {:>8} {:>10}", "pos", "token", "log p");
         for (i, lp) in scores.log_probs.iter().enumerate() {
-            println!("{:>6} {:>8} {:>10.4}", i + 1, scores.ids[i + 1], lp);
+            outln!("{:>6} {:>8} {:>10.4}", i + 1, scores.ids[i + 1], lp);
         }
-        println!("mean loss {:.4} over {} tokens", scores.mean_loss, scores.log_probs.len());
+        outln!("mean loss {:.4} over {} tokens", scores.mean_loss, scores.log_probs.len());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -77,7 +77,7 @@ pub struct SoupArgs {
 
 pub fn soup(args: SoupArgs) -> Result<ExitCode> {
     trainer::soup::soup(&args.checkpoints, &args.out)?;
-    println!("averaged {} checkpoints into {}", args.checkpoints.len(), args.out.display());
+    outln!("averaged {} checkpoints into {}", args.checkpoints.len(), args.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -108,12 +108,12 @@ pub fn rope(args: RopeArgs) -> Result<ExitCode> {
             "inv_freq": freqs.inv_freq,
             "attention_factor": freqs.attention_factor,
         });
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!("rope_theta {} · {:?} · rotary dim {}", rope.theta, rope.scaling, rope.rotary_dim());
-        println!("attention factor {}", freqs.attention_factor);
+        outln!("rope_theta {} · {:?} · rotary dim {}", rope.theta, rope.scaling, rope.rotary_dim());
+        outln!("attention factor {}", freqs.attention_factor);
         for (i, f) in freqs.inv_freq.iter().enumerate() {
-            println!("{i:>4} inv_freq {f:.9e}  wavelength {:.1}", 2.0 * std::f64::consts::PI / f);
+            outln!("{i:>4} inv_freq {f:.9e}  wavelength {:.1}", 2.0 * std::f64::consts::PI / f);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -98,7 +98,7 @@ pub fn run(args: PrepareArgs, quiet: bool) -> Result<ExitCode> {
     }
     args.split.check()?;
     if let Some(n) = args.emit_slurm {
-        print!("{}", slurm_script(&args.config, &config, n)?);
+        out!("{}", slurm_script(&args.config, &config, n)?);
         return Ok(ExitCode::SUCCESS);
     }
     let all = args.stage == Stage::All;
@@ -171,11 +171,11 @@ fn filter_domains(run: &Run<'_>) -> Result<()> {
         progress.finish();
         match stats {
             Some(stats) if args.json => {
-                println!("{}", serde_json::json!({ "domain": domain.name, "stage": "filter", "stats": stats }));
+                outln!("{}", serde_json::json!({ "domain": domain.name, "stage": "filter", "stats": stats }));
             }
             Some(stats) => {
-                println!("== {} → {}", domain.name, out.display());
-                crate::report::print_stage_stats(&stats, false);
+                outln!("== {} → {}", domain.name, out.display());
+                crate::print::print_stage_stats(&stats, false)?;
             }
             None => eprintln!("{}: this task's files are filtered; stats follow when every task is done", domain.name),
         }
@@ -254,15 +254,18 @@ fn run_dedup(run: &Run<'_>) -> Result<()> {
         match dedup::finish(&job) {
             Ok((stage_stats, clusters)) => {
                 if run.args.json {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::json!({ "domains": run.dedup_domains(), "stage": "dedup", "dedup": clusters, "stats": stage_stats })
                     );
                 } else {
-                    println!("== dedup over {} → {}", run.dedup_domains().join(", "), job.out.display());
-                    println!(
+                    outln!("== dedup over {} → {}", run.dedup_domains().join(", "), job.out.display());
+                    outln!(
                         "removed {} exact + {} near duplicates of {} documents in {} clusters",
-                        clusters.removed_exact, clusters.removed_near, clusters.documents, clusters.clusters
+                        clusters.removed_exact,
+                        clusters.removed_near,
+                        clusters.documents,
+                        clusters.clusters
                     );
                 }
             }
@@ -312,13 +315,13 @@ fn tokenize_domains(run: &Run<'_>) -> Result<()> {
             dataset::claim_dataset_folder(&out, &domain.name, &identity, args.force, &["filtered", "dedup"])?
         {
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({ "domain": domain.name, "stage": "tokenize", "already_prepared": true,
                         "documents": m.documents, "tokens": m.tokens })
                 );
             } else {
-                println!("== {}: already prepared ({} documents, {} tokens)", domain.name, m.documents, m.tokens);
+                outln!("== {}: already prepared ({} documents, {} tokens)", domain.name, m.documents, m.tokens);
             }
             continue;
         }
@@ -375,12 +378,12 @@ fn finish_dataset(
     mixtures::fsutil::write_atomic(&out.join("stats.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
     let manifest = dataset::write_manifest(parts, tokenizer, options, out)?;
     if run.args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "domain": domain.name, "stage": "tokenize", "dataset": stats["tokenize"], "removed": removed })
         );
     } else {
-        println!(
+        outln!(
             "== {} → {}: {} documents, {} tokens in {} shards; {} removed (removed.parquet)",
             domain.name,
             out.display(),

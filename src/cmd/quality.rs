@@ -83,14 +83,17 @@ pub fn run(args: QualityArgs, _quiet: bool) -> Result<ExitCode> {
     };
     let report = train_quality_classifier(&options, &t.out)?;
     if t.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("model      {}", report.model.display());
-        println!("train      hq {} · lq {}", report.train.hq, report.train.lq);
-        println!("held out   hq {} · lq {}", report.heldout.hq, report.heldout.lq);
-        println!(
+        outln!("model      {}", report.model.display());
+        outln!("train      hq {} · lq {}", report.train.hq, report.train.lq);
+        outln!("held out   hq {} · lq {}", report.heldout.hq, report.heldout.lq);
+        outln!(
             "hq         precision {:.3} · recall {:.3} · F1 {:.3} · accuracy {:.3}",
-            report.precision, report.recall, report.f1, report.accuracy
+            report.precision,
+            report.recall,
+            report.f1,
+            report.accuracy
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -124,9 +124,9 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
     mixtures::fsutil::write_atomic(&args.out.join("stats.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
     let manifest = dataset::write_manifest(&parts, &tokenizer, &options, &args.out)?;
     if args.json {
-        println!("{stats}");
+        outln!("{stats}");
     } else {
-        println!(
+        outln!(
             "{}: {} documents, {} tokens in {} shards ({}), {} rows removed",
             args.out.display(),
             manifest.documents,

@@ -96,14 +96,13 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
     if args.report {
         let path = args.out.join("report.html");
         write_report(&path, trainer::report::run_report(&args.out)?)?;
-        println!("report: {}", path.display());
+        outln!("report: {}", path.display());
     }
     match skipped.get() {
-        0 => println!("run finished: {}", args.out.display()),
-        n => println!(
-            "run finished: {} ({n} steps skipped for non-finite values; see metrics.jsonl)",
-            args.out.display()
-        ),
+        0 => outln!("run finished: {}", args.out.display()),
+        n => {
+            outln!("run finished: {} ({n} steps skipped for non-finite values; see metrics.jsonl)", args.out.display())
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -127,7 +126,7 @@ pub struct ReportArgs {
 pub fn report(args: ReportArgs) -> Result<ExitCode> {
     let path = args.out.unwrap_or_else(|| args.run.join("report.html"));
     write_report(&path, trainer::report::run_report(&args.run)?)?;
-    println!("{}", path.display());
+    outln!("{}", path.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -145,6 +144,6 @@ pub struct CompareArgs {
 
 pub fn compare(args: CompareArgs) -> Result<ExitCode> {
     write_report(&args.out, trainer::report::compare_report(&args.runs)?)?;
-    println!("{}", args.out.display());
+    outln!("{}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }

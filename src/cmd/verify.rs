@@ -45,16 +45,16 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     let failed = findings.iter().filter(|f| f.problem.is_some()).count();
     for f in &findings {
         if args.json {
-            println!("{}", serde_json::json!({ "path": f.path, "ok": f.problem.is_none(), "problem": f.problem }));
+            outln!("{}", serde_json::json!({ "path": f.path, "ok": f.problem.is_none(), "problem": f.problem }));
         } else if let Some(problem) = &f.problem {
-            println!("MISMATCH  {}: {problem}", f.path.display());
+            outln!("MISMATCH  {}: {problem}", f.path.display());
         } else {
-            println!("ok        {}", f.path.display());
+            outln!("ok        {}", f.path.display());
         }
     }
     if failed > 0 {
         eprintln!("{failed} of {} checks failed in {}", findings.len(), dir.display());
-        return Ok(ExitCode::FAILURE);
+        return Ok(ExitCode::from(1));
     }
     if !args.json {
         eprintln!("{checked} shards verified in {}", dir.display());

@@ -2,18 +2,18 @@
 
 use pipeline::stats::StageStats;
 
-pub fn print_stage_stats(stats: &StageStats, json: bool) {
+pub fn print_stage_stats(stats: &StageStats, json: bool) -> std::io::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(stats).expect("serialisable"));
-        return;
+        outln!("{}", serde_json::to_string(stats).expect("serialisable"));
+        return Ok(());
     }
     let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
-    println!("{:<20} {:>10} {:>10} {:>8}  removed by reason", "step", "docs in", "docs out", "kept %");
+    outln!("{:<20} {:>10} {:>10} {:>8}  removed by reason", "step", "docs in", "docs out", "kept %");
     for s in &stats.steps {
         let mut reasons: Vec<_> = s.removed.iter().collect();
         reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let reasons = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", ");
-        println!(
+        outln!(
             "{:<20} {:>10} {:>10} {:>7.1}%  {reasons}",
             s.step,
             s.documents_in,
@@ -21,7 +21,7 @@ pub fn print_stage_stats(stats: &StageStats, json: bool) {
             pct(s.documents_out, s.documents_in)
         );
     }
-    println!(
+    outln!(
         "kept {} of {} documents ({:.1}%), {:.1} of {:.1} MB",
         stats.documents_kept,
         stats.documents_read,
@@ -29,4 +29,5 @@ pub fn print_stage_stats(stats: &StageStats, json: bool) {
         stats.bytes_kept as f64 / 1e6,
         stats.bytes_read as f64 / 1e6
     );
+    Ok(())
 }
