@@ -73,6 +73,34 @@ fn a_config_reached_by_any_spelling_is_the_same_run() {
     assert_eq!(common::all_files(&dir.join("cfg/out")), first, "nothing was redone or rewritten");
 }
 
+/// Issue 18: a domain's resume identity holds only what changes its bytes, so editing one
+/// domain leaves every other finished domain finished.
+#[test]
+fn editing_one_domain_leaves_the_other_domains_finished() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let second = |min_words: u32| {
+        format!(
+            "[[domain]]\nname = \"math2\"\ninputs = [\"../data/math.parquet\"]\n[[domain.filters]]\ntype = \"length\"\nmin_words = {min_words}\n"
+        )
+    };
+    project(dir, "");
+    let config = dir.join("cfg/prepare.toml");
+    let base = fs::read_to_string(&config).unwrap();
+    // The second domain goes before [tokenizer] so it is a [[domain]] table of the root.
+    let with = |extra: String| base.replace("[tokenizer]", &format!("{extra}[tokenizer]"));
+    fs::write(&config, with(second(10))).unwrap();
+    ok(midtrain_in(dir, &["prepare", "cfg/prepare.toml"]));
+    let math = common::all_files(&dir.join("cfg/out/math"));
+    fs::write(&config, with(second(30))).unwrap();
+    let refused = fails(midtrain_in(dir, &["prepare", "cfg/prepare.toml"]));
+    assert!(refused.contains("math2") && refused.contains("--force"), "the edited domain must be redone: {refused}");
+    ok(midtrain_in(dir, &["prepare", "cfg/prepare.toml", "--domain", "math2", "--force"]));
+    let again = ok(midtrain_in(dir, &["prepare", "cfg/prepare.toml"]));
+    assert!(again.contains("== math: already prepared") && again.contains("== math2: already prepared"), "{again}");
+    assert_eq!(common::all_files(&dir.join("cfg/out/math")), math, "the untouched domain was not rewritten");
+}
+
 /// Issue 19 items 3 and 8: a second run into a held folder is refused naming the holder; what a
 /// killed run left half-written never blocks a rerun.
 #[test]

@@ -8,6 +8,7 @@ pub mod dedup;
 pub mod document;
 pub mod filter;
 pub mod output;
+pub mod prepare;
 pub mod quality_train;
 pub mod read;
 pub mod stage;

@@ -203,9 +203,9 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
         Stage::Apply => {
             dedup::apply(&job, task, &report)?;
             progress.finish();
-            match dedup::finish(&job) {
-                Ok((stage, clusters)) => print(&stage, &clusters, args.json)?,
-                Err(_) => eprintln!("task {task} applied; stats.json follows when every task is applied"),
+            match dedup::finish(&job)? {
+                Some((stage, clusters)) => print(&stage, &clusters, args.json)?,
+                None => eprintln!("task {task} applied; stats.json follows when every task is applied"),
             }
         }
     }

@@ -507,21 +507,21 @@ pub fn apply(job: &DedupJob, task: usize, progress: &(dyn Fn(Progress) + Sync)) 
     Ok(())
 }
 
-/// Sum the parts' stats and the cluster stats into `OUT/stats.json` (the run is finished).
-pub fn finish(job: &DedupJob) -> Result<(StageStats, DedupStats), DedupError> {
+/// Sum the parts' stats and the cluster stats into `OUT/stats.json` once every part is applied
+/// (`None` while another task's parts are not).
+pub fn finish(job: &DedupJob) -> Result<Option<(StageStats, DedupStats)>, DedupError> {
     let mut total = StageStats::with_steps(["read".to_string(), "where".to_string(), "dedup".to_string()]);
     for i in 0..job.inputs.len() {
         let (dir, name) = job.part(i);
-        let path = dir.join("stats").join(format!("{name}.json"));
-        let part: StageStats = read_json(&path).ok_or_else(|| {
-            DedupError::Invalid(format!("{}: input {i} has not been through the apply stage", path.display()))
-        })?;
+        let Some(part) = read_json::<StageStats>(&dir.join("stats").join(format!("{name}.json"))) else {
+            return Ok(None);
+        };
         total.merge(&part);
     }
     let clusters: DedupStats = read_json(&job.work.join("clusters/done.json"))
         .ok_or_else(|| DedupError::Invalid("the clusters stage has not run".into()))?;
     write_json(&job.out.join("stats.json"), &serde_json::json!({ "stage": total, "dedup": clusters }))?;
-    Ok((total, clusters))
+    Ok(Some((total, clusters)))
 }
 
 /// Every stage for every task, in order, on this machine.
@@ -534,5 +534,5 @@ pub fn run_all(job: &DedupJob, progress: &(dyn Fn(Progress) + Sync)) -> Result<(
     for task in 0..job.tasks {
         apply(job, task, progress)?;
     }
-    finish(job)
+    finish(job)?.ok_or_else(|| DedupError::Invalid("a part was not applied although every task ran".into()))
 }

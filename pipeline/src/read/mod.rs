@@ -63,6 +63,14 @@ impl Default for ReadOptions {
     }
 }
 
+impl ReadOptions {
+    /// How a stage reads an earlier stage's kept parquet parts: every known column carried
+    /// through, each document's source file and row kept.
+    pub fn stage_output() -> Self {
+        Self { carry: crate::document::KNOWN_COLUMNS.to_vec(), keep_provenance: true, ..Self::default() }
+    }
+}
+
 /// One batch from a reader: documents to process, and rows removed while reading.
 #[derive(Debug, Default)]
 pub struct Batch {

@@ -1,0 +1,517 @@
+//! `midtrain prepare` as a library: every domain of a [`PrepareConfig`] through filter,
+//! deduplication (over the `[dedup]` domains together) and tokenization, or one stage of it for
+//! one task of a split run. Each step's result reaches an [`Observer`] as soon as it is known, as
+//! a typed [`StepOutcome`]: done, or waiting (on other tasks, or on an earlier stage).
+//!
+//! Layout under `output`: `NAME/filtered/` (the filter stage), `NAME/dedup/` and the shared
+//! `_dedup/` (with `[dedup]`), and the dataset itself in `NAME/` (with `[tokenizer]`).
+//!
+//! What a rerun compares to resume (the identity of each folder) holds only what changes that
+//! folder's bytes: a domain's own settings, plus the dedup partners' for a deduplicated domain.
+//! Editing one domain leaves every other finished domain finished.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::config::{DomainConfig, PrepareConfig, PrepareDedupConfig, PrepareTokenizerConfig};
+use crate::dataset::{self, DatasetError, DatasetOptions, Formats};
+use crate::dedup::{self, DedupError, DedupJob, DedupStats};
+use crate::filter::{FilterChain, FilterConfig, FilterError};
+use crate::read::{self, ReadError, ReadOptions};
+use crate::stage::{Progress, RunIdentity, StageError, TaskSlice, claim_output_folder, part_name, run_filter_stage};
+use crate::stats::StageStats;
+use crate::tokenize::{EosSpec, TextTokenizer, TokenizeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    #[error(transparent)]
+    Dedup(#[from] DedupError),
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Tokenize(#[from] TokenizeError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("domain {domain:?}: {source}")]
+    Domain {
+        domain: String,
+        #[source]
+        source: Box<PrepareError>,
+    },
+    #[error("{0}")]
+    Settings(String),
+    /// The observer could not report (stdout closed, say).
+    #[error("cannot print the result: {0}")]
+    Report(#[source] std::io::Error),
+}
+
+impl PrepareError {
+    fn in_domain(domain: &str) -> impl FnOnce(PrepareError) -> PrepareError + '_ {
+        move |e| PrepareError::Domain { domain: domain.to_string(), source: Box::new(e) }
+    }
+}
+
+/// Which stage of prepare to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Stage {
+    /// Every stage in order.
+    All,
+    Filter,
+    DedupSignatures,
+    DedupPairs,
+    DedupClusters,
+    DedupApply,
+    Tokenize,
+}
+
+impl Stage {
+    fn runs(self, stage: Stage) -> bool {
+        self == Stage::All || self == stage
+    }
+
+    fn dedups(self) -> bool {
+        [Stage::DedupSignatures, Stage::DedupPairs, Stage::DedupClusters, Stage::DedupApply]
+            .into_iter()
+            .any(|s| self.runs(s))
+    }
+}
+
+/// A step's result: finished, or not yet.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    Done(T),
+    Waiting(Waiting),
+}
+
+/// What a step that is not finished waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waiting {
+    /// This task's files are done; whichever task of the stage finishes last writes its summary.
+    OtherTasks,
+    /// `domain`'s `stage` is not finished (every task of it must be).
+    Stage { stage: &'static str, domain: String },
+}
+
+/// The dataset of a domain.
+#[derive(Debug)]
+pub enum DatasetDone {
+    /// Finished by an earlier run; left alone.
+    AlreadyPrepared { documents: u64, tokens: u64 },
+    Written {
+        documents: u64,
+        tokens: u64,
+        shards: usize,
+        /// Documents in `removed.parquet`, every stage's.
+        removed: u64,
+        /// The tokenize figures of `stats.json`.
+        tokenize: serde_json::Value,
+    },
+}
+
+/// One step's outcome, reported as soon as it is known.
+#[derive(Debug)]
+pub enum StepOutcome<'a> {
+    Filtered { domain: &'a str, out: &'a Path, outcome: Outcome<StageStats> },
+    Deduplicated { domains: &'a [String], out: &'a Path, outcome: Outcome<(StageStats, DedupStats)> },
+    Dataset { domain: &'a str, out: &'a Path, outcome: Outcome<DatasetDone> },
+}
+
+/// Where a run's progress and results go (the CLI prints them).
+pub trait Observer: Sync {
+    /// Progress of `work` (a domain's name, "dedup", "NAME tokenize").
+    fn progress(&self, work: &str, progress: Progress);
+    /// `work` has ended on this machine.
+    fn finished(&self, work: &str);
+    fn outcome(&self, outcome: &StepOutcome) -> std::io::Result<()>;
+    /// A line for the log.
+    fn note(&self, line: &str);
+}
+
+/// A prepare run, everything it needs checked before any stage runs.
+pub struct Prepare<'a> {
+    config: &'a PrepareConfig,
+    stage: Stage,
+    /// The slices this machine runs (one with `--task`, else every task in turn).
+    slices: Vec<TaskSlice>,
+    tasks: usize,
+    force: bool,
+    /// Loaded up front, so that a mistake in `[tokenizer]` shows before hours of filtering.
+    tokenizer: Option<TextTokenizer>,
+    domains: Vec<DomainPlan<'a>>,
+}
+
+struct DomainPlan<'a> {
+    config: &'a DomainConfig,
+    inputs: Vec<PathBuf>,
+    /// Built when this run filters, up front for the same reason.
+    chain: Option<FilterChain>,
+}
+
+impl<'a> Prepare<'a> {
+    /// A run of `stage` over `only` (every domain when empty), as `task` of `tasks` (every task
+    /// in turn without one).
+    pub fn new(
+        config: &'a PrepareConfig,
+        only: &[String],
+        stage: Stage,
+        task: Option<usize>,
+        tasks: usize,
+        force: bool,
+    ) -> Result<Self, PrepareError> {
+        if let Some(unknown) = only.iter().find(|d| !config.domains.iter().any(|c| &c.name == *d)) {
+            return Err(PrepareError::Settings(format!("no domain named {unknown:?}")));
+        }
+        if tasks == 0 || task.is_some_and(|t| t >= tasks) {
+            return Err(PrepareError::Settings("--task must be below --tasks (and --tasks at least 1)".into()));
+        }
+        let slices = match task {
+            Some(task) => vec![TaskSlice { task, tasks }],
+            None => (0..tasks).map(|task| TaskSlice { task, tasks }).collect(),
+        };
+        let tokenizer = config.tokenizer.as_ref().map(load_tokenizer).transpose()?;
+        let mut domains = Vec::new();
+        for domain in config.domains.iter().filter(|d| only.is_empty() || only.contains(&d.name)) {
+            let plan = (|| {
+                let inputs = read::expand_inputs(&domain.inputs)?;
+                let chain = if stage.runs(Stage::Filter) {
+                    Some(FilterChain::new(domain.filters.iter().map(FilterConfig::build).collect::<Result<_, _>>()?))
+                } else {
+                    None
+                };
+                Ok(DomainPlan { config: domain, inputs, chain })
+            })()
+            .map_err(PrepareError::in_domain(&domain.name))?;
+            domains.push(plan);
+        }
+        Ok(Self { config, stage, slices, tasks, force, tokenizer, domains })
+    }
+
+    /// Run the stages this run covers, in order.
+    pub fn run(&self, observer: &dyn Observer) -> Result<(), PrepareError> {
+        if self.stage.runs(Stage::Filter) {
+            for domain in &self.domains {
+                self.filter(domain, observer).map_err(PrepareError::in_domain(&domain.config.name))?;
+            }
+        }
+        if let Some(section) = &self.config.dedup
+            && self.stage.dedups()
+        {
+            self.dedup(section, observer)?;
+        }
+        if let (Some(section), Some(tokenizer)) = (&self.config.tokenizer, &self.tokenizer)
+            && self.stage.runs(Stage::Tokenize)
+        {
+            observer.note(&tokenizer.describe());
+            for domain in &self.domains {
+                self.tokenize(domain.config, section, tokenizer, observer)
+                    .map_err(PrepareError::in_domain(&domain.config.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn filter(&self, domain: &DomainPlan, observer: &dyn Observer) -> Result<(), PrepareError> {
+        let config = self.config;
+        let name = &domain.config.name;
+        let out = config.output.join(name).join("filtered");
+        let identity = RunIdentity {
+            stage: "filter".into(),
+            inputs: path_strings(&domain.inputs),
+            settings: json!({ "domain": domain.config, "batch_size": config.batch_size, "on_error": config.on_error }),
+        };
+        claim_output_folder(&out, &identity, self.force)?;
+        let options = domain.config.read_options(config.batch_size, config.on_error);
+        let chain = domain.chain.as_ref().expect("built for a run that filters");
+        let mut stats = None;
+        for &slice in &self.slices {
+            stats = run_filter_stage(&domain.inputs, &options, chain, &out, slice, &|p| observer.progress(name, p))?;
+        }
+        observer.finished(name);
+        let outcome = stats.map_or(Outcome::Waiting(Waiting::OtherTasks), Outcome::Done);
+        observer.outcome(&StepOutcome::Filtered { domain: name, out: &out, outcome }).map_err(PrepareError::Report)
+    }
+
+    /// The domains deduplicated together, in config order.
+    fn dedup_domains(&self) -> Vec<&'a DomainConfig> {
+        let Some(section) = &self.config.dedup else { return Vec::new() };
+        let names = section.domain_names(&self.config.domains);
+        self.config.domains.iter().filter(|d| names.contains(&d.name.as_str())).collect()
+    }
+
+    fn dedup(&self, section: &PrepareDedupConfig, observer: &dyn Observer) -> Result<(), PrepareError> {
+        let domains: Vec<String> = self.dedup_domains().iter().map(|d| d.name.clone()).collect();
+        let out = self.config.output.join("_dedup");
+        let report = |outcome| {
+            let step = StepOutcome::Deduplicated { domains: &domains, out: &out, outcome };
+            observer.outcome(&step).map_err(PrepareError::Report)
+        };
+        let job = match self.dedup_job(section, &out)? {
+            Outcome::Done(job) => job,
+            Outcome::Waiting(on) => return report(Outcome::Waiting(on)),
+        };
+        let progress = |p| observer.progress("dedup", p);
+        if self.stage.runs(Stage::DedupSignatures) {
+            for slice in &self.slices {
+                dedup::signatures(&job, slice.task, &progress)?;
+            }
+        }
+        if self.stage.runs(Stage::DedupPairs) {
+            dedup::pairs(&job)?;
+        }
+        if self.stage.runs(Stage::DedupClusters) {
+            dedup::clusters(&job)?;
+        }
+        if self.stage.runs(Stage::DedupApply) {
+            for slice in &self.slices {
+                dedup::apply(&job, slice.task, &progress)?;
+            }
+            observer.finished("dedup");
+            let finished = dedup::finish(&job)?;
+            report(finished.map_or(Outcome::Waiting(Waiting::OtherTasks), Outcome::Done))?;
+        }
+        Ok(())
+    }
+
+    /// The dedup job over the filtered documents of the `[dedup]` domains, once they are filtered.
+    fn dedup_job(&self, section: &PrepareDedupConfig, out: &Path) -> Result<Outcome<DedupJob>, PrepareError> {
+        let config = self.config;
+        let mut inputs = Vec::new();
+        let mut parts = Vec::new();
+        for domain in self.dedup_domains() {
+            let filtered = config.output.join(&domain.name).join("filtered");
+            if !filtered.join("stats.json").is_file() {
+                return Ok(Outcome::Waiting(Waiting::Stage { stage: "filter", domain: domain.name.clone() }));
+            }
+            let kept = read::expand_inputs(&[filtered.join("kept/*.parquet").to_string_lossy()])?;
+            for (i, path) in kept.into_iter().enumerate() {
+                inputs.push(path);
+                parts.push((config.output.join(&domain.name).join("dedup"), part_name(i)));
+            }
+        }
+        let identity = RunIdentity {
+            stage: "dedup".into(),
+            inputs: path_strings(&inputs),
+            settings: json!({ "dedup": section, "tasks": self.tasks }),
+        };
+        let restart = self.force && self.stage.runs(Stage::DedupSignatures);
+        if restart {
+            for (dir, _) in &parts {
+                match std::fs::remove_dir_all(dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(PrepareError::Io { path: dir.clone(), source: e });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        claim_output_folder(out, &identity, restart)?;
+        Ok(Outcome::Done(DedupJob {
+            inputs,
+            read: ReadOptions::stage_output(),
+            config: section.resolve().map_err(PrepareError::Settings)?,
+            work: out.join("work"),
+            out: out.to_path_buf(),
+            tasks: self.tasks,
+            parts,
+        }))
+    }
+
+    /// Tokenize a domain's kept documents into `OUTPUT/NAME` (shards, sidecars,
+    /// removed.parquet, stats.json, manifest.json last).
+    fn tokenize(
+        &self,
+        domain: &DomainConfig,
+        section: &PrepareTokenizerConfig,
+        tokenizer: &TextTokenizer,
+        observer: &dyn Observer,
+    ) -> Result<(), PrepareError> {
+        let out = self.config.output.join(&domain.name);
+        let report = |outcome| {
+            let step = StepOutcome::Dataset { domain: &domain.name, out: &out, outcome };
+            observer.outcome(&step).map_err(PrepareError::Report)
+        };
+        let dedup_domains = self.dedup_domains();
+        let in_dedup = dedup_domains.iter().any(|d| d.name == domain.name);
+        let (stage, ready) = if in_dedup {
+            ("dedup", self.config.output.join("_dedup/stats.json").is_file())
+        } else {
+            ("filter", out.join("filtered/stats.json").is_file())
+        };
+        if !ready {
+            return report(Outcome::Waiting(Waiting::Stage { stage, domain: domain.name.clone() }));
+        }
+        let kept_in = if in_dedup { "dedup" } else { "filtered" };
+        let inputs = read::expand_inputs(&[out.join(kept_in).join("kept/*.parquet").to_string_lossy()])?;
+        let options = DatasetOptions {
+            domain: domain.name.clone(),
+            read: ReadOptions::stage_output(),
+            shard_bytes: section.shard_size_mb << 20,
+            formats: Formats::parse(&section.formats).map_err(PrepareError::Settings)?,
+            config: self.dataset_settings(domain, in_dedup.then_some(&dedup_domains)),
+        };
+        let identity = json!({ "config": options.config, "inputs": inputs, "tokenizer": tokenizer.identity() });
+        if let Some(m) =
+            dataset::claim_dataset_folder(&out, &domain.name, &identity, self.force, &["filtered", "dedup"])?
+        {
+            return report(Outcome::Done(DatasetDone::AlreadyPrepared { documents: m.documents, tokens: m.tokens }));
+        }
+        let work = format!("{} tokenize", domain.name);
+        let mut parts = None;
+        for &slice in &self.slices {
+            parts =
+                dataset::tokenize_inputs(&inputs, tokenizer, &options, &out, slice, &|p| observer.progress(&work, p))?;
+        }
+        observer.finished(&work);
+        let Some(parts) = parts else { return report(Outcome::Waiting(Waiting::OtherTasks)) };
+        let done = finish_dataset(&out, in_dedup, &parts, tokenizer, &options)?;
+        report(Outcome::Done(done))
+    }
+
+    /// What a domain's dataset depends on: its own settings, the tokenizer section, and for a
+    /// deduplicated domain the dedup settings and its partners' settings (their documents
+    /// decide which of its documents are duplicates). Recorded in its manifest and compared on
+    /// resume.
+    fn dataset_settings(&self, domain: &DomainConfig, dedup_with: Option<&Vec<&DomainConfig>>) -> serde_json::Value {
+        let config = self.config;
+        json!({
+            "domain": domain,
+            "batch_size": config.batch_size,
+            "on_error": config.on_error,
+            "dedup": dedup_with.map(|partners| json!({ "settings": config.dedup, "domains": partners })),
+            "tokenizer": config.tokenizer,
+        })
+    }
+}
+
+fn path_strings(paths: &[PathBuf]) -> Vec<String> {
+    paths.iter().map(|p| p.to_string_lossy().into_owned()).collect()
+}
+
+fn load_tokenizer(section: &PrepareTokenizerConfig) -> Result<TextTokenizer, TokenizeError> {
+    Ok(TextTokenizer::from_file(
+        &section.path,
+        section.eos.as_deref().map(EosSpec::parse).as_ref(),
+        section.bos.as_deref().map(EosSpec::parse).as_ref(),
+    )?
+    .with_special_tokens_in_text(section.special_tokens_in_text))
+}
+
+/// removed.parquet (every stage's removals), stats.json, then manifest.json.
+fn finish_dataset(
+    out: &Path,
+    in_dedup: bool,
+    parts: &[dataset::PartDone],
+    tokenizer: &TextTokenizer,
+    options: &DatasetOptions,
+) -> Result<DatasetDone, PrepareError> {
+    let glob = |sub: &str| read::expand_inputs(&[out.join(sub).join("*.parquet").to_string_lossy()]);
+    let mut removed_parts = glob("filtered/removed")?;
+    if in_dedup {
+        removed_parts.extend(glob("dedup/removed")?);
+    }
+    removed_parts.extend(glob("removed")?);
+    let removed = dataset::merge_parquet(&removed_parts, &out.join("removed.parquet"))?;
+    let filter_stats: serde_json::Value = read_json(&out.join("filtered/stats.json"))?;
+    let dedup_stats = if in_dedup { Some(merged_dedup_stats(&out.join("dedup/stats"))?) } else { None };
+    let tokenize = dataset::tokenize_stats(parts, tokenizer);
+    let stats = json!({ "filter": filter_stats, "dedup": dedup_stats, "tokenize": tokenize, "removed": removed });
+    let path = out.join("stats.json");
+    let text = serde_json::to_string_pretty(&stats).expect("serialisable");
+    mixtures::fsutil::write_atomic(&path, text.as_bytes()).map_err(|source| PrepareError::Io { path, source })?;
+    let manifest = dataset::write_manifest(parts, tokenizer, options, out)?;
+    Ok(DatasetDone::Written {
+        documents: manifest.documents,
+        tokens: manifest.tokens,
+        shards: manifest.shards.len(),
+        removed,
+        tokenize,
+    })
+}
+
+/// The dedup stage's per-part stats of one domain, summed in part order.
+fn merged_dedup_stats(dir: &Path) -> Result<StageStats, PrepareError> {
+    let io = |source| PrepareError::Io { path: dir.to_path_buf(), source };
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(io)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(io)?;
+    files.sort();
+    let mut total = StageStats::default();
+    for f in files {
+        total.merge(&read_json(&f)?);
+    }
+    Ok(total)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, PrepareError> {
+    let bytes = std::fs::read(path).map_err(|source| PrepareError::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_slice(&bytes).map_err(|source| PrepareError::Json { path: path.to_path_buf(), source })
+}
+
+/// A Slurm script running `exe prepare CONFIG` stage by stage, each stage a job array of `tasks`
+/// (or one job for the stages that do not split), chained with `afterok`.
+pub fn slurm_script(
+    exe: &Path,
+    config_path: &Path,
+    config: &PrepareConfig,
+    tasks: usize,
+) -> Result<String, PrepareError> {
+    if tasks == 0 {
+        return Err(PrepareError::Settings("--emit-slurm needs at least 1 task".into()));
+    }
+    let cmd = format!("{} prepare {} --tasks {tasks}", exe.display(), config_path.display());
+    let mut stages: Vec<(&str, &str, bool)> = vec![("filter", "filter", true)];
+    if config.dedup.is_some() {
+        stages.extend([
+            ("dedup-sig", "dedup-signatures", true),
+            ("dedup-pairs", "dedup-pairs", false),
+            ("dedup-clusters", "dedup-clusters", false),
+            ("dedup-apply", "dedup-apply", true),
+        ]);
+    }
+    if config.tokenizer.is_some() {
+        stages.push(("tokenize", "tokenize", true));
+    }
+    let mut s = format!(
+        "#!/usr/bin/env bash\n\
+         # midtrain prepare as Slurm job arrays, generated by `midtrain prepare --emit-slurm {tasks}`.\n\
+         # Every stage resumes where it stopped: resubmitting this script after a failure redoes\n\
+         # only unfinished files. OUTPUT ({}) must be on a filesystem all nodes share.\n\
+         # Edit SBATCH_OPTS to your cluster.\n\
+         set -euo pipefail\n\
+         SBATCH_OPTS=\"--cpus-per-task=8 --mem=32G --time=24:00:00\"\n\
+         mkdir -p logs\n\
+         dep=\"\"\n",
+        config.output.display()
+    );
+    for (name, stage, array) in stages {
+        let (array_opt, task_opt) = if array {
+            (format!(" --array=0-{}", tasks - 1), " --task \\$SLURM_ARRAY_TASK_ID")
+        } else {
+            (String::new(), "")
+        };
+        s.push_str(&format!(
+            "id=$(sbatch --parsable $SBATCH_OPTS --job-name=midtrain-{name}{array_opt} ${{dep:+--dependency=afterok:$dep}} \\\n    \
+             --output=logs/{name}-%A_%a.log --wrap=\"{cmd} --stage {stage}{task_opt} -q\")\n\
+             echo \"{name}: job $id\"\n\
+             dep=$id\n"
+        ));
+    }
+    Ok(s)
+}
