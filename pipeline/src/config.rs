@@ -48,7 +48,7 @@ pub struct PrepareConfig {
     pub domains: Vec<DomainConfig>,
     /// Deduplication over the filtered documents of several domains at once.
     #[serde(default)]
-    pub dedup: Option<PrepareDedupConfig>,
+    pub dedup: Option<crate::dedup::DedupSettings>,
     /// Tokenization into shards; without it prepare stops at filtered (and deduplicated) text.
     #[serde(default)]
     pub tokenizer: Option<PrepareTokenizerConfig>,
@@ -71,7 +71,7 @@ pub struct PrepareTokenizerConfig {
     pub shard_size_mb: u64,
     /// `megatron` (always) and optionally `datatrove` (`.ds` + `.ds.index`).
     #[serde(default = "default_formats")]
-    pub formats: Vec<String>,
+    pub formats: Vec<crate::dataset::OutputFormat>,
     /// What a special token's literal string inside a document becomes: `split` (encoded as
     /// text, the default), `keep` (the special id) or `error`.
     #[serde(default)]
@@ -82,72 +82,8 @@ fn default_shard_size_mb() -> u64 {
     1024
 }
 
-fn default_formats() -> Vec<String> {
-    vec!["megatron".into()]
-}
-
-/// `[dedup]`: one dedup run over the kept documents of `domains` (all by default), so that
-/// duplicates across domains and sources count; each domain's result lands in `NAME/dedup/`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrepareDedupConfig {
-    /// `default` (midtrain's recommendation) or `fineweb` (datatrove-compatible).
-    #[serde(default = "default_preset")]
-    pub preset: String,
-    /// The domains to deduplicate together (default: all).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub domains: Option<Vec<String>>,
-    #[serde(default)]
-    pub exact_only: bool,
-    /// `first`, `quality` or `root`.
-    #[serde(default = "default_keep")]
-    pub keep: String,
-    #[serde(default = "default_memory_mb")]
-    pub memory_mb: usize,
-}
-
-fn default_preset() -> String {
-    "default".into()
-}
-
-fn default_keep() -> String {
-    "first".into()
-}
-
-fn default_memory_mb() -> usize {
-    1024
-}
-
-impl PrepareDedupConfig {
-    /// The dedup settings this section asks for.
-    pub fn resolve(&self) -> Result<crate::dedup::DedupConfig, String> {
-        use crate::dedup::{DedupConfig, Keeper};
-        let mut config = match self.preset.as_str() {
-            "default" => DedupConfig::recommended(),
-            "fineweb" => DedupConfig::fineweb(),
-            other => return Err(format!("dedup: unknown preset {other:?} (default or fineweb)")),
-        };
-        if self.exact_only {
-            config.exact = true;
-            config.near = None;
-        }
-        config.keep = match self.keep.as_str() {
-            "first" => Keeper::First,
-            "quality" => Keeper::Quality,
-            "root" => Keeper::Root,
-            other => return Err(format!("dedup: unknown keep {other:?} (first, quality or root)")),
-        };
-        config.memory_budget = self.memory_mb.max(16) << 20;
-        Ok(config)
-    }
-
-    /// The domains taking part, in config order.
-    pub fn domain_names<'a>(&'a self, all: &'a [DomainConfig]) -> Vec<&'a str> {
-        all.iter()
-            .map(|d| d.name.as_str())
-            .filter(|n| self.domains.as_ref().is_none_or(|list| list.iter().any(|x| x == n)))
-            .collect()
-    }
+fn default_formats() -> Vec<crate::dataset::OutputFormat> {
+    vec![crate::dataset::OutputFormat::Megatron]
 }
 
 fn default_batch_size() -> usize {
@@ -237,13 +173,13 @@ impl PrepareConfig {
             }
         }
         if let Some(t) = &self.tokenizer {
-            crate::dataset::Formats::parse(&t.formats)?;
+            crate::dataset::Formats::from_list(&t.formats).map_err(|e| e.to_string())?;
             if t.shard_size_mb == 0 {
                 return Err("tokenizer.shard_size_mb must be at least 1".into());
             }
         }
         if let Some(dedup) = &self.dedup {
-            dedup.resolve()?;
+            dedup.resolve().map_err(|e| e.to_string())?;
             match &dedup.domains {
                 Some(list) if list.is_empty() => {
                     return Err(

@@ -39,6 +39,8 @@ pub enum DatasetError {
     Manifest(#[from] mixtures::manifest::ManifestError),
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
+    #[error("the megatron format is required: the manifest and sidecars describe its shards")]
+    MegatronRequired,
     #[error("{path}, {row} (id {id:?}): {source}")]
     Document {
         path: PathBuf,
@@ -66,18 +68,25 @@ impl Default for Formats {
     }
 }
 
+/// A format to write shards in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// Megatron-LM's `.bin` + `.idx` (always: the manifest and sidecars describe these shards).
+    Megatron,
+    /// datatrove/nanotron's `.ds` + `.ds.index` + `.ds.metadata` as well.
+    Datatrove,
+}
+
 impl Formats {
-    pub fn parse(list: &[String]) -> Result<Self, String> {
-        let mut f = Self { megatron: false, datatrove: false };
-        for name in list {
-            match name.as_str() {
-                "megatron" => f.megatron = true,
-                "datatrove" => f.datatrove = true,
-                other => return Err(format!("unknown format {other:?} (megatron, datatrove)")),
-            }
-        }
+    pub fn from_list(list: &[OutputFormat]) -> Result<Self, DatasetError> {
+        let f = Self {
+            megatron: list.contains(&OutputFormat::Megatron),
+            datatrove: list.contains(&OutputFormat::Datatrove),
+        };
         if !f.megatron {
-            return Err("the megatron format is required: the manifest and sidecars describe its shards".into());
+            return Err(DatasetError::MegatronRequired);
         }
         Ok(f)
     }

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::config::{DomainConfig, PrepareConfig, PrepareDedupConfig, PrepareTokenizerConfig};
+use crate::config::{DomainConfig, PrepareConfig, PrepareTokenizerConfig};
 use crate::dataset::{self, DatasetError, DatasetOptions, Formats};
-use crate::dedup::{self, DedupError, DedupJob, DedupStats};
+use crate::dedup::{self, DedupError, DedupJob, DedupSettings, DedupStats, SettingsError};
 use crate::filter::{FilterChain, FilterConfig, FilterError};
 use crate::read::{self, ReadError, ReadOptions};
 use crate::stage::{Progress, RunIdentity, StageError, TaskSlice, claim_output_folder, part_name, run_filter_stage};
@@ -37,6 +37,8 @@ pub enum PrepareError {
     Dataset(#[from] DatasetError),
     #[error(transparent)]
     Tokenize(#[from] TokenizeError),
+    #[error(transparent)]
+    DedupSettings(#[from] SettingsError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -256,7 +258,7 @@ impl<'a> Prepare<'a> {
         self.config.domains.iter().filter(|d| names.contains(&d.name.as_str())).collect()
     }
 
-    fn dedup(&self, section: &PrepareDedupConfig, observer: &dyn Observer) -> Result<(), PrepareError> {
+    fn dedup(&self, section: &DedupSettings, observer: &dyn Observer) -> Result<(), PrepareError> {
         let domains: Vec<String> = self.dedup_domains().iter().map(|d| d.name.clone()).collect();
         let out = self.config.output.join("_dedup");
         let report = |outcome| {
@@ -291,7 +293,7 @@ impl<'a> Prepare<'a> {
     }
 
     /// The dedup job over the filtered documents of the `[dedup]` domains, once they are filtered.
-    fn dedup_job(&self, section: &PrepareDedupConfig, out: &Path) -> Result<Outcome<DedupJob>, PrepareError> {
+    fn dedup_job(&self, section: &DedupSettings, out: &Path) -> Result<Outcome<DedupJob>, PrepareError> {
         let config = self.config;
         let mut inputs = Vec::new();
         let mut parts = Vec::new();
@@ -326,7 +328,7 @@ impl<'a> Prepare<'a> {
         Ok(Outcome::Done(DedupJob {
             inputs,
             read: ReadOptions::stage_output(),
-            config: section.resolve().map_err(PrepareError::Settings)?,
+            config: section.resolve()?,
             work: out.join("work"),
             out: out.to_path_buf(),
             tasks: self.tasks,
@@ -364,7 +366,7 @@ impl<'a> Prepare<'a> {
             domain: domain.name.clone(),
             read: ReadOptions::stage_output(),
             shard_bytes: section.shard_size_mb << 20,
-            formats: Formats::parse(&section.formats).map_err(PrepareError::Settings)?,
+            formats: Formats::from_list(&section.formats)?,
             config: self.dataset_settings(domain, in_dedup.then_some(&dedup_domains)),
         };
         let identity = json!({ "config": options.config, "inputs": inputs, "tokenizer": tokenizer.identity() });

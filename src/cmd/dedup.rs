@@ -3,19 +3,11 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
-use pipeline::dedup::{self, DedupConfig, DedupJob, Keeper, Normalization};
+use pipeline::dedup::{self, DedupJob, DedupSettings};
 use pipeline::read::{self, ReadOptions};
 use pipeline::stage::{RunIdentity, claim_output_folder};
 
 use crate::progress::TextProgress;
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Preset {
-    /// midtrain's recommendation: exact + 3-gram MinHash, 20×6 bands, Jaccard verification ≥ 0.5.
-    Default,
-    /// FineWeb's setting, bit-compatible with datatrove 0.10 (5-grams, 14×8 bands, no verification).
-    Fineweb,
-}
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum Stage {
@@ -52,36 +44,10 @@ pub struct DedupArgs {
     inputs: Vec<String>,
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, value_enum, default_value = "default")]
-    preset: Preset,
-    /// Only exact duplicates (no MinHash).
-    #[arg(long)]
-    exact_only: bool,
-    /// Words per shingle.
-    #[arg(long)]
-    ngram: Option<usize>,
-    #[arg(long)]
-    bands: Option<usize>,
-    /// Hashes per band (at most 8).
-    #[arg(long)]
-    rows: Option<usize>,
-    #[arg(long)]
-    seed: Option<u32>,
-    /// Keep candidate pairs whose estimated Jaccard similarity reaches this; 0 disables.
-    #[arg(long)]
-    verify_threshold: Option<f64>,
-    /// Text normalisation before exact hashing.
-    #[arg(long, value_parser = ["none", "whitespace", "fineweb"])]
-    exact_normalization: Option<String>,
-    /// Which document of a cluster to keep: first (input order), quality (highest `quality`
-    /// column), root (datatrove's rule).
-    #[arg(long, value_parser = ["first", "quality", "root"])]
-    keep: Option<String>,
+    #[command(flatten)]
+    settings: DedupSettings,
     #[command(flatten)]
     input: super::InputArgs,
-    /// Sort buffers before spilling to disk, in MiB.
-    #[arg(long, default_value_t = 1024)]
-    memory_mb: usize,
     #[arg(long, value_enum, default_value = "all")]
     stage: Stage,
     #[command(flatten)]
@@ -92,50 +58,6 @@ pub struct DedupArgs {
     json: bool,
 }
 
-fn normalization(name: &str) -> Normalization {
-    match name {
-        "none" => Normalization::None,
-        "whitespace" => Normalization::Whitespace,
-        _ => Normalization::Fineweb,
-    }
-}
-
-fn config(args: &DedupArgs) -> Result<DedupConfig> {
-    let mut config = match args.preset {
-        Preset::Default => DedupConfig::recommended(),
-        Preset::Fineweb => DedupConfig::fineweb(),
-    };
-    if args.exact_only {
-        config.exact = true;
-        config.near = None;
-    }
-    if let Some(near) = &mut config.near {
-        let m = &mut near.minhash;
-        m.ngram = args.ngram.unwrap_or(m.ngram);
-        m.bands = args.bands.unwrap_or(m.bands);
-        m.rows = args.rows.unwrap_or(m.rows);
-        m.seed = args.seed.unwrap_or(m.seed);
-        m.validate().map_err(anyhow::Error::msg)?;
-        if let Some(t) = args.verify_threshold {
-            near.verify_threshold = (t > 0.0).then_some(t);
-        }
-    } else if args.ngram.is_some() || args.bands.is_some() || args.rows.is_some() {
-        bail!("--ngram/--bands/--rows configure MinHash, which --exact-only turns off");
-    }
-    if let Some(n) = &args.exact_normalization {
-        config.exact_normalization = normalization(n);
-    }
-    if let Some(k) = &args.keep {
-        config.keep = match k.as_str() {
-            "quality" => Keeper::Quality,
-            "root" => Keeper::Root,
-            _ => Keeper::First,
-        };
-    }
-    config.memory_budget = args.memory_mb.max(16) << 20;
-    Ok(config)
-}
-
 pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
     args.split.check()?;
     let needs_task = matches!(args.stage, Stage::Signatures | Stage::Apply);
@@ -143,7 +65,7 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
         bail!("--stage signatures/apply with --tasks > 1 needs --task");
     }
     let inputs = read::expand_inputs(&args.inputs)?;
-    let config = config(&args)?;
+    let config = args.settings.resolve()?;
     let identity = RunIdentity {
         stage: "dedup".into(),
         inputs: inputs.iter().map(|p| p.to_string_lossy().into_owned()).collect(),

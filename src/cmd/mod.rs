@@ -55,8 +55,8 @@ pub struct InputArgs {
     #[arg(long, default_value = "id")]
     pub id_column: String,
     /// What to do with bad rows: fail, or skip (record them as removed).
-    #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
-    pub on_error: String,
+    #[arg(long, value_enum, default_value_t = pipeline::read::OnError::Fail)]
+    pub on_error: pipeline::read::OnError,
 }
 
 impl InputArgs {
@@ -65,11 +65,7 @@ impl InputArgs {
         pipeline::read::ReadOptions {
             text_column: self.text_column.clone(),
             id_column: Some(self.id_column.clone()),
-            on_error: if self.on_error == "skip" {
-                pipeline::read::OnError::Skip
-            } else {
-                pipeline::read::OnError::Fail
-            },
+            on_error: self.on_error,
             ..Default::default()
         }
     }

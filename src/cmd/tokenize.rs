@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use pipeline::dataset::{self, DatasetOptions, Formats};
+use pipeline::dataset::{self, DatasetOptions, Formats, OutputFormat};
 use pipeline::read::{self, ReadOptions};
 use pipeline::stage::TaskSlice;
 use pipeline::{EosSpec, SpecialTokensInText, TextTokenizer};
@@ -46,11 +46,11 @@ pub struct TokenizeArgs {
     #[arg(long, default_value_t = 1024)]
     shard_size_mb: u64,
     /// Comma-separated: megatron (always), datatrove (.ds + .ds.index too).
-    #[arg(long, value_delimiter = ',', default_value = "megatron")]
-    formats: Vec<String>,
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "megatron")]
+    formats: Vec<OutputFormat>,
     /// What a special token's literal string inside a document becomes: split (encoded as
     /// text), keep (the special id) or error.
-    #[arg(long, default_value = "split", value_parser = SpecialTokensInText::parse)]
+    #[arg(long, value_enum, default_value_t = SpecialTokensInText::Split)]
     special_tokens_in_text: SpecialTokensInText,
     #[arg(long, default_value_t = 1024)]
     batch_size: usize,
@@ -68,7 +68,7 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
         args.bos.as_deref().map(EosSpec::parse).as_ref(),
     )?
     .with_special_tokens_in_text(args.special_tokens_in_text);
-    let formats = Formats::parse(&args.formats).map_err(anyhow::Error::msg)?;
+    let formats = Formats::from_list(&args.formats)?;
     let domain = match &args.domain {
         Some(d) => d.clone(),
         None => args.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),

@@ -58,15 +58,23 @@ impl MinHashParams {
         1.0 - (1.0 - j.powi(self.rows as i32)).powi(self.bands as i32)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), MinHashError> {
         if self.ngram == 0 || self.bands == 0 || self.rows == 0 {
-            return Err("ngram, bands and rows must be at least 1".into());
+            return Err(MinHashError::Zero);
         }
         if self.rows > MAX_ROWS {
-            return Err(format!("rows must be at most {MAX_ROWS} (got {})", self.rows));
+            return Err(MinHashError::TooManyRows(self.rows));
         }
         Ok(())
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MinHashError {
+    #[error("ngram, bands and rows must be at least 1")]
+    Zero,
+    #[error("rows must be at most {MAX_ROWS} (got {0})")]
+    TooManyRows(usize),
 }
 
 /// numpy's legacy `RandomState`: MT19937 seeded with `init_genrand`.

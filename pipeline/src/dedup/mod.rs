@@ -21,6 +21,7 @@ pub mod layout;
 pub mod minhash;
 pub mod normalize;
 pub mod records;
+mod settings;
 mod stages;
 pub mod union_find;
 
@@ -28,10 +29,12 @@ use serde::{Deserialize, Serialize};
 
 pub use minhash::{MinHashParams, WordSplit};
 pub use normalize::Normalization;
+pub use settings::{DedupSettings, Preset, SettingsError};
 pub use stages::{DedupError, DedupJob, DedupStats, apply, clusters, finish, pairs, run_all, signatures};
 
 /// Which document of a cluster is kept.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Keeper {
     /// The first in input order (file order, then row).

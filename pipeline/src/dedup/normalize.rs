@@ -11,6 +11,7 @@ use crate::text::punctuation::is_punctuation_string;
 use crate::text::python::{self, is_decimal};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Normalization {
     /// The text as is.

@@ -19,6 +19,7 @@ pub use predicate::{Predicate, PredicateError, Value};
 
 /// What to do with a bad row (bad JSON, invalid UTF-8, null or non-string text, unreadable part of a file).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// Stop with an error naming the file and row.

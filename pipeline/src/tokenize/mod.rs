@@ -41,6 +41,7 @@ pub enum TokenizeError {
 
 /// What a special token's literal string inside a document becomes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum SpecialTokensInText {
     /// Encoded as ordinary text (tiktoken's `disallowed_special=()`), so no EOS or chat marker
@@ -54,15 +55,6 @@ pub enum SpecialTokensInText {
 }
 
 impl SpecialTokensInText {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "split" => Ok(Self::Split),
-            "keep" => Ok(Self::Keep),
-            "error" => Ok(Self::Error),
-            _ => Err(format!("special_tokens_in_text must be \"split\", \"keep\" or \"error\", not {s:?}")),
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Split => "split",

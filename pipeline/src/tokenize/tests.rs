@@ -214,11 +214,13 @@ fn the_identity_names_the_encoder() {
 }
 
 #[test]
-fn special_tokens_in_text_parses_its_three_modes() {
-    assert_eq!(SpecialTokensInText::parse("split"), Ok(SpecialTokensInText::Split));
-    assert_eq!(SpecialTokensInText::parse("keep"), Ok(SpecialTokensInText::Keep));
-    assert_eq!(SpecialTokensInText::parse("error"), Ok(SpecialTokensInText::Error));
-    assert!(SpecialTokensInText::parse("drop").unwrap_err().contains("split"));
+fn special_tokens_in_text_reads_its_three_modes_and_names_itself_alike() {
+    for mode in [SpecialTokensInText::Split, SpecialTokensInText::Keep, SpecialTokensInText::Error] {
+        let text = format!("{:?}", mode.as_str());
+        assert_eq!(serde_json::from_str::<SpecialTokensInText>(&text).unwrap(), mode);
+        assert_eq!(serde_json::to_string(&mode).unwrap(), text);
+    }
+    assert!(serde_json::from_str::<SpecialTokensInText>("\"drop\"").is_err());
 }
 
 /// A SentencePiece-style BPE as Llama 2 and TinyStories ship it: `▁` for spaces, no
