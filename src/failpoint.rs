@@ -2,7 +2,8 @@
 
 /// Crash testing: with `MIDTRAIN_FAILPOINT_ABORT_AFTER_BATCHES=N` the process aborts (like a
 /// `kill -9`: no cleanup, no unwinding) after its Nth batch of any stage, or for `train` its
-/// Nth step. The kill-and-resume tests use it to stop a run at exact points.
+/// Nth step. The kill-and-resume tests use it to stop a run at exact points; each command calls
+/// it where the library reports a finished batch or step.
 pub fn after_batch() {
     use std::sync::atomic::{AtomicU64, Ordering};
     static BATCHES: AtomicU64 = AtomicU64::new(0);

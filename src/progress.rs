@@ -25,7 +25,6 @@ impl TextProgress {
     }
 
     pub fn update(&self, p: Progress) {
-        crate::failpoint::after_batch();
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
         let kept = if p.documents > 0 { 100.0 * p.kept as f64 / p.documents as f64 } else { 0.0 };
         self.bar.set_message(format!(

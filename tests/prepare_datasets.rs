@@ -218,6 +218,10 @@ fn tokenize_handles_bad_inputs_clearly() {
     // Another dataset in the output folder is refused; an empty input gives an empty dataset.
     let d = out("d");
     ok(midtrain(&["tokenize", m, "--tokenizer", t, "--out", &d], &[]));
+    let again: serde_json::Value =
+        serde_json::from_str(ok(midtrain(&["tokenize", m, "--tokenizer", t, "--out", &d, "--json"], &[])).trim())
+            .unwrap();
+    assert_eq!(again["already_prepared"], true, "a finished dataset answers --json in JSON: {again}");
     let web = root().join("fixtures/dumps/instruct.parquet");
     fails(&["tokenize", web.to_str().unwrap(), "--tokenizer", t, "--out", &d], "holds another dataset");
     let empty = tmp.path().join("empty.parquet");

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::manifest::{DatasetManifest, MANIFEST_FILE, ManifestError};
+use crate::manifest::{DatasetManifest, ManifestError};
 use crate::shard::{ShardReader, TokenDtype, Tokens};
 
 /// A dataset folder (with its manifest) or a single shard, opened and validated.
@@ -55,9 +55,4 @@ impl TokenSource {
     pub fn documents_iter(&self) -> impl Iterator<Item = Tokens<'_>> + '_ {
         self.shards.iter().flat_map(|s| s.iter())
     }
-}
-
-/// True when `dir` holds a finished dataset.
-pub fn is_finished_dataset(dir: &Path) -> bool {
-    dir.join(MANIFEST_FILE).is_file()
 }

@@ -96,12 +96,7 @@ pub fn html(audit: &Audit) -> String {
     let mut page = String::new();
     let _ = write!(
         page,
-        r#"<!doctype html><html><head><meta charset="utf-8"><title>midtrain audit: {name}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f3f3f3}}td:first-child{{text-align:left}}
-.flag{{color:#b00020;font-weight:bold}}.ok{{color:#2e7d32}}h2{{margin-top:1.6em}}</style></head><body>
-<h1>midtrain audit: {name}</h1><p>{kind} · {docs} documents · {tokens} tokens · long = documents ≥ {long} tokens</p>"#,
-        name = escape(&audit.name),
+        "<p>{kind} · {docs} documents · {tokens} tokens · long = documents ≥ {long} tokens</p>",
         kind = audit.kind,
         docs = audit.documents,
         tokens = audit.tokens,
@@ -175,6 +170,6 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
             let _ = write!(page, "<tr><td>{}</td><td>{}</td><td>{n}</td></tr>", escape(&d.name), escape(reason));
         }
     }
-    page.push_str("</table></body></html>\n");
-    page
+    page.push_str("</table>");
+    crate::html::page(&format!("midtrain audit: {}", audit.name), &page)
 }

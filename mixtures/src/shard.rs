@@ -1,7 +1,7 @@
 //! Token shards in Megatron-LM's indexed-dataset format (MMIDIDX, version 1), byte for byte.
 //!
 //! A shard is `PREFIX.bin` (token ids, concatenated, little-endian) plus `PREFIX.idx` (header,
-//! sequence lengths, byte pointers, document index); see `MEGATRON_FORMAT.md` in the shared notes.
+//! sequence lengths, byte pointers, document index); see `docs/megatron-format.md`.
 //! One document is one sequence, EOS already appended by the caller.
 //!
 //! The writer streams tokens to disk and keeps 4 bytes per document in memory (the lengths) until

@@ -63,9 +63,4 @@ impl StageStats {
             }
         }
     }
-
-    /// Documents removed by any step.
-    pub fn documents_removed(&self) -> u64 {
-        self.steps.iter().flat_map(|s| s.removed.values()).sum()
-    }
 }

@@ -20,7 +20,7 @@ b. megatron writes shards that midtrain must read: ~200 seeded random documents,
 
 `--self-test` runs everything that needs no midtrain binary: (b)'s writer side plus (a)'s
 read / rebuild / byte-compare logic on shards megatron writes itself, and an independent parse
-of the .idx layout in shared/MEGATRON_FORMAT.md.
+of the .idx layout in docs/megatron-format.md.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def rebuild_megatron(src: IndexedDataset, prefix: str) -> None:
 
 
 def parse_idx_spec(path: str) -> dict:
-    """Parse an .idx file by the layout in shared/MEGATRON_FORMAT.md (independent of megatron)."""
+    """Parse an .idx file by the layout in docs/megatron-format.md (independent of megatron)."""
     raw = Path(path).read_bytes()
     if raw[:9] != b"MMIDIDX\x00\x00":
         raise ValueError("bad magic")
@@ -264,7 +264,7 @@ def part_b(rep: Report, midtrain: str | None, tmp: Path) -> list[str]:
 
 
 def spec_check(rep: Report, prefix: str) -> None:
-    """The .idx megatron writes matches the layout documented in MEGATRON_FORMAT.md."""
+    """The .idx megatron writes matches the layout documented in docs/megatron-format.md."""
     docs, dtype, ds = read_megatron(prefix)
     del ds
     p = parse_idx_spec(prefix + ".idx")
@@ -276,7 +276,7 @@ def spec_check(rep: Report, prefix: str) -> None:
           and p["pointers"].tolist() == ptrs and p["doc_idx"].tolist() == list(range(len(docs) + 1))
           and p["trailing"] == 0
           and Path(prefix + ".bin").stat().st_size == sum(lens) * size)
-    rep.check(ok, f"self-test {Path(prefix).name}: .idx layout matches MEGATRON_FORMAT.md",
+    rep.check(ok, f"self-test {Path(prefix).name}: .idx layout matches docs/megatron-format.md",
               f"code {p['code']}, S {p['s']}, D {p['d']}, trailing {p['trailing']}")
 
 

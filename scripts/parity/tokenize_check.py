@@ -19,7 +19,7 @@ in TMP/<stem>/manifest.json:
   `[bos_id]? + ids + [eos_id]` (eos/bos from the manifest), compared with megatron's tokens;
 - checks the manifest's per-shard `documents` / `tokens` against megatron, the sidecar's
   `tokens` / `bytes` / `row` columns against the expected tokens / UTF-8 length / input row,
-  the dtype (uint16 when vocab < 65500, else int32 per shared/MEGATRON_FORMAT.md);
+  the dtype (uint16 when vocab < 65500, else int32 per docs/megatron-format.md);
 - if `<prefix>.ds` / `<prefix>.ds.index` exist (datatrove/nanotron layout), checks them too:
   raw tokens (uint16 when vocab < 65500, else uint32) and u64 cumulative document end offsets.
 

@@ -96,7 +96,10 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
         parts: Vec::new(),
     };
     let progress = TextProgress::new(&format!("dedup {}", stage_name(args.stage)), quiet);
-    let report = |p| progress.update(p);
+    let report = |p| {
+        crate::failpoint::after_batch();
+        progress.update(p)
+    };
     let task = args.split.task.unwrap_or(0);
     match args.stage {
         Stage::All => {

@@ -81,9 +81,12 @@ pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
     let _lock = super::lock_output(&args.out, None)?;
     claim_output_folder(&args.out, &identity, args.force)?;
     let progress = TextProgress::new("filter", quiet);
-    let stats = run_filter_stage(&inputs, &options, &chain, &args.out, TaskSlice::ALL, &|p| progress.update(p))
-        .with_context(|| format!("filtering into {}", args.out.display()))?
-        .expect("one task owns every part");
+    let stats = run_filter_stage(&inputs, &options, &chain, &args.out, TaskSlice::ALL, &|p| {
+        crate::failpoint::after_batch();
+        progress.update(p)
+    })
+    .with_context(|| format!("filtering into {}", args.out.display()))?
+    .expect("one task owns every part");
     progress.finish();
     crate::print::print_stage_stats(&stats, args.json)?;
     Ok(ExitCode::SUCCESS)

@@ -74,6 +74,7 @@ struct Printer {
 
 impl Observer for Printer {
     fn progress(&self, work: &str, progress: Progress) {
+        crate::failpoint::after_batch();
         let mut bars = self.bars.lock().expect("no panic while held");
         bars.entry(work.to_string()).or_insert_with(|| TextProgress::new(work, self.quiet)).update(progress);
     }

@@ -102,18 +102,24 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
     };
     let identity = serde_json::json!({ "config": config, "tokenizer": tokenizer.identity(), "domain": domain });
     let _lock = super::lock_output(&args.out, None)?;
-    if let Some(manifest) = dataset::claim_dataset_folder(&args.out, &domain, &identity, args.force, &[])? {
-        eprintln!("{}: already finished ({} documents); --force redoes it", args.out.display(), manifest.documents);
+    if let Some(m) = dataset::claim_dataset_folder(&args.out, &domain, &identity, args.force, &[])? {
+        if args.json {
+            outln!("{}", serde_json::json!({ "already_prepared": true, "documents": m.documents, "tokens": m.tokens }));
+        } else {
+            eprintln!("{}: already finished ({} documents); --force redoes it", args.out.display(), m.documents);
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if !quiet {
         eprintln!("{}", tokenizer.describe());
     }
     let progress = TextProgress::new("tokenize", quiet);
-    let parts =
-        dataset::tokenize_inputs(&inputs, &tokenizer, &options, &args.out, TaskSlice::ALL, &|p| progress.update(p))
-            .with_context(|| format!("tokenizing into {}", args.out.display()))?
-            .expect("one task owns every part");
+    let parts = dataset::tokenize_inputs(&inputs, &tokenizer, &options, &args.out, TaskSlice::ALL, &|p| {
+        crate::failpoint::after_batch();
+        progress.update(p)
+    })
+    .with_context(|| format!("tokenizing into {}", args.out.display()))?
+    .expect("one task owns every part");
     progress.finish();
     let removed_parts: Vec<PathBuf> = (0..inputs.len())
         .map(|i| args.out.join("removed").join(format!("{}.parquet", pipeline::stage::part_name(i))))

@@ -36,7 +36,6 @@ pub struct Corpus {
     pub source: PathBuf,
     shards: Vec<ShardReader>,
     pub domains: Vec<String>,
-    shard_domain: Vec<usize>,
     /// The training stream, in order.
     pub train: Vec<DocRef>,
     /// Per domain: documents kept out of training for the held-out loss.
@@ -161,7 +160,6 @@ impl Corpus {
             source: source.to_path_buf(),
             shards,
             domains,
-            shard_domain,
             train,
             heldout,
             vocab_size: None,
@@ -183,14 +181,6 @@ impl Corpus {
             }
         }
         Ok(())
-    }
-
-    pub fn domain_of(&self, doc: &DocRef) -> usize {
-        self.shard_domain[doc.shard as usize]
-    }
-
-    pub fn train_tokens(&self) -> u64 {
-        self.train.iter().map(|d| d.take as u64).sum()
     }
 
     fn token(&self, doc: &DocRef, i: u32) -> u32 {

@@ -1,6 +1,6 @@
 //! The Llama decoder (RMSNorm, SwiGLU, grouped-query attention, half-split RoPE) built from
 //! candle's differentiable basic ops only: the fused `rms_norm`, `softmax_last_dim` and `rope`
-//! kernels record no backward op and would cut gradients silently (TRAINING_NOTES.md).
+//! kernels record no backward op and would cut gradients silently (docs/training-notes.md).
 //!
 //! Parameters carry transformers' names, so `model.safetensors` moves both ways.
 

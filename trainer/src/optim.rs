@@ -26,7 +26,7 @@ pub struct AdamWConfig {
     pub clip_grad_norm: f64,
 }
 
-// OLMo 2's mid-training settings (TRAINING_NOTES.md).
+// OLMo 2's mid-training settings (docs/training-notes.md).
 fn default_beta1() -> f64 {
     0.9
 }

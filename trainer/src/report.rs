@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use mixtures::html::{COLORS, escape};
+use mixtures::html::{COLORS, escape, page};
 
 use crate::passkey::PasskeyGrid;
 use crate::train::records::ShortChange;
@@ -130,14 +130,6 @@ pub fn heat_map(title: &str, rows: &[String], columns: &[String], values: &[Vec<
     }
     svg.push_str("</svg>");
     svg
-}
-
-fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{}</title><style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}.flag{{color:#b00020;font-weight:bold}}</style></head><body><h1>{}</h1>{body}</body></html>",
-        escape(title),
-        escape(title)
-    )
 }
 
 fn step_series(name: &str, steps: &[StepRecord], f: impl Fn(&StepRecord) -> Option<f64>) -> Series {

@@ -1,6 +1,6 @@
 //! RoPE frequency scalings as pure functions: each returns `inv_freq` (one per rotary pair) and
 //! the attention factor that multiplies cos and sin, following transformers'
-//! `ROPE_INIT_FUNCTIONS` (formulas in ../shared/TRAINING_NOTES.md).
+//! `ROPE_INIT_FUNCTIONS` (formulas in docs/training-notes.md).
 //!
 //! ABF ("adjusted base frequency") is not a scaling of its own: it is the default rotation with a
 //! new `rope_theta`, which is how transformers' configs express it too.
@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn yarn_matches_the_reference_case() {
-        // TRAINING_NOTES.md: d=128, b=1e4, s=4, L0=4096 → low 20, high 46, factor 1.1386294.
+        // docs/training-notes.md: d=128, b=1e4, s=4, L0=4096 → low 20, high 46, factor 1.1386294.
         let f = rope(yarn(4.0)).frequencies(None).unwrap();
         assert!((f.attention_factor - 1.138_629_436_1).abs() < 1e-9);
         let extrapolated = |i: usize| 10_000f64.powf(-((2 * i) as f64) / 128.0);

@@ -31,10 +31,6 @@ pub fn file_of(doc: u64) -> usize {
     (doc >> ROW_BITS) as usize
 }
 
-pub fn row_of(doc: u64) -> u64 {
-    doc & ((1 << ROW_BITS) - 1)
-}
-
 pub fn task_of_file(file_index: usize, tasks: usize) -> usize {
     file_index % tasks
 }
