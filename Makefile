@@ -62,7 +62,7 @@ fmt:
 
 ## bench: throughput benchmarks; numbers go to docs/benchmarks.md
 bench: build
-	$(CARGO) bench -p mixtures --bench shards
+	$(CARGO) bench -p shards --bench shards
 	$(CARGO) bench -p mixtures --features audit --bench audit -- 1000 100000
 	for c in web code wiki; do for t in 1 2; do \
 		RAYON_NUM_THREADS=$$t $(CARGO) bench -p pipeline --bench tokenize -- $(abspath $(CORPORA))/$$c.parquet \

@@ -109,7 +109,7 @@ fn a_held_folder_is_refused_and_stale_temporaries_never_block() {
     let dir = tmp.path();
     project(dir, "");
     let out = dir.join("cfg/out");
-    let lock = mixtures::fsutil::FolderLock::exclusive(&out).unwrap();
+    let lock = util::fsutil::FolderLock::exclusive(&out).unwrap();
     let err = fails(midtrain_in(dir, &["prepare", "cfg/prepare.toml"]));
     assert!(err.contains("another midtrain run") && err.contains(&format!("pid {}", std::process::id())), "{err}");
     assert!(!out.join("math").exists(), "the refused run wrote nothing");

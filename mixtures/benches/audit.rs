@@ -10,10 +10,10 @@ use std::fs::File;
 use std::time::Instant;
 
 use mixtures::audit::{AuditOptions, audit_mixture};
-use mixtures::manifest::{DatasetManifest, ShardEntry, TokenizerIdentity};
 use mixtures::recipe::Recipe;
-use mixtures::shard::ShardWriter;
 use polars::prelude::*;
+use shards::manifest::{DatasetManifest, ShardEntry, TokenizerIdentity};
+use shards::shard::ShardWriter;
 
 fn main() {
     let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();

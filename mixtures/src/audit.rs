@@ -14,8 +14,8 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::build::{BuildError, Mixture, OrderEntry};
-use crate::manifest::{DatasetManifest, ManifestError};
 use crate::plan::overlap;
+use shards::manifest::{DatasetManifest, ManifestError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -164,7 +164,7 @@ fn aggregate(
     let domain_of_shard: Vec<usize> = shards.iter().map(|s| names.binary_search(&&s.0).expect("listed")).collect();
     let readers = shards
         .iter()
-        .map(|s| crate::shard::ShardReader::open(&s.1).map_err(ManifestError::from))
+        .map(|s| shards::shard::ShardReader::open(&s.1).map_err(ManifestError::from))
         .collect::<Result<Vec<_>, _>>()?;
     let mut draws: Vec<Vec<u32>> = readers.iter().map(|r| vec![0; r.num_documents()]).collect();
     let mut counts: Vec<StreamCounts> = names.iter().map(|_| StreamCounts::default()).collect();
@@ -360,7 +360,7 @@ pub fn audit_dataset(dir: &Path, options: &AuditOptions) -> Result<Audit, AuditE
     let mut order = Vec::new();
     let mut shards = Vec::new();
     for (k, (entry, prefix)) in manifest.shards.iter().zip(manifest.shard_prefixes(dir)).enumerate() {
-        let reader = crate::shard::ShardReader::open(&prefix).map_err(ManifestError::from)?;
+        let reader = shards::shard::ShardReader::open(&prefix).map_err(ManifestError::from)?;
         for i in 0..reader.num_documents() {
             order.push(OrderEntry { shard: k as u32, doc: i as u32, take: reader.document_len(i) as u32 });
         }
@@ -389,7 +389,7 @@ pub fn audit_dataset(dir: &Path, options: &AuditOptions) -> Result<Audit, AuditE
 pub fn audit_path(path: &Path, options: &AuditOptions) -> Result<Audit, AuditError> {
     if path.join("mixture.json").is_file() {
         audit_mixture(path, options)
-    } else if path.join(crate::manifest::MANIFEST_FILE).is_file() {
+    } else if path.join(shards::manifest::MANIFEST_FILE).is_file() {
         audit_dataset(path, options)
     } else {
         Err(AuditError::Unknown(path.to_path_buf()))

@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::write_atomic;
-use crate::manifest::{DatasetManifest, ManifestError};
 use crate::plan::Plan;
-use crate::rng::splitmix64;
-use crate::shard::ShardReader;
+use shards::manifest::{DatasetManifest, ManifestError};
+use shards::shard::ShardReader;
+use util::fsutil::write_atomic;
+use util::rng::splitmix64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -182,8 +182,8 @@ pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
                 }
                 shards.push(MixtureShard {
                     domain: d.name.clone(),
-                    prefix: std::fs::canonicalize(crate::shard::shard_paths(&prefix).1)
-                        .map(|idx| crate::shard::strip_shard_extension(&idx))
+                    prefix: std::fs::canonicalize(shards::shard::shard_paths(&prefix).1)
+                        .map(|idx| shards::shard::strip_shard_extension(&idx))
                         .unwrap_or(prefix.clone()),
                     dataset: std::fs::canonicalize(dataset).unwrap_or(dataset.clone()),
                     sidecar: entry.sidecar.as_ref().map(|s| {
@@ -209,7 +209,7 @@ pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
     let mut documents = vec![0u64; n];
     let mut total = 0u64;
     let order_path = out.join("order.bin");
-    let tmp = crate::fsutil::temp_path(&order_path);
+    let tmp = util::fsutil::temp_path(&order_path);
     let mut order = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io_err(&tmp))?);
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     loop {
@@ -239,7 +239,7 @@ pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
     }
     let file = order.into_inner().map_err(|e| BuildError::Io { path: tmp.clone(), message: e.to_string() })?;
     file.sync_all().map_err(io_err(&tmp))?;
-    crate::fsutil::durable_rename(&tmp, &order_path).map_err(io_err(&order_path))?;
+    util::fsutil::durable_rename(&tmp, &order_path).map_err(io_err(&order_path))?;
 
     let mixture = Mixture {
         format: MIXTURE_FORMAT.into(),
@@ -306,9 +306,9 @@ fn write_exports(mixture: &Mixture, out: &Path) -> Result<(), BuildError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{ShardEntry, TokenizerIdentity};
     use crate::recipe::Recipe;
-    use crate::shard::ShardWriter;
+    use shards::manifest::{ShardEntry, TokenizerIdentity};
+    use shards::shard::ShardWriter;
 
     /// A dataset of `docs` documents with lengths from a small generator.
     fn dataset(dir: &Path, name: &str, docs: usize, mean: usize) -> PathBuf {

@@ -1,27 +1,12 @@
-//! `mixtures`: the shared vocabulary of token data.
-//!
-//! Token shards in Megatron-LM's MMIDIDX v1 format ([`shard`]), the dataset manifest that lists
-//! them ([`manifest`]), opening a dataset or shard ([`dataset`]), length statistics ([`stats`]),
-//! and the atomic-write and checksum helpers every writer uses ([`fsutil`]).
+//! `mixtures`: from prepared datasets to a training mixture. Recipes ([`recipe`]), the planner
+//! with its pre-training overlap floor ([`plan`]), the blended document order and its exports
+//! ([`build`]), and with the `audit` feature the polars audit of what a mixture really holds
+//! ([`audit`]) and its HTML page ([`audit_page`]).
 
 #[cfg(feature = "audit")]
 pub mod audit;
+#[cfg(feature = "audit")]
+pub mod audit_page;
 pub mod build;
-pub mod dataset;
-pub mod fsutil;
-pub mod html;
-pub mod manifest;
 pub mod plan;
 pub mod recipe;
-#[cfg(feature = "audit")]
-pub mod report;
-pub mod rng;
-pub mod shard;
-pub mod stats;
-
-pub use dataset::TokenSource;
-pub use manifest::{DatasetManifest, ShardEntry, TokenizerIdentity};
-pub use shard::{ShardError, ShardReader, ShardWriter, TokenDtype, Tokens};
-
-/// The version of midtrain that wrote an artefact, recorded in manifests.
-pub const MIDTRAIN_VERSION: &str = env!("CARGO_PKG_VERSION");

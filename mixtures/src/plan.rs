@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::manifest::{DatasetManifest, ManifestError};
 use crate::recipe::Recipe;
+use shards::manifest::{DatasetManifest, ManifestError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -185,7 +185,7 @@ pub fn plan(recipe: &Recipe) -> Result<Plan, PlanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{ShardEntry, TokenizerIdentity};
+    use shards::manifest::{ShardEntry, TokenizerIdentity};
 
     fn map(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()

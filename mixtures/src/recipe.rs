@@ -71,10 +71,10 @@ impl Recipe {
         let err = |message: String| RecipeError { path: path.to_path_buf(), message };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let mut recipe = Self::parse(&text).map_err(err)?;
-        let base = crate::fsutil::config_folder(path).map_err(|e| err(e.to_string()))?;
+        let base = util::fsutil::config_folder(path).map_err(|e| err(e.to_string()))?;
         for d in &mut recipe.domains {
             for ds in &mut d.datasets {
-                *ds = crate::fsutil::resolve_against(&base, ds);
+                *ds = util::fsutil::resolve_against(&base, ds);
             }
         }
         Ok(recipe)

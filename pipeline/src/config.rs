@@ -125,14 +125,14 @@ impl PrepareConfig {
         let err = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let mut config: Self = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        let base = mixtures::fsutil::config_folder(path).map_err(|e| err(e.to_string()))?;
+        let base = util::fsutil::config_folder(path).map_err(|e| err(e.to_string()))?;
         config.resolve_paths(&base);
         config.validate().map_err(err)?;
         Ok(config)
     }
 
     fn resolve_paths(&mut self, base: &Path) {
-        use mixtures::fsutil::resolve_against;
+        use util::fsutil::resolve_against;
         self.output = resolve_against(base, &self.output);
         if let Some(t) = &mut self.tokenizer {
             t.path = resolve_against(base, &t.path);

@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder, UInt64Builder};
 use arrow::datatypes::{DataType, Field, Schema};
-use mixtures::fsutil::{durable_rename, temp_path, write_atomic};
-use mixtures::{DatasetManifest, ShardEntry, ShardWriter};
 use parquet::arrow::ArrowWriter;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use shards::{DatasetManifest, ShardEntry, ShardWriter};
+use util::fsutil::{durable_rename, temp_path, write_atomic};
 
 use crate::document::{Document, OutputColumn};
 use crate::output::RemovedWriter;
@@ -34,9 +34,9 @@ pub enum DatasetError {
     #[error(transparent)]
     Tokenize(#[from] TokenizeError),
     #[error(transparent)]
-    Shard(#[from] mixtures::ShardError),
+    Shard(#[from] shards::ShardError),
     #[error(transparent)]
-    Manifest(#[from] mixtures::manifest::ManifestError),
+    Manifest(#[from] shards::manifest::ManifestError),
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
     #[error("the megatron format is required: the manifest and sidecars describe its shards")]
@@ -465,7 +465,7 @@ pub fn claim_dataset_folder(
                         .into(),
             });
         }
-        if out.join(mixtures::manifest::MANIFEST_FILE).is_file() {
+        if out.join(shards::manifest::MANIFEST_FILE).is_file() {
             return Ok(Some(DatasetManifest::load(out)?));
         }
         return Ok(None);
@@ -474,9 +474,9 @@ pub fn claim_dataset_folder(
         for entry in std::fs::read_dir(out).map_err(io_err(out))? {
             let entry = entry.map_err(io_err(out))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !allowed.contains(&name.as_str()) && !mixtures::fsutil::is_debris(&entry.path()) {
+            if !allowed.contains(&name.as_str()) && !util::fsutil::is_debris(&entry.path()) {
                 let what =
-                    if name == mixtures::manifest::MANIFEST_FILE { "holds another dataset" } else { "is not empty" };
+                    if name == shards::manifest::MANIFEST_FILE { "holds another dataset" } else { "is not empty" };
                 return Err(DatasetError::Io {
                     path: out.to_path_buf(),
                     message: format!(

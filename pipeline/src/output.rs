@@ -43,7 +43,7 @@ impl ParquetOut {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
         }
-        let tmp = mixtures::fsutil::temp_path(path);
+        let tmp = util::fsutil::temp_path(path);
         let file = File::create(&tmp).map_err(|e| err(e.to_string()))?;
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties())).map_err(|e| err(e.to_string()))?;
         Ok(Self { path: path.to_path_buf(), tmp, writer, schema })
@@ -59,7 +59,7 @@ impl ParquetOut {
         let err = |e: String| OutputError { path: self.path.clone(), message: e };
         let file = self.writer.into_inner().map_err(|e| err(e.to_string()))?;
         file.sync_all().map_err(|e| err(e.to_string()))?;
-        mixtures::fsutil::durable_rename(&self.tmp, &self.path).map_err(|e| err(e.to_string()))
+        util::fsutil::durable_rename(&self.tmp, &self.path).map_err(|e| err(e.to_string()))
     }
 }
 

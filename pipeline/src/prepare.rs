@@ -437,7 +437,7 @@ fn finish_dataset(
     let stats = json!({ "filter": filter_stats, "dedup": dedup_stats, "tokenize": tokenize, "removed": removed });
     let path = out.join("stats.json");
     let text = serde_json::to_string_pretty(&stats).expect("serialisable");
-    mixtures::fsutil::write_atomic(&path, text.as_bytes()).map_err(|source| PrepareError::Io { path, source })?;
+    util::fsutil::write_atomic(&path, text.as_bytes()).map_err(|source| PrepareError::Io { path, source })?;
     let manifest = dataset::write_manifest(parts, tokenizer, options, out)?;
     Ok(DatasetDone::Written {
         documents: manifest.documents,

@@ -173,9 +173,9 @@ pub fn train_quality_classifier(options: &QualityTrainOptions, out: &Path) -> Re
     args.seed = options.seed as i32;
     args.verbose = 0;
     let model = FastText::train(args).map_err(|e| QualityTrainError::Invalid(format!("fastText training: {e}")))?;
-    let tmp = mixtures::fsutil::temp_path(out);
+    let tmp = util::fsutil::temp_path(out);
     model.save_model(&tmp).map_err(|e| QualityTrainError::Io { path: out.to_path_buf(), message: e.to_string() })?;
-    mixtures::fsutil::durable_rename(&tmp, out).map_err(io_err(out))?;
+    util::fsutil::durable_rename(&tmp, out).map_err(io_err(out))?;
 
     let says_hq = |text: &str| {
         let best = model.predict(text, 2, 0.0);

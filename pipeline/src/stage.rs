@@ -25,7 +25,7 @@ use crate::filter::{ChainOutcome, FilterChain};
 use crate::output::{KeptWriter, OutputError, RemovedWriter};
 use crate::read::{self, ReadError, ReadOptions};
 use crate::stats::StageStats;
-use mixtures::fsutil::write_atomic;
+use util::fsutil::write_atomic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
@@ -111,7 +111,7 @@ pub fn claim_output_folder(out: &Path, identity: &RunIdentity, force: bool) -> R
             let entry = entry.map_err(|e| folder_err(out, e.to_string()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             // What a killed run left half-written, and the folder's lock, are not another run's output.
-            if !mixtures::fsutil::is_debris(&entry.path()) {
+            if !util::fsutil::is_debris(&entry.path()) {
                 return Err(folder_err(
                     out,
                     format!("is not empty ({name}) and was not written by this stage; choose another --out"),

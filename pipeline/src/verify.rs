@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::UInt64Type;
-use mixtures::ShardReader;
-use mixtures::manifest::{DatasetManifest, ShardEntry, VerifyFinding};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use shards::ShardReader;
+use shards::manifest::{DatasetManifest, ShardEntry, VerifyFinding};
 
 /// One finding per sidecar and per set of datatrove files of the shards checked (`only`: one
 /// shard prefix).

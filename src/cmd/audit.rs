@@ -43,7 +43,7 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
     };
     let audit = audit_path(&args.path, &AuditOptions { long_threshold: args.long_threshold, long_range })?;
     if let Some(path) = &args.html {
-        mixtures::fsutil::write_atomic(path, mixtures::report::html(&audit).as_bytes())?;
+        util::fsutil::write_atomic(path, mixtures::audit_page::html(&audit).as_bytes())?;
     }
     if args.json {
         outln!("{}", serde_json::to_string(&audit)?);

@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use mixtures::TokenSource;
-use mixtures::stats::LengthHistogram;
 use pipeline::TextTokenizer;
 use serde_json::json;
+use shards::TokenSource;
+use shards::lengths::LengthHistogram;
 
 /// Show what a dataset folder or a single shard holds.
 #[derive(Args)]

@@ -127,7 +127,7 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
     let removed = dataset::merge_parquet(&removed_parts, &args.out.join("removed.parquet"))?;
     let mut stats = dataset::tokenize_stats(&parts, &tokenizer);
     stats["removed"] = removed.into();
-    mixtures::fsutil::write_atomic(&args.out.join("stats.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
+    util::fsutil::write_atomic(&args.out.join("stats.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
     let manifest = dataset::write_manifest(&parts, &tokenizer, &options, &args.out)?;
     if args.json {
         outln!("{stats}");

@@ -108,7 +108,7 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
 }
 
 fn write_report(path: &std::path::Path, html: String) -> Result<()> {
-    mixtures::fsutil::write_atomic(path, html.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))
+    util::fsutil::write_atomic(path, html.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))
 }
 
 /// Write a run's HTML report: loss, LR, gradient norm and noise scale, per-domain held-out loss.

@@ -3,8 +3,8 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use mixtures::DatasetManifest;
-use mixtures::shard::strip_shard_extension;
+use shards::DatasetManifest;
+use shards::shard::strip_shard_extension;
 
 /// Check a dataset against its manifest: checksums, counts, sidecars and datatrove files.
 ///

@@ -18,8 +18,8 @@ use std::sync::mpsc::{Receiver, sync_channel};
 
 use anyhow::{Context, Result, bail, ensure};
 use mixtures::build::Mixture;
-use mixtures::{ShardReader, TokenSource};
 use serde::{Deserialize, Serialize};
+use shards::{ShardReader, TokenSource};
 
 use crate::model::Batch;
 
@@ -93,7 +93,7 @@ impl Corpus {
         datasets.sort();
         datasets.dedup();
         for dataset in datasets {
-            let manifest = mixtures::DatasetManifest::load(dataset)?;
+            let manifest = shards::DatasetManifest::load(dataset)?;
             vocab_size = vocab_size.max(Some(manifest.tokenizer.vocab_size));
         }
         let mut corpus = Self::split(dir, shards, domains, shard_domain, docs, heldout_docs);
@@ -105,12 +105,12 @@ impl Corpus {
     fn open_dataset(path: &Path, heldout_docs: usize) -> Result<Self> {
         let source = TokenSource::open_verified(path)?;
         let identity = if source.is_dataset() {
-            let manifest = path.join(mixtures::manifest::MANIFEST_FILE);
-            let sum = mixtures::fsutil::file_checksum(&manifest).with_context(|| format!("{}", manifest.display()))?;
+            let manifest = path.join(shards::manifest::MANIFEST_FILE);
+            let sum = util::fsutil::file_checksum(&manifest).with_context(|| format!("{}", manifest.display()))?;
             format!("dataset manifest {sum}")
         } else {
-            let idx = mixtures::shard::shard_paths(source.shards[0].prefix()).1;
-            let sum = mixtures::fsutil::file_checksum(&idx).with_context(|| format!("{}", idx.display()))?;
+            let idx = shards::shard::shard_paths(source.shards[0].prefix()).1;
+            let sum = util::fsutil::file_checksum(&idx).with_context(|| format!("{}", idx.display()))?;
             format!("shard index {sum}")
         };
         let name = path.file_name().map_or("data".into(), |n| n.to_string_lossy().into_owned());
@@ -398,7 +398,7 @@ impl Drop for Prefetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mixtures::ShardWriter;
+    use shards::ShardWriter;
 
     /// A dataset of documents `[k·1000, k·1000 + 1, …]` of the given lengths.
     pub(crate) fn dataset(dir: &Path, lengths: &[u32]) -> PathBuf {

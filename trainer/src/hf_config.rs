@@ -234,7 +234,7 @@ impl LlamaConfig {
     /// Write `config.json` into `dir` (atomically).
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(&self.to_json()).expect("config serialises");
-        mixtures::fsutil::write_atomic(&dir.join("config.json"), text.as_bytes())
+        util::fsutil::write_atomic(&dir.join("config.json"), text.as_bytes())
     }
 
     pub fn num_parameters(&self) -> usize {

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail, ensure};
 use candle_core::{D, DType, Device, Tensor, Var};
 
 use crate::hf_config::LlamaConfig;
-use mixtures::rng::splitmix64;
+use util::rng::splitmix64;
 
 /// One packed batch: `ids`, `positions` and `segments` are `[batch, seq]`. Tokens attend to
 /// earlier tokens of the same segment (document masking gives each document its own segment;
@@ -352,7 +352,7 @@ pub fn save_safetensors(path: &Path, tensors: impl IntoIterator<Item = (String, 
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
         .with_context(|| format!("{}: cannot serialise", path.display()))?;
-    mixtures::fsutil::write_atomic(path, &bytes).with_context(|| format!("{}: cannot write", path.display()))
+    util::fsutil::write_atomic(path, &bytes).with_context(|| format!("{}: cannot write", path.display()))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use candle_core::D;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Batch, Llama};
-use mixtures::rng::splitmix64;
+use util::rng::splitmix64;
 
 const FILLER: &str = " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
 const QUESTION: &str = " What is the pass key? The pass key is";

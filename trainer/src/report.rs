@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use mixtures::html::{COLORS, escape, page};
+use util::html::{COLORS, escape, page};
 
 use crate::passkey::PasskeyGrid;
 use crate::train::records::ShortChange;

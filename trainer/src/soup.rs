@@ -61,14 +61,14 @@ pub fn soup(checkpoints: &[PathBuf], out: &Path) -> Result<LlamaConfig> {
     let n = checkpoints.len() as f64;
     let averaged =
         sums.into_iter().map(|(name, t)| Ok((name, (t / n)?.to_dtype(DType::F32)?))).collect::<Result<Vec<_>>>()?;
-    let tmp = mixtures::fsutil::temp_path(out);
+    let tmp = util::fsutil::temp_path(out);
     std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
     save_safetensors(&tmp.join("model.safetensors"), averaged)?;
     config.save(&tmp)?;
     if out.is_dir() {
         std::fs::remove_dir(out).with_context(|| format!("{}: cannot replace the empty folder", out.display()))?;
     }
-    mixtures::fsutil::durable_rename(&tmp, out).with_context(|| format!("{}: cannot finish", out.display()))?;
+    util::fsutil::durable_rename(&tmp, out).with_context(|| format!("{}: cannot finish", out.display()))?;
     Ok(config)
 }
 

@@ -242,7 +242,7 @@ mod tests {
     fn the_division_free_modulus_equals_the_remainder() {
         let mut state = 3u64;
         let edge = [0, 1, MERSENNE_61 - 1, MERSENNE_61, MERSENNE_61 + 1, 2 * MERSENNE_61, u64::MAX, u64::MAX - 7];
-        let random = (0..100_000).map(|_| mixtures::rng::splitmix64(&mut state));
+        let random = (0..100_000).map(|_| util::rng::splitmix64(&mut state));
         for x in edge.into_iter().chain(random) {
             assert_eq!(mod_mersenne_61(x), x % MERSENNE_61, "{x}");
         }

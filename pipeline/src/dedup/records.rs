@@ -57,7 +57,7 @@ impl<R: Record> RecordWriter<R> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
-        let tmp = mixtures::fsutil::temp_path(path);
+        let tmp = util::fsutil::temp_path(path);
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io(&tmp))?);
         let mut header = Vec::with_capacity(HEADER);
         header.extend_from_slice(MAGIC);
@@ -85,7 +85,7 @@ impl<R: Record> RecordWriter<R> {
         let file =
             self.out.into_inner().map_err(|e| RecordError::Io { path: self.tmp.clone(), message: e.to_string() })?;
         file.sync_all().map_err(io(&self.tmp))?;
-        mixtures::fsutil::durable_rename(&self.tmp, &self.path).map_err(io(&self.path))?;
+        util::fsutil::durable_rename(&self.tmp, &self.path).map_err(io(&self.path))?;
         Ok(self.count)
     }
 }

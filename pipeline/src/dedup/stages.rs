@@ -19,7 +19,7 @@ use crate::output::{KeptWriter, OutputError, RemovedWriter};
 use crate::read::{self, ReadError, ReadOptions};
 use crate::stage::{Progress, part_name};
 use crate::stats::StageStats;
-use mixtures::fsutil::write_atomic;
+use util::fsutil::write_atomic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DedupError {

@@ -64,7 +64,7 @@ impl FilterConfig {
 
     /// Resolve relative file paths against `base` (the config file's folder).
     pub fn resolve_paths(&mut self, base: &Path) {
-        let fix = |p: &mut PathBuf| *p = mixtures::fsutil::resolve_against(base, p);
+        let fix = |p: &mut PathBuf| *p = util::fsutil::resolve_against(base, p);
         match self {
             Self::Language(c) => fix(&mut c.model),
             Self::Quality(c) => fix(&mut c.model),

@@ -16,9 +16,9 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use aho_corasick::{AhoCorasick, MatchKind};
-use mixtures::TokenizerIdentity;
-use mixtures::fsutil::bytes_checksum;
 use serde::{Deserialize, Serialize};
+use shards::TokenizerIdentity;
+use util::fsutil::bytes_checksum;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizeError {

@@ -33,11 +33,11 @@ pub fn save(run: &Path, model: &Llama, optimizer: &AdamW, state: &TrainerState) 
     model.save_weights(&tmp)?;
     save_safetensors(&tmp.join(OPTIMIZER_FILE), optimizer.state_tensors()?)?;
     let text = serde_json::to_string_pretty(state)?;
-    mixtures::fsutil::write_atomic(&tmp.join(STATE_FILE), text.as_bytes())?;
+    util::fsutil::write_atomic(&tmp.join(STATE_FILE), text.as_bytes())?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("{}: cannot replace", dir.display()))?;
     }
-    mixtures::fsutil::durable_rename(&tmp, &dir).with_context(|| format!("{}: cannot finish", dir.display()))?;
+    util::fsutil::durable_rename(&tmp, &dir).with_context(|| format!("{}: cannot finish", dir.display()))?;
     Ok(dir)
 }
 

@@ -310,8 +310,8 @@ impl TrainConfig {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
         let mut config: Self =
             toml::from_str(&text).with_context(|| format!("{}: invalid train config", path.display()))?;
-        let base = mixtures::fsutil::config_folder(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let resolve = |p: &mut PathBuf| *p = mixtures::fsutil::resolve_against(&base, p);
+        let base = util::fsutil::config_folder(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let resolve = |p: &mut PathBuf| *p = util::fsutil::resolve_against(&base, p);
         match &mut config.model.source {
             ModelSource::Checkpoint(p) | ModelSource::Fresh(p) => resolve(p),
         }

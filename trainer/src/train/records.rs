@@ -151,7 +151,7 @@ impl MetricsLog {
                 kept.push('\n');
             }
         }
-        mixtures::fsutil::write_atomic(&path, kept.as_bytes())?;
+        util::fsutil::write_atomic(&path, kept.as_bytes())?;
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use mixtures::ShardWriter;
+use shards::ShardWriter;
 
 use super::*;
 use crate::data::LongMix;
@@ -262,7 +262,7 @@ fn a_resume_refuses_data_that_changed_and_a_second_run_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), vec![stage("anneal", 128 * 6, 32)]);
     let run = dir.path().join("run");
-    let lock = mixtures::fsutil::FolderLock::exclusive(&run).unwrap();
+    let lock = util::fsutil::FolderLock::exclusive(&run).unwrap();
     let err = train(&config, &run, &TrainOptions::default(), &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("another midtrain run"), "{err}");
     drop(lock);
@@ -285,7 +285,7 @@ fn trainer_state_floats_round_trip_bit_for_bit() {
     let mut state = 7u64;
     for _ in 0..20_000 {
         // Finite doubles of every exponent from about 1e-77 to 1e77, full mantissas.
-        let x = f64::from_bits(mixtures::rng::splitmix64(&mut state) >> 2 | 0x3000_0000_0000_0000);
+        let x = f64::from_bits(util::rng::splitmix64(&mut state) >> 2 | 0x3000_0000_0000_0000);
         let back: f64 = serde_json::from_str(&serde_json::to_string(&x).unwrap()).unwrap();
         assert_eq!(back.to_bits(), x.to_bits(), "{x:e}");
     }

@@ -147,10 +147,9 @@ fn passkey_prompts(config: &TrainConfig, vocab_size: usize) -> Result<Option<Pas
 }
 
 /// Lock the run folder for this process and check it holds a run of this config (or none).
-fn claim_run_folder(run: &Path, config: &TrainConfig) -> Result<mixtures::fsutil::FolderLock> {
-    let lock = mixtures::fsutil::FolderLock::exclusive(run)?;
-    mixtures::fsutil::remove_stale_temps(run)
-        .with_context(|| format!("{}: cannot clear temporaries", run.display()))?;
+fn claim_run_folder(run: &Path, config: &TrainConfig) -> Result<util::fsutil::FolderLock> {
+    let lock = util::fsutil::FolderLock::exclusive(run)?;
+    util::fsutil::remove_stale_temps(run).with_context(|| format!("{}: cannot clear temporaries", run.display()))?;
     let snapshot = serde_json::to_string_pretty(config)?;
     let snapshot_path = run.join(CONFIG_SNAPSHOT);
     if snapshot_path.exists() {
@@ -160,7 +159,7 @@ fn claim_run_folder(run: &Path, config: &TrainConfig) -> Result<mixtures::fsutil
             bail!("{} holds a run of another config; use another --out or delete the folder", run.display());
         }
     } else {
-        mixtures::fsutil::write_atomic(&snapshot_path, snapshot.as_bytes())?;
+        util::fsutil::write_atomic(&snapshot_path, snapshot.as_bytes())?;
     }
     Ok(lock)
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::audit::Audit;
-use crate::html::{COLORS, escape};
+use util::html::{COLORS, escape};
 
 /// Grouped horizontal bars: for each row, one bar per series (values in 0..=1).
 fn share_bars(rows: &[(String, Vec<f64>)], series: &[&str]) -> String {
@@ -171,5 +171,5 @@ pub fn html(audit: &Audit) -> String {
         }
     }
     page.push_str("</table>");
-    crate::html::page(&format!("midtrain audit: {}", audit.name), &page)
+    util::html::page(&format!("midtrain audit: {}", audit.name), &page)
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use crate::fsutil::{durable_rename, temp_path};
+use util::fsutil::{durable_rename, temp_path};
 
 #[cfg(target_endian = "big")]
 compile_error!("token shards are little-endian and read zero-copy: big-endian hosts are not supported");

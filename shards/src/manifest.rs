@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{CHECKSUM_ALGORITHM, file_checksum, write_atomic};
 use crate::shard::{ShardReader, ShardSummary, TokenDtype, shard_paths};
+use util::fsutil::{CHECKSUM_ALGORITHM, file_checksum, write_atomic};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const MANIFEST_FORMAT: &str = "midtrain-dataset/1";

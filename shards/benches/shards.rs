@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use mixtures::{ShardReader, ShardWriter};
+use shards::{ShardReader, ShardWriter};
 
 fn main() {
     let dir = std::env::temp_dir().join(format!("midtrain-bench-shards-{}", std::process::id()));
