@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pipeline::stage::Progress;
+use pipeline::run_folder::Progress;
 
 /// A spinner showing documents/s, MB/s and the kept share of a text stage.
 pub struct TextProgress {

@@ -16,7 +16,7 @@ use arrow::array::{Array, AsArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pipeline::dataset::{DatasetOptions, Formats, tokenize_inputs};
 use pipeline::read::ReadOptions;
-use pipeline::stage::TaskSlice;
+use pipeline::run_folder::TaskSlice;
 use pipeline::{EosSpec, SpecialTokensInText, TextTokenizer};
 use rayon::prelude::*;
 

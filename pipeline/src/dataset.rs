@@ -24,7 +24,7 @@ use util::fsutil::{durable_rename, temp_path, write_atomic};
 use crate::document::{Document, OutputColumn};
 use crate::output::RemovedWriter;
 use crate::read::{self, ReadError, ReadOptions};
-use crate::stage::{Progress, TaskSlice, part_name};
+use crate::run_folder::{Folder, Progress, RunFolderError, TaskSlice, part_name};
 use crate::tokenize::{DocumentEncoding, TextTokenizer, TokenizeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,8 @@ pub enum DatasetError {
     Manifest(#[from] shards::manifest::ManifestError),
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
+    #[error(transparent)]
+    Folder(#[from] RunFolderError),
     #[error("the megatron format is required: the manifest and sidecars describe its shards")]
     MegatronRequired,
     #[error("{path}, {row} (id {id:?}): {source}")]
@@ -443,51 +445,13 @@ pub fn claim_dataset_folder(
     force: bool,
     allowed: &[&str],
 ) -> Result<Option<DatasetManifest>, DatasetError> {
-    let run = out.join("parts").join("run.json");
-    if force && out.is_dir() {
-        for entry in std::fs::read_dir(out).map_err(io_err(out))? {
-            let path = entry.map_err(io_err(out))?.path();
-            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            if is_dataset_file(&name, domain) {
-                let r = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-                r.map_err(io_err(&path))?;
-            }
-        }
+    let is_output = |name: &str| is_dataset_file(name, domain);
+    let folder =
+        Folder { dir: out, identity_file: "parts/run.json", what: "another dataset", is_output: &is_output, allowed };
+    folder.claim(identity, force)?;
+    if out.join(shards::manifest::MANIFEST_FILE).is_file() {
+        return Ok(Some(DatasetManifest::load(out)?));
     }
-    if run.is_file() {
-        let existing: Option<serde_json::Value> =
-            std::fs::read(&run).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        if existing.as_ref() != Some(identity) {
-            return Err(DatasetError::Io {
-                path: out.to_path_buf(),
-                message:
-                    "holds another dataset (other inputs, tokenizer or settings); choose another folder or pass --force"
-                        .into(),
-            });
-        }
-        if out.join(shards::manifest::MANIFEST_FILE).is_file() {
-            return Ok(Some(DatasetManifest::load(out)?));
-        }
-        return Ok(None);
-    }
-    if out.is_dir() {
-        for entry in std::fs::read_dir(out).map_err(io_err(out))? {
-            let entry = entry.map_err(io_err(out))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !allowed.contains(&name.as_str()) && !util::fsutil::is_debris(&entry.path()) {
-                let what =
-                    if name == shards::manifest::MANIFEST_FILE { "holds another dataset" } else { "is not empty" };
-                return Err(DatasetError::Io {
-                    path: out.to_path_buf(),
-                    message: format!(
-                        "{what} ({name}) and was not written by this run; choose another folder or pass --force"
-                    ),
-                });
-            }
-        }
-    }
-    std::fs::create_dir_all(out.join("parts")).map_err(io_err(out))?;
-    write_atomic(&run, &serde_json::to_vec_pretty(identity).expect("serialisable")).map_err(io_err(&run))?;
     Ok(None)
 }
 

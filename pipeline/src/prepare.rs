@@ -18,8 +18,9 @@ use crate::config::{DomainConfig, PrepareConfig, PrepareTokenizerConfig};
 use crate::dataset::{self, DatasetError, DatasetOptions, Formats};
 use crate::dedup::{self, DedupError, DedupJob, DedupSettings, DedupStats, SettingsError};
 use crate::filter::{FilterChain, FilterConfig, FilterError};
+use crate::filter_stage::{StageError, run_filter_stage};
 use crate::read::{self, ReadError, ReadOptions};
-use crate::stage::{Progress, RunIdentity, StageError, TaskSlice, claim_output_folder, part_name, run_filter_stage};
+use crate::run_folder::{Folder, Progress, RunFolderError, RunIdentity, TaskSlice, part_name};
 use crate::stats::StageStats;
 use crate::tokenize::{EosSpec, TextTokenizer, TokenizeError};
 
@@ -39,6 +40,8 @@ pub enum PrepareError {
     Tokenize(#[from] TokenizeError),
     #[error(transparent)]
     DedupSettings(#[from] SettingsError),
+    #[error(transparent)]
+    Folder(#[from] RunFolderError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -234,12 +237,8 @@ impl<'a> Prepare<'a> {
         let config = self.config;
         let name = &domain.config.name;
         let out = config.output.join(name).join("filtered");
-        let identity = RunIdentity {
-            stage: "filter".into(),
-            inputs: path_strings(&domain.inputs),
-            settings: json!({ "domain": domain.config, "batch_size": config.batch_size, "on_error": config.on_error }),
-        };
-        claim_output_folder(&out, &identity, self.force)?;
+        let settings = json!({ "domain": domain.config, "batch_size": config.batch_size, "on_error": config.on_error });
+        Folder::stage(&out).claim(&RunIdentity::new("filter", &domain.inputs, settings), self.force)?;
         let options = domain.config.read_options(config.batch_size, config.on_error);
         let chain = domain.chain.as_ref().expect("built for a run that filters");
         let mut stats = None;
@@ -308,11 +307,7 @@ impl<'a> Prepare<'a> {
                 parts.push((config.output.join(&domain.name).join("dedup"), part_name(i)));
             }
         }
-        let identity = RunIdentity {
-            stage: "dedup".into(),
-            inputs: path_strings(&inputs),
-            settings: json!({ "dedup": section, "tasks": self.tasks }),
-        };
+        let identity = RunIdentity::new("dedup", &inputs, json!({ "dedup": section, "tasks": self.tasks }));
         let restart = self.force && self.stage.runs(Stage::DedupSignatures);
         if restart {
             for (dir, _) in &parts {
@@ -324,7 +319,7 @@ impl<'a> Prepare<'a> {
                 }
             }
         }
-        claim_output_folder(out, &identity, restart)?;
+        Folder::stage(out).claim(&identity, restart)?;
         Ok(Outcome::Done(DedupJob {
             inputs,
             read: ReadOptions::stage_output(),
@@ -401,10 +396,6 @@ impl<'a> Prepare<'a> {
             "tokenizer": config.tokenizer,
         })
     }
-}
-
-fn path_strings(paths: &[PathBuf]) -> Vec<String> {
-    paths.iter().map(|p| p.to_string_lossy().into_owned()).collect()
 }
 
 fn load_tokenizer(section: &PrepareTokenizerConfig) -> Result<TextTokenizer, TokenizeError> {

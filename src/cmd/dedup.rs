@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use pipeline::dedup::{self, DedupJob, DedupSettings};
 use pipeline::read::{self, ReadOptions};
-use pipeline::stage::{RunIdentity, claim_output_folder};
+use pipeline::run_folder::{self, Folder, RunIdentity};
 
 use crate::progress::TextProgress;
 
@@ -66,22 +66,15 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
     }
     let inputs = read::expand_inputs(&args.inputs)?;
     let config = args.settings.resolve()?;
-    let identity = RunIdentity {
-        stage: "dedup".into(),
-        inputs: inputs.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
-        settings: serde_json::json!({
-            "config": config,
-            "tasks": args.split.tasks,
-            "input": args.input.settings(),
-        }),
-    };
+    let settings = serde_json::json!({ "config": config, "tasks": args.split.tasks, "input": args.input.settings() });
+    let identity = RunIdentity::new("dedup", &inputs, settings);
     // Only the first stage may claim (or force) the folder; later stages must find it.
     let first_stage = matches!(args.stage, Stage::All | Stage::Signatures);
     if args.force && !first_stage {
         bail!("--force restarts a run: use it with --stage all or signatures");
     }
-    let _lock = super::lock_output(&args.out, Some(args.split))?;
-    claim_output_folder(&args.out, &identity, args.force && first_stage)?;
+    let _lock = run_folder::lock(&args.out, args.split.task, args.split.tasks)?;
+    Folder::stage(&args.out).claim(&identity, args.force && first_stage)?;
     let job = DedupJob {
         inputs,
         read: ReadOptions {

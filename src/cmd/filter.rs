@@ -4,8 +4,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use pipeline::filter::{FilterChain, FilterConfig};
+use pipeline::filter_stage::run_filter_stage;
 use pipeline::read::{self, Predicate, ReadOptions};
-use pipeline::stage::{RunIdentity, TaskSlice, claim_output_folder, run_filter_stage};
+use pipeline::run_folder::{self, Folder, RunIdentity, TaskSlice};
 
 use crate::progress::TextProgress;
 
@@ -68,18 +69,14 @@ pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
         batch_size: args.batch_size,
         ..args.input.read_options()
     };
-    let identity = RunIdentity {
-        stage: "filter".into(),
-        inputs: inputs.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
-        settings: serde_json::json!({
-            "filters": configs,
-            "input": args.input.settings(),
-            "where": args.where_,
-            "batch_size": args.batch_size,
-        }),
-    };
-    let _lock = super::lock_output(&args.out, None)?;
-    claim_output_folder(&args.out, &identity, args.force)?;
+    let settings = serde_json::json!({
+        "filters": configs,
+        "input": args.input.settings(),
+        "where": args.where_,
+        "batch_size": args.batch_size,
+    });
+    let _lock = run_folder::lock(&args.out, None, 1)?;
+    Folder::stage(&args.out).claim(&RunIdentity::new("filter", &inputs, settings), args.force)?;
     let progress = TextProgress::new("filter", quiet);
     let stats = run_filter_stage(&inputs, &options, &chain, &args.out, TaskSlice::ALL, &|p| {
         crate::failpoint::after_batch();

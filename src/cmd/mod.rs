@@ -23,19 +23,6 @@ pub struct TaskArgs {
     pub task: Option<usize>,
 }
 
-/// Lock the output folder `dir` for this process (a second run into it is refused while this
-/// one lives). A whole run (no `--task`) holds it alone and first clears the temporary files a
-/// killed run left; the tasks of a split run share it, each task once.
-pub fn lock_output(dir: &std::path::Path, split: Option<TaskArgs>) -> anyhow::Result<util::fsutil::FolderLock> {
-    let (task, tasks) = split.map_or((None, 1), |s| (s.task, s.tasks));
-    let lock = util::fsutil::FolderLock::for_slice(dir, task, tasks)?;
-    if task.is_none() {
-        util::fsutil::remove_stale_temps(dir)
-            .map_err(|e| anyhow::anyhow!("{}: cannot clear stale temporary files: {e}", dir.display()))?;
-    }
-    Ok(lock)
-}
-
 impl TaskArgs {
     pub fn check(&self) -> anyhow::Result<()> {
         if self.tasks == 0 || self.task.is_some_and(|t| t >= self.tasks) {

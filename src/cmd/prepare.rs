@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use pipeline::config::PrepareConfig;
 use pipeline::prepare::{DatasetDone, Observer, Outcome, Prepare, Stage, StepOutcome, Waiting, slurm_script};
-use pipeline::stage::Progress;
+use pipeline::run_folder::Progress;
 
 use crate::progress::TextProgress;
 
@@ -60,7 +60,7 @@ pub fn run(args: PrepareArgs, quiet: bool) -> Result<ExitCode> {
     }
     let prepare = Prepare::new(&config, &args.domains, args.stage, args.split.task, args.split.tasks, args.force)
         .with_context(in_config)?;
-    let _lock = super::lock_output(&config.output, Some(args.split))?;
+    let _lock = pipeline::run_folder::lock(&config.output, args.split.task, args.split.tasks)?;
     prepare.run(&Printer { quiet, json: args.json, bars: Mutex::new(HashMap::new()) })?;
     Ok(ExitCode::SUCCESS)
 }

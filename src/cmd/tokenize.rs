@@ -5,7 +5,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use pipeline::dataset::{self, DatasetOptions, Formats, OutputFormat};
 use pipeline::read::{self, ReadOptions};
-use pipeline::stage::TaskSlice;
+use pipeline::run_folder::TaskSlice;
 use pipeline::{EosSpec, SpecialTokensInText, TextTokenizer};
 
 use crate::progress::TextProgress;
@@ -101,7 +101,7 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
         config: config.clone(),
     };
     let identity = serde_json::json!({ "config": config, "tokenizer": tokenizer.identity(), "domain": domain });
-    let _lock = super::lock_output(&args.out, None)?;
+    let _lock = pipeline::run_folder::lock(&args.out, None, 1)?;
     if let Some(m) = dataset::claim_dataset_folder(&args.out, &domain, &identity, args.force, &[])? {
         if args.json {
             outln!("{}", serde_json::json!({ "already_prepared": true, "documents": m.documents, "tokens": m.tokens }));
@@ -122,7 +122,7 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
     .expect("one task owns every part");
     progress.finish();
     let removed_parts: Vec<PathBuf> = (0..inputs.len())
-        .map(|i| args.out.join("removed").join(format!("{}.parquet", pipeline::stage::part_name(i))))
+        .map(|i| args.out.join("removed").join(format!("{}.parquet", pipeline::run_folder::part_name(i))))
         .collect();
     let removed = dataset::merge_parquet(&removed_parts, &args.out.join("removed.parquet"))?;
     let mut stats = dataset::tokenize_stats(&parts, &tokenizer);

@@ -17,7 +17,7 @@ use super::{DedupConfig, Keeper};
 use crate::document::Removal;
 use crate::output::{KeptWriter, OutputError, RemovedWriter};
 use crate::read::{self, ReadError, ReadOptions};
-use crate::stage::{Progress, part_name};
+use crate::run_folder::{Progress, part_name};
 use crate::stats::StageStats;
 use util::fsutil::write_atomic;
 

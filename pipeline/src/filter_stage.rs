@@ -18,12 +18,12 @@
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::document::Removal;
 use crate::filter::{ChainOutcome, FilterChain};
 use crate::output::{KeptWriter, OutputError, RemovedWriter};
 use crate::read::{self, ReadError, ReadOptions};
+use crate::run_folder::{Progress, RunFolderError, TaskSlice, part_name};
 use crate::stats::StageStats;
 use util::fsutil::write_atomic;
 
@@ -33,99 +33,22 @@ pub enum StageError {
     Read(#[from] ReadError),
     #[error(transparent)]
     Output(#[from] OutputError),
-    #[error("{path}: {message}")]
-    Folder { path: PathBuf, message: String },
+    #[error(transparent)]
+    Folder(#[from] RunFolderError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// What produced an output folder; a rerun must match it to resume.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunIdentity {
-    pub stage: String,
-    pub inputs: Vec<String>,
-    pub settings: serde_json::Value,
-}
-
-/// Cumulative progress, reported after each batch.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Progress {
-    pub documents: u64,
-    pub bytes: u64,
-    pub kept: u64,
-}
-
-/// Which input files a task owns when work is split across machines: file i belongs to task
-/// i mod tasks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TaskSlice {
-    pub task: usize,
-    pub tasks: usize,
-}
-
-impl TaskSlice {
-    /// Everything, on this machine.
-    pub const ALL: Self = Self { task: 0, tasks: 1 };
-
-    pub fn owns(&self, file_index: usize) -> bool {
-        file_index % self.tasks == self.task
-    }
-}
-
-pub fn part_name(i: usize) -> String {
-    format!("part-{i:05}")
-}
-
-fn folder_err(path: &Path, message: impl Into<String>) -> StageError {
-    StageError::Folder { path: path.to_path_buf(), message: message.into() }
-}
-
-/// Claim `out` for `identity`: create it, or check that it holds the same run (to resume).
-/// With `force`, an existing folder's stage outputs are removed first.
-pub fn claim_output_folder(out: &Path, identity: &RunIdentity, force: bool) -> Result<(), StageError> {
-    let run_file = out.join("run.json");
-    if force {
-        for name in ["kept", "removed", "stats", "work", "stats.json", "run.json"] {
-            let p = out.join(name);
-            let result = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
-            match result {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(folder_err(&p, e.to_string())),
-            }
-        }
-    }
-    if run_file.is_file() {
-        let existing: RunIdentity = std::fs::read(&run_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| folder_err(&run_file, "unreadable run.json; use --force to start over"))?;
-        if &existing != identity {
-            return Err(folder_err(
-                out,
-                "holds the output of a different run (other inputs or settings); choose another --out or pass --force",
-            ));
-        }
-        return Ok(());
-    }
-    if out.is_dir() {
-        for entry in std::fs::read_dir(out).map_err(|e| folder_err(out, e.to_string()))? {
-            let entry = entry.map_err(|e| folder_err(out, e.to_string()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            // What a killed run left half-written, and the folder's lock, are not another run's output.
-            if !util::fsutil::is_debris(&entry.path()) {
-                return Err(folder_err(
-                    out,
-                    format!("is not empty ({name}) and was not written by this stage; choose another --out"),
-                ));
-            }
-        }
-    }
-    std::fs::create_dir_all(out).map_err(|e| folder_err(out, e.to_string()))?;
-    let bytes = serde_json::to_vec_pretty(identity).expect("serialisable");
-    write_atomic(&run_file, &bytes).map_err(|e| folder_err(&run_file, e.to_string()))
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
+    move |source| StageError::Io { path: path.to_path_buf(), source }
 }
 
 /// Run the filter stage over the inputs `slice` owns, into `out` (claimed beforehand with
-/// [`claim_output_folder`]). Returns the summed stats, written to `stats.json`, once every
+/// [`Folder::stage`](crate::run_folder::Folder::stage)). Returns the summed stats, written to `stats.json`, once every
 /// part of every task is finished; `None` while other tasks' parts are missing.
 pub fn run_filter_stage(
     inputs: &[PathBuf],
@@ -145,7 +68,7 @@ pub fn run_filter_stage(
             None if slice.owns(i) => {
                 let part = filter_file(input, i, read_options, chain, out, &mut seen, progress)?;
                 let bytes = serde_json::to_vec_pretty(&part).expect("serialisable");
-                write_atomic(&stats_path, &bytes).map_err(|e| folder_err(&stats_path, e.to_string()))?;
+                write_atomic(&stats_path, &bytes).map_err(io(&stats_path))?;
                 part
             }
             None => {
@@ -160,7 +83,7 @@ pub fn run_filter_stage(
     }
     let stats_path = out.join("stats.json");
     let bytes = serde_json::to_vec_pretty(&total).expect("serialisable");
-    write_atomic(&stats_path, &bytes).map_err(|e| folder_err(&stats_path, e.to_string()))?;
+    write_atomic(&stats_path, &bytes).map_err(io(&stats_path))?;
     Ok(Some(total))
 }
 
@@ -179,7 +102,7 @@ fn filter_file(
     seen: &mut Progress,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<StageStats, StageError> {
-    std::fs::create_dir_all(out.join("stats")).map_err(|e| folder_err(out, e.to_string()))?;
+    std::fs::create_dir_all(out.join("stats")).map_err(io(out))?;
     let name = part_name(index);
     let mut kept_out = KeptWriter::create(&out.join("kept").join(format!("{name}.parquet")), &chain.outputs())?;
     let mut removed_out = RemovedWriter::create(&out.join("removed").join(format!("{name}.parquet")))?;
