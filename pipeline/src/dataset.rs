@@ -22,6 +22,7 @@ use shards::{DatasetManifest, ShardEntry, ShardWriter};
 use util::fsutil::{durable_rename, temp_path, write_atomic};
 
 use crate::document::{Document, OutputColumn};
+use crate::file_error::FileError;
 use crate::output::RemovedWriter;
 use crate::read::{self, ReadError, ReadOptions};
 use crate::run_folder::{Folder, Progress, RunFolderError, TaskSlice, part_name};
@@ -37,8 +38,8 @@ pub enum DatasetError {
     Shard(#[from] shards::ShardError),
     #[error(transparent)]
     Manifest(#[from] shards::manifest::ManifestError),
-    #[error("{path}: {message}")]
-    Io { path: PathBuf, message: String },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error(transparent)]
     Folder(#[from] RunFolderError),
     #[error("the megatron format is required: the manifest and sidecars describe its shards")]
@@ -54,7 +55,7 @@ pub enum DatasetError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
-    move |e| DatasetError::Io { path: path.to_path_buf(), message: e.to_string() }
+    move |e| FileError::at(path)(e).into()
 }
 
 /// Output formats besides the sidecars.
@@ -210,13 +211,13 @@ impl Sidecar {
                 }
             }
         }
-        let err = |m: String| DatasetError::Io { path: self.path.clone(), message: m };
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| err(e.to_string()))?;
+        let err = FileError::at(&self.path);
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(FileError::at(&self.path))?;
         let tmp = temp_path(&self.path);
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut w = ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| err(e.to_string()))?;
-        w.write(&batch).map_err(|e| err(e.to_string()))?;
-        let file = w.into_inner().map_err(|e| err(e.to_string()))?;
+        let mut w = ArrowWriter::try_new(file, batch.schema(), None).map_err(FileError::at(&self.path))?;
+        w.write(&batch).map_err(FileError::at(&self.path))?;
+        let file = w.into_inner().map_err(err)?;
         file.sync_all().map_err(io_err(&tmp))?;
         durable_rename(&tmp, &self.path).map_err(io_err(&self.path))
     }
@@ -260,8 +261,7 @@ impl DsWriter {
 
     fn finish(self) -> Result<(), DatasetError> {
         let tmp = self.tmp.clone();
-        let file =
-            self.tokens.into_inner().map_err(|e| DatasetError::Io { path: tmp.clone(), message: e.to_string() })?;
+        let file = self.tokens.into_inner().map_err(FileError::at(&tmp))?;
         file.sync_all().map_err(io_err(&tmp))?;
         let index: Vec<u8> = self.ends.iter().flat_map(|e| e.to_le_bytes()).collect();
         let with = |suffix: &str| {
@@ -371,11 +371,10 @@ fn tokenize_part(
     let mut shard: Option<OpenShard> = None;
     let mut k = 0;
     let removed_path = out.join("removed").join(format!("{}.parquet", part_name(part)));
-    let mut removed =
-        RemovedWriter::create(&removed_path).map_err(|e| DatasetError::Io { path: e.path, message: e.message })?;
+    let mut removed = RemovedWriter::create(&removed_path)?;
     for batch in read::open(input, &options.read)? {
         let batch = batch?;
-        removed.write(&batch.removed).map_err(|e| DatasetError::Io { path: e.path, message: e.message })?;
+        removed.write(&batch.removed)?;
         done.removed += batch.removed.len() as u64;
         let encoded: Vec<(Vec<u32>, DocumentEncoding)> = batch
             .documents
@@ -420,7 +419,7 @@ fn tokenize_part(
     if let Some(s) = shard {
         done.shards.push(close_shard(out, s)?);
     }
-    removed.finish().map_err(|e| DatasetError::Io { path: e.path, message: e.message })?;
+    removed.finish()?;
     Ok(done)
 }
 
@@ -508,7 +507,6 @@ pub fn tokenize_stats(parts: &[PartDone], tokenizer: &TextTokenizer) -> serde_js
 
 /// Concatenate parquet files of one schema (removed-document parts) into `out`, streaming.
 pub fn merge_parquet(files: &[PathBuf], out: &Path) -> Result<u64, DatasetError> {
-    let err = |path: &Path, e: String| DatasetError::Io { path: path.to_path_buf(), message: e };
     let tmp = temp_path(out);
     let mut writer: Option<ArrowWriter<File>> = None;
     let mut rows = 0u64;
@@ -516,15 +514,15 @@ pub fn merge_parquet(files: &[PathBuf], out: &Path) -> Result<u64, DatasetError>
         let file = File::open(f).map_err(io_err(f))?;
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|b| b.build())
-            .map_err(|e| err(f, e.to_string()))?;
+            .map_err(FileError::at(f))?;
         for batch in reader {
-            let batch = batch.map_err(|e| err(f, e.to_string()))?;
+            let batch = batch.map_err(FileError::at(f))?;
             if writer.is_none() {
                 let file = File::create(&tmp).map_err(io_err(&tmp))?;
-                writer = Some(ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| err(out, e.to_string()))?);
+                writer = Some(ArrowWriter::try_new(file, batch.schema(), None).map_err(FileError::at(out))?);
             }
             rows += batch.num_rows() as u64;
-            writer.as_mut().unwrap().write(&batch).map_err(|e| err(out, e.to_string()))?;
+            writer.as_mut().unwrap().write(&batch).map_err(FileError::at(out))?;
         }
     }
     let writer = match writer {
@@ -532,11 +530,10 @@ pub fn merge_parquet(files: &[PathBuf], out: &Path) -> Result<u64, DatasetError>
         None => {
             // No rows at all: still write an empty file with the removed-documents schema.
             let schema = crate::output::removed_schema();
-            ArrowWriter::try_new(File::create(&tmp).map_err(io_err(&tmp))?, schema, None)
-                .map_err(|e| err(out, e.to_string()))?
+            ArrowWriter::try_new(File::create(&tmp).map_err(io_err(&tmp))?, schema, None).map_err(FileError::at(out))?
         }
     };
-    let file = writer.into_inner().map_err(|e| err(out, e.to_string()))?;
+    let file = writer.into_inner().map_err(FileError::at(out))?;
     file.sync_all().map_err(io_err(&tmp))?;
     durable_rename(&tmp, out).map_err(io_err(out))?;
     Ok(rows)

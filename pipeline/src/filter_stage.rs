@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::document::Removal;
+use crate::file_error::FileError;
 use crate::filter::{ChainOutcome, FilterChain};
-use crate::output::{KeptWriter, OutputError, RemovedWriter};
+use crate::output::{KeptWriter, RemovedWriter};
 use crate::read::{self, ReadError, ReadOptions};
 use crate::run_folder::{Progress, RunFolderError, TaskSlice, part_name};
 use crate::stats::StageStats;
@@ -32,19 +33,13 @@ pub enum StageError {
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error(transparent)]
-    Output(#[from] OutputError),
+    File(#[from] FileError),
     #[error(transparent)]
     Folder(#[from] RunFolderError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
-    move |source| StageError::Io { path: path.to_path_buf(), source }
+    move |e| FileError::at(path)(e).into()
 }
 
 /// Run the filter stage over the inputs `slice` owns, into `out` (claimed beforehand with

@@ -6,6 +6,7 @@ pub mod config;
 pub mod dataset;
 pub mod dedup;
 pub mod document;
+pub mod file_error;
 pub mod filter;
 pub mod filter_stage;
 pub mod output;

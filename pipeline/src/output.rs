@@ -13,14 +13,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::document::{Document, Removal};
+use crate::file_error::FileError;
 use crate::filter::OutputColumn;
-
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct OutputError {
-    pub path: PathBuf,
-    pub message: String,
-}
 
 fn properties() -> WriterProperties {
     WriterProperties::builder()
@@ -38,28 +32,25 @@ struct ParquetOut {
 }
 
 impl ParquetOut {
-    fn create(path: &Path, schema: SchemaRef) -> Result<Self, OutputError> {
-        let err = |e: String| OutputError { path: path.to_path_buf(), message: e };
+    fn create(path: &Path, schema: SchemaRef) -> Result<Self, FileError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            std::fs::create_dir_all(dir).map_err(FileError::at(dir))?;
         }
         let tmp = util::fsutil::temp_path(path);
-        let file = File::create(&tmp).map_err(|e| err(e.to_string()))?;
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties())).map_err(|e| err(e.to_string()))?;
+        let file = File::create(&tmp).map_err(FileError::at(&tmp))?;
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties())).map_err(FileError::at(path))?;
         Ok(Self { path: path.to_path_buf(), tmp, writer, schema })
     }
 
-    fn write(&mut self, columns: Vec<ArrayRef>) -> Result<(), OutputError> {
-        let err = |e: String| OutputError { path: self.path.clone(), message: e };
-        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| err(e.to_string()))?;
-        self.writer.write(&batch).map_err(|e| err(e.to_string()))
+    fn write(&mut self, columns: Vec<ArrayRef>) -> Result<(), FileError> {
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(FileError::at(&self.path))?;
+        self.writer.write(&batch).map_err(FileError::at(&self.path))
     }
 
-    fn finish(self) -> Result<(), OutputError> {
-        let err = |e: String| OutputError { path: self.path.clone(), message: e };
-        let file = self.writer.into_inner().map_err(|e| err(e.to_string()))?;
-        file.sync_all().map_err(|e| err(e.to_string()))?;
-        util::fsutil::durable_rename(&self.tmp, &self.path).map_err(|e| err(e.to_string()))
+    fn finish(self) -> Result<(), FileError> {
+        let file = self.writer.into_inner().map_err(FileError::at(&self.path))?;
+        file.sync_all().map_err(FileError::at(&self.tmp))?;
+        util::fsutil::durable_rename(&self.tmp, &self.path).map_err(FileError::at(&self.path))
     }
 }
 
@@ -70,7 +61,7 @@ pub struct KeptWriter {
 }
 
 impl KeptWriter {
-    pub fn create(path: &Path, outputs: &[OutputColumn]) -> Result<Self, OutputError> {
+    pub fn create(path: &Path, outputs: &[OutputColumn]) -> Result<Self, FileError> {
         let mut fields = vec![
             Field::new("id", DataType::Utf8, false),
             Field::new("text", DataType::Utf8, false),
@@ -87,7 +78,7 @@ impl KeptWriter {
         Ok(Self { out: ParquetOut::create(path, Arc::new(Schema::new(fields)))?, outputs: outputs.to_vec() })
     }
 
-    pub fn write(&mut self, docs: &[&Document]) -> Result<(), OutputError> {
+    pub fn write(&mut self, docs: &[&Document]) -> Result<(), FileError> {
         if docs.is_empty() {
             return Ok(());
         }
@@ -118,7 +109,7 @@ impl KeptWriter {
         self.out.write(columns)
     }
 
-    pub fn finish(self) -> Result<(), OutputError> {
+    pub fn finish(self) -> Result<(), FileError> {
         self.out.finish()
     }
 }
@@ -142,11 +133,11 @@ pub fn removed_schema() -> SchemaRef {
 }
 
 impl RemovedWriter {
-    pub fn create(path: &Path) -> Result<Self, OutputError> {
+    pub fn create(path: &Path) -> Result<Self, FileError> {
         Ok(Self { out: ParquetOut::create(path, removed_schema())? })
     }
 
-    pub fn write(&mut self, removed: &[Removal]) -> Result<(), OutputError> {
+    pub fn write(&mut self, removed: &[Removal]) -> Result<(), FileError> {
         if removed.is_empty() {
             return Ok(());
         }
@@ -171,7 +162,7 @@ impl RemovedWriter {
         ])
     }
 
-    pub fn finish(self) -> Result<(), OutputError> {
+    pub fn finish(self) -> Result<(), FileError> {
         self.out.finish()
     }
 }

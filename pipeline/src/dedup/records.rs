@@ -7,6 +7,7 @@
 //! truncated or corrupted intermediate file is an error that names it, never a wrong result.
 //! Files are written under a temporary name and renamed when complete.
 
+use crate::file_error::FileError;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
@@ -23,14 +24,14 @@ const TRAILER: usize = 8 + 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("{path}: {message}")]
-    Io { path: PathBuf, message: String },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{path}: corrupted intermediate file: {check} (rerun the stage that writes it)")]
     Corrupt { path: PathBuf, check: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
-    move |e| RecordError::Io { path: path.to_path_buf(), message: e.to_string() }
+    move |e| FileError::at(path)(e).into()
 }
 
 /// A fixed-size record with a total order (the sort key of its files).
@@ -82,8 +83,7 @@ impl<R: Record> RecordWriter<R> {
         trailer.extend_from_slice(&self.count.to_le_bytes());
         trailer.extend_from_slice(&self.hasher.digest128().to_le_bytes());
         self.out.write_all(&trailer).map_err(io(&self.tmp))?;
-        let file =
-            self.out.into_inner().map_err(|e| RecordError::Io { path: self.tmp.clone(), message: e.to_string() })?;
+        let file = self.out.into_inner().map_err(FileError::at(&self.tmp))?;
         file.sync_all().map_err(io(&self.tmp))?;
         util::fsutil::durable_rename(&self.tmp, &self.path).map_err(io(&self.path))?;
         Ok(self.count)

@@ -15,7 +15,8 @@ use super::records::{Record, RecordError, RecordFile, RecordWriter, SortedRuns, 
 use super::union_find::UnionFind;
 use super::{DedupConfig, Keeper};
 use crate::document::Removal;
-use crate::output::{KeptWriter, OutputError, RemovedWriter};
+use crate::file_error::FileError;
+use crate::output::{KeptWriter, RemovedWriter};
 use crate::read::{self, ReadError, ReadOptions};
 use crate::run_folder::{Progress, part_name};
 use crate::stats::StageStats;
@@ -28,15 +29,13 @@ pub enum DedupError {
     #[error(transparent)]
     Record(#[from] RecordError),
     #[error(transparent)]
-    Output(#[from] OutputError),
-    #[error("{path}: {message}")]
-    Io { path: PathBuf, message: String },
+    File(#[from] FileError),
     #[error("{0}")]
     Invalid(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DedupError + '_ {
-    move |e| DedupError::Io { path: path.to_path_buf(), message: e.to_string() }
+    move |e| FileError::at(path)(e).into()
 }
 
 /// One dedup run: its inputs (in order), how to read them, the settings and the folders.
@@ -187,7 +186,7 @@ pub fn signatures(job: &DedupJob, task: usize, progress: &(dyn Fn(Progress) + Sy
     exact_runs.finish(&dir.join("exact.bin"))?;
     sigs.finish()?;
     docs.finish()?;
-    let file = ids.into_inner().map_err(|e| DedupError::Io { path: ids_path.clone(), message: e.to_string() })?;
+    let file = ids.into_inner().map_err(FileError::at(&ids_path))?;
     file.sync_all().map_err(io_err(&ids_path))?;
     let done =
         TaskDone { documents: count, spilled_runs, ids_bytes, ids_checksum: format!("{:032x}", ids_hash.digest128()) };
