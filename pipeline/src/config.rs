@@ -78,7 +78,8 @@ pub struct PrepareTokenizerConfig {
     pub special_tokens_in_text: crate::tokenize::SpecialTokensInText,
 }
 
-fn default_shard_size_mb() -> u64 {
+/// Target size of a shard's `.bin` in MiB: 1 GiB, Megatron's usual shard size.
+pub fn default_shard_size_mb() -> u64 {
     1024
 }
 
@@ -87,7 +88,7 @@ fn default_formats() -> Vec<crate::dataset::OutputFormat> {
 }
 
 fn default_batch_size() -> usize {
-    1024
+    ReadOptions::default().batch_size
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

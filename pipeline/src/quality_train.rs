@@ -27,38 +27,42 @@ pub enum QualityTrainError {
     Invalid(String),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct QualityTrainOptions {
     pub positive: Vec<PathBuf>,
     pub negative: Vec<PathBuf>,
     pub read: ReadOptions,
-    /// Share of documents held out for evaluation.
+    pub settings: QualitySettings,
+}
+
+/// How the classifier is trained (`midtrain quality train`'s flags, defaults only here).
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct QualitySettings {
+    /// Share of documents held out for precision/recall.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = QualitySettings::default().holdout))]
     pub holdout: f64,
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = QualitySettings::default().seed))]
     pub seed: u64,
     /// Use at most this many documents per class (the first ones read).
+    #[cfg_attr(feature = "cli", arg(long))]
     pub max_per_class: Option<usize>,
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = QualitySettings::default().epochs))]
     pub epochs: i32,
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = QualitySettings::default().dim))]
     pub dim: i32,
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = QualitySettings::default().lr))]
     pub lr: f64,
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = QualitySettings::default().word_ngrams))]
     pub word_ngrams: i32,
+    /// Training threads (1 = reproducible model).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = QualitySettings::default().threads))]
     pub threads: i32,
 }
 
-impl Default for QualityTrainOptions {
+impl Default for QualitySettings {
     fn default() -> Self {
-        Self {
-            positive: Vec::new(),
-            negative: Vec::new(),
-            read: ReadOptions::default(),
-            holdout: 0.1,
-            seed: 0,
-            max_per_class: None,
-            epochs: 5,
-            dim: 64,
-            lr: 0.1,
-            word_ngrams: 2,
-            threads: 1,
-        }
+        Self { holdout: 0.1, seed: 0, max_per_class: None, epochs: 5, dim: 64, lr: 0.1, word_ngrams: 2, threads: 1 }
     }
 }
 
@@ -106,7 +110,7 @@ fn collect_class(
     'files: for input in inputs {
         for batch in read::open(input, &options.read)? {
             for doc in batch?.documents {
-                if options.max_per_class.is_some_and(|m| used >= m) {
+                if options.settings.max_per_class.is_some_and(|m| used >= m) {
                     break 'files;
                 }
                 let line = clean(&doc.text);
@@ -114,7 +118,7 @@ fn collect_class(
                     continue;
                 }
                 used += 1;
-                if is_heldout(&doc.id, options.seed, options.holdout) {
+                if is_heldout(&doc.id, options.settings.seed, options.settings.holdout) {
                     heldout.push(line);
                 } else {
                     writeln!(out, "__label__{label} {line}").map_err(io_err(train))?;
@@ -129,7 +133,7 @@ fn collect_class(
 
 /// Train on the two classes and write the model to `out` (fastText `.bin`).
 pub fn train_quality_classifier(options: &QualityTrainOptions, out: &Path) -> Result<QualityReport, QualityTrainError> {
-    if !(0.0..1.0).contains(&options.holdout) {
+    if !(0.0..1.0).contains(&options.settings.holdout) {
         return Err(QualityTrainError::Invalid("holdout must be in [0, 1)".into()));
     }
     let work = tempfile::Builder::new()
@@ -164,13 +168,13 @@ pub fn train_quality_classifier(options: &QualityTrainOptions, out: &Path) -> Re
     let mut args = Args::default();
     args.apply_supervised_defaults();
     args.input = train_path;
-    args.epoch = options.epochs;
-    args.dim = options.dim;
-    args.lr = options.lr;
-    args.word_ngrams = options.word_ngrams;
-    args.bucket = if options.word_ngrams > 1 { 2_000_000 } else { 0 };
-    args.thread = options.threads.max(1);
-    args.seed = options.seed as i32;
+    args.epoch = options.settings.epochs;
+    args.dim = options.settings.dim;
+    args.lr = options.settings.lr;
+    args.word_ngrams = options.settings.word_ngrams;
+    args.bucket = if options.settings.word_ngrams > 1 { 2_000_000 } else { 0 };
+    args.thread = options.settings.threads.max(1);
+    args.seed = options.settings.seed as i32;
     args.verbose = 0;
     let model = FastText::train(args).map_err(|e| QualityTrainError::Invalid(format!("fastText training: {e}")))?;
     let tmp = util::fsutil::temp_path(out);

@@ -40,7 +40,7 @@ pub struct FilterArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     c4_terminal_punct: bool,
     /// Documents per parallel batch.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = ReadOptions::default().batch_size)]
     batch_size: usize,
     /// Redo the run even if OUT holds a finished or different one.
     #[arg(long)]

@@ -98,7 +98,7 @@ pub struct RopeArgs {
 pub fn rope(args: RopeArgs) -> Result<ExitCode> {
     let config = LlamaConfig::load(&args.config)?;
     let rope = config.rope();
-    let freqs = rope.frequencies(args.seq_len).map_err(anyhow::Error::msg)?;
+    let freqs = rope.frequencies(args.seq_len)?;
     if args.json {
         let out = serde_json::json!({
             "rope_theta": rope.theta,

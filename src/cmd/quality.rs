@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use pipeline::quality_train::{QualityTrainOptions, train_quality_classifier};
+use pipeline::quality_train::{QualitySettings, QualityTrainOptions, train_quality_classifier};
 use pipeline::read::{self, ReadOptions};
 
 /// Quality classifiers (fastText) for the `quality` filter.
@@ -43,25 +43,8 @@ struct TrainArgs {
     out: PathBuf,
     #[arg(long, default_value = "text")]
     text_column: String,
-    /// Share of documents held out for precision/recall.
-    #[arg(long, default_value_t = 0.1)]
-    holdout: f64,
-    /// At most this many documents per class.
-    #[arg(long)]
-    max_per_class: Option<usize>,
-    #[arg(long, default_value_t = 5)]
-    epochs: i32,
-    #[arg(long, default_value_t = 64)]
-    dim: i32,
-    #[arg(long, default_value_t = 0.1)]
-    lr: f64,
-    #[arg(long, default_value_t = 2)]
-    word_ngrams: i32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Training threads (1 = reproducible model).
-    #[arg(long, default_value_t = 1)]
-    threads: i32,
+    #[command(flatten)]
+    settings: QualitySettings,
     #[arg(long)]
     json: bool,
 }
@@ -72,14 +55,7 @@ pub fn run(args: QualityArgs, _quiet: bool) -> Result<ExitCode> {
         positive: read::expand_inputs(&t.positive)?,
         negative: read::expand_inputs(&t.negative)?,
         read: ReadOptions { text_column: t.text_column, ..ReadOptions::default() },
-        holdout: t.holdout,
-        seed: t.seed,
-        max_per_class: t.max_per_class,
-        epochs: t.epochs,
-        dim: t.dim,
-        lr: t.lr,
-        word_ngrams: t.word_ngrams,
-        threads: t.threads,
+        settings: t.settings,
     };
     let report = train_quality_classifier(&options, &t.out)?;
     if t.json {

@@ -43,7 +43,7 @@ pub struct TokenizeArgs {
     #[command(flatten)]
     input: super::InputArgs,
     /// Target size of a shard's .bin, in MiB.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = pipeline::config::default_shard_size_mb())]
     shard_size_mb: u64,
     /// Comma-separated: megatron (always), datatrove (.ds + .ds.index too).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "megatron")]
@@ -52,7 +52,7 @@ pub struct TokenizeArgs {
     /// text), keep (the special id) or error.
     #[arg(long, value_enum, default_value_t = SpecialTokensInText::Split)]
     special_tokens_in_text: SpecialTokensInText,
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = ReadOptions::default().batch_size)]
     batch_size: usize,
     #[arg(long)]
     force: bool,

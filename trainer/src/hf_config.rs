@@ -181,7 +181,7 @@ impl LlamaConfig {
             partial_rotary_factor,
             rope_scaling,
         };
-        config.rope().frequencies(None)?;
+        config.rope().frequencies(None).map_err(|e| e.to_string())?;
         Ok(config)
     }
 

@@ -176,7 +176,7 @@ impl Llama {
         let layers = (0..config.num_hidden_layers).map(|i| Layer::bind(i, &var)).collect();
         let norm = var("model.norm.weight");
         let lm_head = (!config.tie_word_embeddings).then(|| var("lm_head.weight"));
-        let freqs = config.rope().frequencies(None).map_err(anyhow::Error::msg)?;
+        let freqs = config.rope().frequencies(None)?;
         Ok(Self {
             device: device.clone(),
             embed,
@@ -192,7 +192,7 @@ impl Llama {
 
     /// Change the rotary embedding (context extension): new config, same weights.
     pub fn set_rope(&mut self, config: LlamaConfig, seq_len: u64) -> Result<()> {
-        let freqs = config.rope().frequencies(Some(seq_len)).map_err(anyhow::Error::msg)?;
+        let freqs = config.rope().frequencies(Some(seq_len))?;
         self.inv_freq = freqs.inv_freq.iter().map(|&f| f as f32).collect();
         self.attention_factor = freqs.attention_factor as f32;
         self.config = config;

@@ -86,21 +86,25 @@ impl Rope {
 
     /// The frequencies for sequences of `seq_len` tokens (only dynamic NTK and LongRoPE depend on
     /// it; `None` means "at most `max_position_embeddings`").
-    pub fn frequencies(&self, seq_len: Option<u64>) -> Result<RopeFrequencies, String> {
+    pub fn frequencies(&self, seq_len: Option<u64>) -> Result<RopeFrequencies, RopeError> {
         let d = self.rotary_dim();
         if d < 4 || !d.is_multiple_of(2) {
-            return Err(format!("rotary dimension {d} must be even and at least 4"));
+            return Err(RopeError::RotaryDim(d));
         }
         let b = self.theta;
         if b <= 1.0 {
-            return Err(format!("rope_theta {b} must be above 1"));
+            return Err(RopeError::Theta(b));
         }
         let exponent = |i: usize| (2 * i) as f64 / d as f64;
         let default: Vec<f64> = (0..d / 2).map(|i| 1.0 / b.powf(exponent(i))).collect();
         let with_base = |base: f64| (0..d / 2).map(|i| 1.0 / base.powf(exponent(i))).collect::<Vec<_>>();
         let m = self.max_position_embeddings as f64;
         let positive = |name: &str, v: f64| {
-            if v > 0.0 && v.is_finite() { Ok(v) } else { Err(format!("{name} must be positive, got {v}")) }
+            if v > 0.0 && v.is_finite() {
+                Ok(v)
+            } else {
+                Err(RopeError::NotPositive { name: name.to_string(), value: v })
+            }
         };
         let (inv_freq, attention_factor) = match &self.scaling {
             RopeScaling::Default => (default, 1.0),
@@ -167,7 +171,7 @@ impl Rope {
                 let s = positive("factor", *factor)?;
                 let (lf, hf) = (*low_freq_factor, *high_freq_factor);
                 if hf <= lf {
-                    return Err(format!("high_freq_factor {hf} must exceed low_freq_factor {lf}"));
+                    return Err(RopeError::FreqFactors { low: lf, high: hf });
                 }
                 let l0 = *original_max_position_embeddings as f64;
                 let (low_wavelen, high_wavelen) = (l0 / lf, l0 / hf);
@@ -196,7 +200,7 @@ impl Rope {
             } => {
                 for (name, v) in [("short_factor", short_factor), ("long_factor", long_factor)] {
                     if v.len() != d / 2 {
-                        return Err(format!("{name} has {} values; the rotary dimension {d} needs {}", v.len(), d / 2));
+                        return Err(RopeError::FactorLength { name, len: v.len(), rotary_dim: d });
                     }
                 }
                 // transformers 5: without a factor, the ratio of the two lengths.
@@ -212,6 +216,21 @@ impl Rope {
         };
         Ok(RopeFrequencies { inv_freq, attention_factor })
     }
+}
+
+/// A RoPE configuration that yields no frequencies.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RopeError {
+    #[error("rotary dimension {0} must be even and at least 4")]
+    RotaryDim(usize),
+    #[error("rope_theta {0} must be above 1")]
+    Theta(f64),
+    #[error("{name} must be positive, got {value}")]
+    NotPositive { name: String, value: f64 },
+    #[error("high_freq_factor {high} must exceed low_freq_factor {low}")]
+    FreqFactors { low: f64, high: f64 },
+    #[error("{name} has {len} values; the rotary dimension {rotary_dim} needs {}", rotary_dim / 2)]
+    FactorLength { name: &'static str, len: usize, rotary_dim: usize },
 }
 
 #[cfg(test)]
@@ -397,7 +416,7 @@ mod tests {
         // s = 16384 / 4096 = 4 → sqrt(1 + ln 4 / ln 4096).
         assert!(close(at(100).attention_factor, (1.0 + 4f64.ln() / 4096f64.ln()).sqrt()));
         let bad = Rope { head_dim: 16, ..r };
-        assert!(bad.frequencies(None).unwrap_err().contains("short_factor has 4 values"));
+        assert!(bad.frequencies(None).unwrap_err().to_string().contains("short_factor has 4 values"));
     }
 
     #[test]

@@ -398,7 +398,6 @@ impl TrainConfig {
             config
                 .rope()
                 .frequencies(Some(s.seq_len as u64))
-                .map_err(anyhow::Error::msg)
                 .with_context(|| format!("stage {:?}: its RoPE", s.name))?;
             ensure!(
                 rope_changed || s.seq_len as u64 <= config.max_position_embeddings,
