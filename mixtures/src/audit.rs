@@ -52,6 +52,22 @@ pub struct Distribution {
     pub p90: Option<f64>,
 }
 
+impl DomainAudit {
+    /// The shares a table row shows, in percent: target, realised, first 1%, first 10%,
+    /// pre-training, long.
+    pub fn share_percentages(&self) -> [f64; 6] {
+        [
+            self.target_share,
+            self.share,
+            self.share_first_1pct,
+            self.share_first_10pct,
+            self.pretraining_share,
+            self.long_share,
+        ]
+        .map(|s| 100.0 * s)
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct DomainAudit {
     pub name: String,

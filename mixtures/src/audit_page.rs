@@ -117,18 +117,13 @@ pub fn html(audit: &Audit) -> String {
     let _ = write!(page, "<p>Long-document share: <b>{:.1}%</b> of tokens.</p>", 100.0 * audit.long_share);
     page.push_str("<h2>Domain shares</h2><table><tr><th>domain</th><th>documents</th><th>tokens</th><th>target</th><th>realised</th><th>first 1%</th><th>first 10%</th><th>pre-training</th><th>long share</th></tr>");
     for d in &audit.domains {
+        let [t, s, f1, f10, p, l] = d.share_percentages();
         let _ = write!(
             page,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.1}%</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{t:.2}%</td><td>{s:.2}%</td><td>{f1:.2}%</td><td>{f10:.2}%</td><td>{p:.2}%</td><td>{l:.1}%</td></tr>",
             escape(&d.name),
             d.documents,
             d.tokens,
-            100.0 * d.target_share,
-            100.0 * d.share,
-            100.0 * d.share_first_1pct,
-            100.0 * d.share_first_10pct,
-            100.0 * d.pretraining_share,
-            100.0 * d.long_share
         );
     }
     page.push_str("</table>");

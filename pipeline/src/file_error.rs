@@ -1,5 +1,5 @@
-//! A failure at one file, with its cause kept: the operating system's, or the parquet or
-//! arrow layer's (a corrupt or truncated file). Every stage's error wraps this.
+//! A failure at one file, with its cause kept: the operating system's, or the parquet, arrow or
+//! JSON layer's (a corrupt or truncated file). Every stage's error wraps this.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +19,8 @@ pub enum FileFault {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error(transparent)]
     Arrow(#[from] arrow::error::ArrowError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
 }
 
 impl<W> From<std::io::IntoInnerError<W>> for FileFault {

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use crate::document::Removal;
 use crate::file_error::FileError;
 use crate::filter::{ChainOutcome, FilterChain};
-use crate::output::{KeptWriter, RemovedWriter};
+use crate::output::PartWriter;
 use crate::read::{self, ReadError, ReadOptions};
 use crate::run_folder::{Progress, RunFolderError, TaskSlice, part_name};
 use crate::stats::StageStats;
@@ -99,8 +99,7 @@ fn filter_file(
 ) -> Result<StageStats, StageError> {
     std::fs::create_dir_all(out.join("stats")).map_err(io(out))?;
     let name = part_name(index);
-    let mut kept_out = KeptWriter::create(&out.join("kept").join(format!("{name}.parquet")), &chain.outputs())?;
-    let mut removed_out = RemovedWriter::create(&out.join("removed").join(format!("{name}.parquet")))?;
+    let mut part = PartWriter::create(out, &name, &chain.outputs())?;
     let names = step_names(chain);
     let mut stats = StageStats::with_steps(names.clone());
     for batch in read::open(input, read_options)? {
@@ -163,18 +162,10 @@ fn filter_file(
                 }
             }
         }
-        removed.sort_by_key(|r| r.row);
-        stats.documents_kept += kept.len() as u64;
-        stats.bytes_kept += kept.iter().map(|d| d.text.len() as u64).sum::<u64>();
-        kept_out.write(&kept)?;
-        removed_out.write(&removed)?;
-        seen.documents += rows;
-        seen.bytes += batch.bytes;
-        seen.kept += kept.len() as u64;
+        part.write_batch(&kept, removed, (rows, batch.bytes), &mut stats, seen)?;
         progress(*seen);
     }
-    kept_out.finish()?;
-    removed_out.finish()?;
+    part.finish()?;
     Ok(stats)
 }
 

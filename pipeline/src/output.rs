@@ -15,6 +15,8 @@ use parquet::file::properties::WriterProperties;
 use crate::document::{Document, Removal};
 use crate::file_error::FileError;
 use crate::filter::OutputColumn;
+use crate::run_folder::Progress;
+use crate::stats::StageStats;
 
 fn properties() -> WriterProperties {
     WriterProperties::builder()
@@ -164,5 +166,47 @@ impl RemovedWriter {
 
     pub fn finish(self) -> Result<(), FileError> {
         self.out.finish()
+    }
+}
+
+/// One part of a text stage's output: `DIR/kept/NAME.parquet` and `DIR/removed/NAME.parquet`,
+/// written batch by batch in input order.
+pub struct PartWriter {
+    kept: KeptWriter,
+    removed: RemovedWriter,
+}
+
+impl PartWriter {
+    pub fn create(dir: &Path, name: &str, outputs: &[OutputColumn]) -> Result<Self, FileError> {
+        Ok(Self {
+            kept: KeptWriter::create(&dir.join("kept").join(format!("{name}.parquet")), outputs)?,
+            removed: RemovedWriter::create(&dir.join("removed").join(format!("{name}.parquet")))?,
+        })
+    }
+
+    /// One batch of `rows` input rows and `bytes` of text: its kept documents, and its removals
+    /// in row order. The kept ones are counted in `stats` and `seen`.
+    pub fn write_batch(
+        &mut self,
+        kept: &[&Document],
+        mut removed: Vec<Removal>,
+        (rows, bytes): (u64, u64),
+        stats: &mut StageStats,
+        seen: &mut Progress,
+    ) -> Result<(), FileError> {
+        removed.sort_by_key(|r| r.row);
+        stats.documents_kept += kept.len() as u64;
+        stats.bytes_kept += kept.iter().map(|d| d.text.len() as u64).sum::<u64>();
+        self.kept.write(kept)?;
+        self.removed.write(&removed)?;
+        seen.documents += rows;
+        seen.bytes += bytes;
+        seen.kept += kept.len() as u64;
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<(), FileError> {
+        self.kept.finish()?;
+        self.removed.finish()
     }
 }

@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::config::{DomainConfig, PrepareConfig, PrepareTokenizerConfig};
 use crate::dataset::{self, DatasetError, DatasetOptions, Formats};
 use crate::dedup::{self, DedupError, DedupJob, DedupSettings, DedupStats, SettingsError};
+use crate::file_error::FileError;
 use crate::filter::{FilterChain, FilterConfig, FilterError};
 use crate::filter_stage::{StageError, run_filter_stage};
 use crate::read::{self, ReadError, ReadOptions};
@@ -42,18 +43,8 @@ pub enum PrepareError {
     DedupSettings(#[from] SettingsError),
     #[error(transparent)]
     Folder(#[from] RunFolderError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Json {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("domain {domain:?}: {source}")]
     Domain {
         domain: String,
@@ -313,7 +304,7 @@ impl<'a> Prepare<'a> {
             for (dir, _) in &parts {
                 match std::fs::remove_dir_all(dir) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(PrepareError::Io { path: dir.clone(), source: e });
+                        return Err(FileError::at(dir)(e).into());
                     }
                     _ => {}
                 }
@@ -428,7 +419,7 @@ fn finish_dataset(
     let stats = json!({ "filter": filter_stats, "dedup": dedup_stats, "tokenize": tokenize, "removed": removed });
     let path = out.join("stats.json");
     let text = serde_json::to_string_pretty(&stats).expect("serialisable");
-    util::fsutil::write_atomic(&path, text.as_bytes()).map_err(|source| PrepareError::Io { path, source })?;
+    util::fsutil::write_atomic(&path, text.as_bytes()).map_err(FileError::at(&path))?;
     let manifest = dataset::write_manifest(parts, tokenizer, options, out)?;
     Ok(DatasetDone::Written {
         documents: manifest.documents,
@@ -441,7 +432,7 @@ fn finish_dataset(
 
 /// The dedup stage's per-part stats of one domain, summed in part order.
 fn merged_dedup_stats(dir: &Path) -> Result<StageStats, PrepareError> {
-    let io = |source| PrepareError::Io { path: dir.to_path_buf(), source };
+    let io = |e: std::io::Error| FileError::at(dir)(e);
     let mut files: Vec<PathBuf> =
         std::fs::read_dir(dir).map_err(io)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(io)?;
     files.sort();
@@ -453,8 +444,8 @@ fn merged_dedup_stats(dir: &Path) -> Result<StageStats, PrepareError> {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, PrepareError> {
-    let bytes = std::fs::read(path).map_err(|source| PrepareError::Io { path: path.to_path_buf(), source })?;
-    serde_json::from_slice(&bytes).map_err(|source| PrepareError::Json { path: path.to_path_buf(), source })
+    let bytes = std::fs::read(path).map_err(FileError::at(path))?;
+    Ok(serde_json::from_slice(&bytes).map_err(FileError::at(path))?)
 }
 
 /// A Slurm script running `exe prepare CONFIG` stage by stage, each stage a job array of `tasks`

@@ -67,18 +67,13 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
             "quality"
         );
         for d in &audit.domains {
+            let [t, s, f1, f10, p, l] = d.share_percentages();
+            let quality = d.quality.mean.map_or("–".into(), |q| format!("{q:.3}"));
             outln!(
-                "{:<12} {:>9} {:>12} {:>7.2}% {:>7.2}% {:>7.2}% {:>7.2}% {:>7.2}% {:>6.1}% {:>9}",
+                "{:<12} {:>9} {:>12} {t:>7.2}% {s:>7.2}% {f1:>7.2}% {f10:>7.2}% {p:>7.2}% {l:>6.1}% {quality:>9}",
                 d.name,
                 d.documents,
                 d.tokens,
-                100.0 * d.target_share,
-                100.0 * d.share,
-                100.0 * d.share_first_1pct,
-                100.0 * d.share_first_10pct,
-                100.0 * d.pretraining_share,
-                100.0 * d.long_share,
-                d.quality.mean.map_or("–".into(), |q| format!("{q:.3}"))
             );
         }
         for d in &audit.domains {

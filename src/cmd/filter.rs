@@ -39,15 +39,8 @@ pub struct FilterArgs {
     /// C4: drop lines without terminal punctuation (FineWeb turns this off).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     c4_terminal_punct: bool,
-    /// Documents per parallel batch.
-    #[arg(long, default_value_t = ReadOptions::default().batch_size)]
-    batch_size: usize,
-    /// Redo the run even if OUT holds a finished or different one.
-    #[arg(long)]
-    force: bool,
-    /// Print the stats as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: super::RunArgs,
 }
 
 pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
@@ -60,23 +53,23 @@ pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
         }
         configs.push(config);
     }
-    if args.batch_size == 0 {
+    if args.run.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
     let chain = FilterChain::new(configs.iter().map(FilterConfig::build).collect::<Result<_, _>>()?);
     let options = ReadOptions {
         predicate: args.where_.as_deref().map(Predicate::parse).transpose()?,
-        batch_size: args.batch_size,
+        batch_size: args.run.batch_size,
         ..args.input.read_options()
     };
     let settings = serde_json::json!({
         "filters": configs,
         "input": args.input.settings(),
         "where": args.where_,
-        "batch_size": args.batch_size,
+        "batch_size": args.run.batch_size,
     });
     let _lock = run_folder::lock(&args.out, None, 1)?;
-    Folder::stage(&args.out).claim(&RunIdentity::new("filter", &inputs, settings), args.force)?;
+    Folder::stage(&args.out).claim(&RunIdentity::new("filter", &inputs, settings), args.run.force)?;
     let progress = TextProgress::new("filter", quiet);
     let stats = run_filter_stage(&inputs, &options, &chain, &args.out, TaskSlice::ALL, &|p| {
         crate::failpoint::after_batch();
@@ -85,6 +78,6 @@ pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
     .with_context(|| format!("filtering into {}", args.out.display()))?
     .expect("one task owns every part");
     progress.finish();
-    crate::print::print_stage_stats(&stats, args.json)?;
+    crate::print::print_stage_stats(&stats, args.run.json)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -32,6 +32,20 @@ impl TaskArgs {
     }
 }
 
+/// How a one-stage command (filter, tokenize) runs, and what it does with a finished folder.
+#[derive(clap::Args, Clone, Copy)]
+pub struct RunArgs {
+    /// Documents per parallel batch.
+    #[arg(long, default_value_t = pipeline::read::ReadOptions::default().batch_size)]
+    pub batch_size: usize,
+    /// Redo the run even if OUT holds a finished or different one.
+    #[arg(long)]
+    pub force: bool,
+    /// Print results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// How to read the input files: columns and what to do with bad rows.
 #[derive(clap::Args, Clone)]
 pub struct InputArgs {

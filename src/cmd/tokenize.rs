@@ -52,12 +52,8 @@ pub struct TokenizeArgs {
     /// text), keep (the special id) or error.
     #[arg(long, value_enum, default_value_t = SpecialTokensInText::Split)]
     special_tokens_in_text: SpecialTokensInText,
-    #[arg(long, default_value_t = ReadOptions::default().batch_size)]
-    batch_size: usize,
-    #[arg(long)]
-    force: bool,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: super::RunArgs,
 }
 
 pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
@@ -76,7 +72,7 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
     if domain.is_empty() || domain.contains(['/', '\\']) {
         bail!("cannot name the dataset after {}: pass --domain NAME", args.out.display());
     }
-    if args.batch_size == 0 || args.shard_size_mb == 0 {
+    if args.run.batch_size == 0 || args.shard_size_mb == 0 {
         bail!("--batch-size and --shard-size-mb must be at least 1");
     }
     let config = serde_json::json!({
@@ -91,7 +87,7 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
     let options = DatasetOptions {
         domain: domain.clone(),
         read: ReadOptions {
-            batch_size: args.batch_size,
+            batch_size: args.run.batch_size,
             carry: pipeline::document::KNOWN_COLUMNS.to_vec(),
             keep_provenance: true,
             ..args.input.read_options()
@@ -102,8 +98,8 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
     };
     let identity = serde_json::json!({ "config": config, "tokenizer": tokenizer.identity(), "domain": domain });
     let _lock = pipeline::run_folder::lock(&args.out, None, 1)?;
-    if let Some(m) = dataset::claim_dataset_folder(&args.out, &domain, &identity, args.force, &[])? {
-        if args.json {
+    if let Some(m) = dataset::claim_dataset_folder(&args.out, &domain, &identity, args.run.force, &[])? {
+        if args.run.json {
             outln!("{}", serde_json::json!({ "already_prepared": true, "documents": m.documents, "tokens": m.tokens }));
         } else {
             eprintln!("{}: already finished ({} documents); --force redoes it", args.out.display(), m.documents);
@@ -129,7 +125,7 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
     stats["removed"] = removed.into();
     util::fsutil::write_atomic(&args.out.join("stats.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
     let manifest = dataset::write_manifest(&parts, &tokenizer, &options, &args.out)?;
-    if args.json {
+    if args.run.json {
         outln!("{stats}");
     } else {
         outln!(

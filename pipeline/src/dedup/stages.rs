@@ -16,7 +16,7 @@ use super::union_find::UnionFind;
 use super::{DedupConfig, Keeper};
 use crate::document::Removal;
 use crate::file_error::FileError;
-use crate::output::{KeptWriter, RemovedWriter};
+use crate::output::PartWriter;
 use crate::read::{self, ReadError, ReadOptions};
 use crate::run_folder::{Progress, part_name};
 use crate::stats::StageStats;
@@ -444,8 +444,7 @@ pub fn apply(job: &DedupJob, task: usize, progress: &(dyn Fn(Progress) + Sync)) 
         if stats_path.is_file() {
             continue;
         }
-        let mut kept_out = KeptWriter::create(&dir.join("kept").join(format!("{name}.parquet")), &outputs)?;
-        let mut removed_out = RemovedWriter::create(&dir.join("removed").join(format!("{name}.parquet")))?;
+        let mut part = PartWriter::create(&dir, &name, &outputs)?;
         let mut stats = StageStats::with_steps(["read".to_string(), "where".to_string(), "dedup".to_string()]);
         let mut next = removals.lower_bound(&RemovalRecord {
             doc: doc_number(file_index, 0),
@@ -489,18 +488,10 @@ pub fn apply(job: &DedupJob, task: usize, progress: &(dyn Fn(Progress) + Sync)) 
                     }
                 }
             }
-            removed.sort_by_key(|r| r.row);
-            stats.documents_kept += kept.len() as u64;
-            stats.bytes_kept += kept.iter().map(|d| d.text.len() as u64).sum::<u64>();
-            kept_out.write(&kept)?;
-            removed_out.write(&removed)?;
-            seen.documents += rows;
-            seen.bytes += batch.bytes;
-            seen.kept += kept.len() as u64;
+            part.write_batch(&kept, removed, (rows, batch.bytes), &mut stats, &mut seen)?;
             progress(seen);
         }
-        kept_out.finish()?;
-        removed_out.finish()?;
+        part.finish()?;
         write_json(&stats_path, &stats)?;
     }
     Ok(())
