@@ -27,10 +27,23 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
+#[error("{path}: {source}")]
 pub struct RecipeError {
     pub path: PathBuf,
-    pub message: String,
+    #[source]
+    pub source: RecipeProblem,
+}
+
+/// What is wrong with a recipe's text.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeProblem {
+    #[error("cannot read: {0}")]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    /// A setting out of its range, named with the rule it breaks.
+    #[error("{0}")]
+    Setting(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -68,10 +81,10 @@ fn default_max_epochs() -> f64 {
 
 impl Recipe {
     pub fn load(path: &Path) -> Result<Self, RecipeError> {
-        let err = |message: String| RecipeError { path: path.to_path_buf(), message };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let err = |e: RecipeProblem| RecipeError { path: path.to_path_buf(), source: e };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.into()))?;
         let mut recipe = Self::parse(&text).map_err(err)?;
-        let base = util::fsutil::config_folder(path).map_err(|e| err(e.to_string()))?;
+        let base = util::fsutil::config_folder(path).map_err(|e| err(e.into()))?;
         for d in &mut recipe.domains {
             for ds in &mut d.datasets {
                 *ds = util::fsutil::resolve_against(&base, ds);
@@ -81,9 +94,9 @@ impl Recipe {
     }
 
     /// Parse and check a recipe (paths as written).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let recipe: Self = toml::from_str(text).map_err(|e| e.to_string())?;
-        recipe.validate()?;
+    pub fn parse(text: &str) -> Result<Self, RecipeProblem> {
+        let recipe: Self = toml::from_str(text)?;
+        recipe.validate().map_err(RecipeProblem::Setting)?;
         Ok(recipe)
     }
 
@@ -158,7 +171,7 @@ mod tests {
             (RECIPE.replace("web = 8\n        code = 2", "web = 0"), "sum to zero"),
             (RECIPE.replace("weight = 1", "wieght = 1"), "wieght"),
         ] {
-            let err = Recipe::parse(&bad).unwrap_err();
+            let err = Recipe::parse(&bad).unwrap_err().to_string();
             assert!(err.contains(fragment), "{fragment}: {err}");
         }
     }
