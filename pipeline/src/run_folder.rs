@@ -144,22 +144,3 @@ impl Folder<'_> {
         write_atomic(&identity_path, &bytes).map_err(io(&identity_path))
     }
 }
-
-/// Lock `dir` for this process (a second run into it is refused while this one lives). A whole
-/// run (`task` None) holds it alone and first clears the temporary files a killed run left; the
-/// tasks of a split run share it, each task once.
-pub fn lock(dir: &Path, task: Option<usize>, tasks: usize) -> Result<util::fsutil::FolderLock, FolderLockError> {
-    let lock = util::fsutil::FolderLock::for_slice(dir, task, tasks)?;
-    if task.is_none() {
-        util::fsutil::remove_stale_temps(dir).map_err(io(dir))?;
-    }
-    Ok(lock)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum FolderLockError {
-    #[error(transparent)]
-    Lock(#[from] util::fsutil::LockError),
-    #[error(transparent)]
-    Folder(#[from] RunFolderError),
-}

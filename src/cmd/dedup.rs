@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use pipeline::dedup::{self, DedupJob, DedupSettings};
 use pipeline::read::{self, ReadOptions};
-use pipeline::run_folder::{self, Folder, RunIdentity};
+use pipeline::run_folder::{Folder, RunIdentity};
 
 use crate::progress::TextProgress;
 
@@ -73,7 +73,7 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
     if args.force && !first_stage {
         bail!("--force restarts a run: use it with --stage all or signatures");
     }
-    let _lock = run_folder::lock(&args.out, args.split.task, args.split.tasks)?;
+    let _lock = util::fsutil::FolderLock::for_run(&args.out, args.split.task, args.split.tasks)?;
     Folder::stage(&args.out).claim(&identity, args.force && first_stage)?;
     let job = DedupJob {
         inputs,

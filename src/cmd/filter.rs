@@ -6,7 +6,7 @@ use clap::Args;
 use pipeline::filter::{FilterChain, FilterConfig};
 use pipeline::filter_stage::run_filter_stage;
 use pipeline::read::{self, Predicate, ReadOptions};
-use pipeline::run_folder::{self, Folder, RunIdentity, TaskSlice};
+use pipeline::run_folder::{Folder, RunIdentity, TaskSlice};
 
 use crate::progress::TextProgress;
 
@@ -68,7 +68,7 @@ pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
         "where": args.where_,
         "batch_size": args.run.batch_size,
     });
-    let _lock = run_folder::lock(&args.out, None, 1)?;
+    let _lock = util::fsutil::FolderLock::for_run(&args.out, None, 1)?;
     Folder::stage(&args.out).claim(&RunIdentity::new("filter", &inputs, settings), args.run.force)?;
     let progress = TextProgress::new("filter", quiet);
     let stats = run_filter_stage(&inputs, &options, &chain, &args.out, TaskSlice::ALL, &|p| {

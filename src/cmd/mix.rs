@@ -106,7 +106,7 @@ pub fn run(args: MixArgs) -> Result<ExitCode> {
         }
         MixCommand::Build(a) => {
             let plan = plan(&Recipe::load(&a.recipe)?)?;
-            let _lock = pipeline::run_folder::lock(&a.out, None, 1)?;
+            let _lock = util::fsutil::FolderLock::for_run(&a.out, None, 1)?;
             if a.out.join("mixture.json").is_file() && !a.force {
                 bail!(
                     "{}: holds a mixture already; a run that trains on it would read another order. \

@@ -60,7 +60,7 @@ pub fn run(args: PrepareArgs, quiet: bool) -> Result<ExitCode> {
     }
     let prepare = Prepare::new(&config, &args.domains, args.stage, args.split.task, args.split.tasks, args.force)
         .with_context(in_config)?;
-    let _lock = pipeline::run_folder::lock(&config.output, args.split.task, args.split.tasks)?;
+    let _lock = util::fsutil::FolderLock::for_run(&config.output, args.split.task, args.split.tasks)?;
     prepare.run(&Printer { quiet, json: args.json, bars: Mutex::new(HashMap::new()) })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -97,7 +97,7 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
         config: config.clone(),
     };
     let identity = serde_json::json!({ "config": config, "tokenizer": tokenizer.identity(), "domain": domain });
-    let _lock = pipeline::run_folder::lock(&args.out, None, 1)?;
+    let _lock = util::fsutil::FolderLock::for_run(&args.out, None, 1)?;
     if let Some(m) = dataset::claim_dataset_folder(&args.out, &domain, &identity, args.run.force, &[])? {
         if args.run.json {
             outln!("{}", serde_json::json!({ "already_prepared": true, "documents": m.documents, "tokens": m.tokens }));

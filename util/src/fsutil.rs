@@ -152,6 +152,16 @@ impl FolderLock {
         }
     }
 
+    /// Lock an output folder for a run: a whole run (`task` None) holds it alone and first clears
+    /// the temporary files a killed run left; the tasks of a split run share it, each task once.
+    pub fn for_run(dir: &Path, task: Option<usize>, tasks: usize) -> Result<Self, LockError> {
+        let lock = Self::for_slice(dir, task, tasks)?;
+        if task.is_none() {
+            remove_stale_temps(dir).map_err(|source| LockError::Io { path: dir.to_path_buf(), source })?;
+        }
+        Ok(lock)
+    }
+
     /// [`FolderLock::exclusive`] for a whole run, [`FolderLock::task`] for one task of a split run.
     pub fn for_slice(dir: &Path, task: Option<usize>, tasks: usize) -> Result<Self, LockError> {
         match task {

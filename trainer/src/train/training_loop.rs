@@ -148,8 +148,7 @@ fn passkey_prompts(config: &TrainConfig, vocab_size: usize) -> Result<Option<Pas
 
 /// Lock the run folder for this process and check it holds a run of this config (or none).
 fn claim_run_folder(run: &Path, config: &TrainConfig) -> Result<util::fsutil::FolderLock> {
-    let lock = util::fsutil::FolderLock::exclusive(run)?;
-    util::fsutil::remove_stale_temps(run).with_context(|| format!("{}: cannot clear temporaries", run.display()))?;
+    let lock = util::fsutil::FolderLock::for_run(run, None, 1)?;
     let snapshot = serde_json::to_string_pretty(config)?;
     let snapshot_path = run.join(CONFIG_SNAPSHOT);
     if snapshot_path.exists() {
