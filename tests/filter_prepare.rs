@@ -174,5 +174,5 @@ fn dedup_runs_stage_by_stage_across_tasks_like_in_one_go() {
     let early = tmp.path().join("early");
     let out = midtrain(&["dedup", d, "--out", early.to_str().unwrap(), "--stage", "pairs"], 1);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("signature task 0 of 1 is not finished"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("task 0 of 1 is not finished"));
 }

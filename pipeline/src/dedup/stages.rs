@@ -30,8 +30,9 @@ pub enum DedupError {
     Record(#[from] RecordError),
     #[error(transparent)]
     File(#[from] FileError),
-    #[error("{0}")]
-    Invalid(String),
+    /// A stage ran before the one it needs finished (the stages run in order).
+    #[error("{marker}: {missing} is not finished; run it first")]
+    NotReady { marker: PathBuf, missing: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DedupError + '_ {
@@ -217,11 +218,10 @@ fn check_tasks_done(job: &DedupJob) -> Result<(), DedupError> {
     for task in 0..job.tasks {
         let done = task_dir(&job.work, task).join("done.json");
         if !done.is_file() {
-            return Err(DedupError::Invalid(format!(
-                "{}: signature task {task} of {} is not finished; run the signatures stage for it first",
-                done.display(),
-                job.tasks
-            )));
+            return Err(DedupError::NotReady {
+                marker: done,
+                missing: format!("the signatures stage of task {task} of {}", job.tasks),
+            });
         }
     }
     Ok(())
@@ -281,8 +281,10 @@ impl DocLookup {
         let (mut docs, mut sigs, mut ids) = (Vec::new(), Vec::new(), Vec::new());
         for t in 0..job.tasks {
             let dir = task_dir(&job.work, t);
-            let done: TaskDone = read_json(&dir.join("done.json"))
-                .ok_or_else(|| DedupError::Invalid(format!("{}: signature task {t} is not finished", dir.display())))?;
+            let done: TaskDone = read_json(&dir.join("done.json")).ok_or_else(|| DedupError::NotReady {
+                marker: dir.join("done.json"),
+                missing: format!("the signatures stage of task {t} of {}", job.tasks),
+            })?;
             docs.push(RecordFile::open(&dir.join("docs.bin"))?);
             sigs.push(RecordFile::open(&dir.join("sig.bin"))?);
             let path = dir.join("ids.txt");
@@ -331,7 +333,10 @@ pub fn clusters(job: &DedupJob) -> Result<DedupStats, DedupError> {
         return Ok(stats);
     }
     if !job.work.join("pairs/done.json").is_file() {
-        return Err(DedupError::Invalid(format!("{}: run the pairs stage first", job.work.display())));
+        return Err(DedupError::NotReady {
+            marker: job.work.join("pairs/done.json"),
+            missing: "the pairs stage".into(),
+        });
     }
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let lookup = DocLookup::open(job)?;
@@ -508,8 +513,9 @@ pub fn finish(job: &DedupJob) -> Result<Option<(StageStats, DedupStats)>, DedupE
         };
         total.merge(&part);
     }
-    let clusters: DedupStats = read_json(&job.work.join("clusters/done.json"))
-        .ok_or_else(|| DedupError::Invalid("the clusters stage has not run".into()))?;
+    let marker = job.work.join("clusters/done.json");
+    let clusters: DedupStats =
+        read_json(&marker).ok_or(DedupError::NotReady { marker, missing: "the clusters stage".into() })?;
     write_json(&job.out.join("stats.json"), &serde_json::json!({ "stage": total, "dedup": clusters }))?;
     Ok(Some((total, clusters)))
 }
@@ -524,5 +530,9 @@ pub fn run_all(job: &DedupJob, progress: &(dyn Fn(Progress) + Sync)) -> Result<(
     for task in 0..job.tasks {
         apply(job, task, progress)?;
     }
-    finish(job)?.ok_or_else(|| DedupError::Invalid("a part was not applied although every task ran".into()))
+    // Every part was applied just now, so only an unreadable part summary ends here.
+    finish(job)?.ok_or_else(|| DedupError::NotReady {
+        marker: job.out.clone(),
+        missing: "the apply stage of every part".into(),
+    })
 }
