@@ -21,10 +21,19 @@ use crate::read::{self, ReadError, ReadOptions};
 pub enum QualityTrainError {
     #[error(transparent)]
     Read(#[from] ReadError),
-    #[error("{path}: {message}")]
-    Io { path: PathBuf, message: String },
-    #[error("{0}")]
-    Invalid(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("holdout {0} must be in [0, 1)")]
+    Holdout(f64),
+    #[error("need training documents in both classes (positive {positive}, negative {negative})")]
+    EmptyClass { positive: usize, negative: usize },
+    /// The fastText library's own error, which it gives as text.
+    #[error("fastText {action}: {message}")]
+    FastText { action: &'static str, message: String },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -85,7 +94,7 @@ pub struct QualityReport {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> QualityTrainError + '_ {
-    move |e| QualityTrainError::Io { path: path.to_path_buf(), message: e.to_string() }
+    move |source| QualityTrainError::Io { path: path.to_path_buf(), source }
 }
 
 /// One line of fastText input: no newlines, no label-looking tokens.
@@ -134,7 +143,7 @@ fn collect_class(
 /// Train on the two classes and write the model to `out` (fastText `.bin`).
 pub fn train_quality_classifier(options: &QualityTrainOptions, out: &Path) -> Result<QualityReport, QualityTrainError> {
     if !(0.0..1.0).contains(&options.settings.holdout) {
-        return Err(QualityTrainError::Invalid("holdout must be in [0, 1)".into()));
+        return Err(QualityTrainError::Holdout(options.settings.holdout));
     }
     let work = tempfile::Builder::new()
         .prefix(".quality-train-")
@@ -144,9 +153,7 @@ pub fn train_quality_classifier(options: &QualityTrainOptions, out: &Path) -> Re
     let (hq_train, hq_test) = collect_class(&options.positive, "hq", options, &pos_path)?;
     let (lq_train, lq_test) = collect_class(&options.negative, "lq", options, &neg_path)?;
     if hq_train == 0 || lq_train == 0 {
-        return Err(QualityTrainError::Invalid(format!(
-            "need training documents in both classes (positive {hq_train}, negative {lq_train})"
-        )));
+        return Err(QualityTrainError::EmptyClass { positive: hq_train, negative: lq_train });
     }
     // Interleave the classes so SGD never sees a long run of one label.
     let train_path = work.path().join("train.txt");
@@ -176,9 +183,13 @@ pub fn train_quality_classifier(options: &QualityTrainOptions, out: &Path) -> Re
     args.thread = options.settings.threads.max(1);
     args.seed = options.settings.seed as i32;
     args.verbose = 0;
-    let model = FastText::train(args).map_err(|e| QualityTrainError::Invalid(format!("fastText training: {e}")))?;
+    let model = FastText::train(args)
+        .map_err(|e| QualityTrainError::FastText { action: "training", message: e.to_string() })?;
     let tmp = util::fsutil::temp_path(out);
-    model.save_model(&tmp).map_err(|e| QualityTrainError::Io { path: out.to_path_buf(), message: e.to_string() })?;
+    model.save_model(&tmp).map_err(|e| QualityTrainError::FastText {
+        action: "saving the model",
+        message: format!("{}: {e}", out.display()),
+    })?;
     util::fsutil::durable_rename(&tmp, out).map_err(io_err(out))?;
 
     let says_hq = |text: &str| {
