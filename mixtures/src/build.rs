@@ -24,14 +24,28 @@ use util::rng::splitmix64;
 pub enum BuildError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-    #[error("{path}: {message}")]
-    Io { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid mixture: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: format {found:?} is not {MIXTURE_FORMAT:?}")]
+    Format { path: PathBuf, found: String },
+    #[error("{path}: order file does not match mixture.json (corrupted?); rebuild the mixture")]
+    OrderChanged { path: PathBuf },
     #[error("domain {domain:?} has no documents to draw from")]
     Empty { domain: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
-    move |e| BuildError::Io { path: path.to_path_buf(), message: e.to_string() }
+    move |source| BuildError::Io { path: path.to_path_buf(), source }
 }
 
 /// One shard of the mixture and the domain it belongs to.
@@ -94,13 +108,10 @@ impl Mixture {
     pub fn load(dir: &Path) -> Result<Self, BuildError> {
         let path = dir.join("mixture.json");
         let bytes = std::fs::read(&path).map_err(io_err(&path))?;
-        let mixture: Self = serde_json::from_slice(&bytes)
-            .map_err(|e| BuildError::Io { path: path.clone(), message: format!("invalid mixture: {e}") })?;
+        let mixture: Self =
+            serde_json::from_slice(&bytes).map_err(|source| BuildError::Json { path: path.clone(), source })?;
         if mixture.format != MIXTURE_FORMAT {
-            return Err(BuildError::Io {
-                path,
-                message: format!("format {:?} is not {MIXTURE_FORMAT:?}", mixture.format),
-            });
+            return Err(BuildError::Format { path, found: mixture.format });
         }
         Ok(mixture)
     }
@@ -123,7 +134,7 @@ impl Mixture {
         let bytes = std::fs::read(&path).map_err(io_err(&path))?;
         let checksum = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
         if bytes.len() % 12 != 0 || checksum != self.order_checksum {
-            return Err(BuildError::Io { path, message: "order file does not match mixture.json (corrupted?)".into() });
+            return Err(BuildError::OrderChanged { path });
         }
         let u32_at = |c: &[u8], i: usize| u32::from_le_bytes(c[i..i + 4].try_into().unwrap());
         Ok(bytes
@@ -237,7 +248,7 @@ pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
         documents[i] += 1;
         total += len as u64;
     }
-    let file = order.into_inner().map_err(|e| BuildError::Io { path: tmp.clone(), message: e.to_string() })?;
+    let file = order.into_inner().map_err(|e| BuildError::Io { path: tmp.clone(), source: e.into_error() })?;
     file.sync_all().map_err(io_err(&tmp))?;
     util::fsutil::durable_rename(&tmp, &order_path).map_err(io_err(&order_path))?;
 
