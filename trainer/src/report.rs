@@ -159,7 +159,7 @@ fn position_curve(record: &EvalRecord) -> Option<Vec<(f64, f64)>> {
         (0..n)
             .filter_map(|k| {
                 let losses = by_position.loss.values().filter_map(|d| d.get(k).copied().flatten());
-                let mean = crate::train::records::mean(losses.collect::<Vec<_>>().iter())?;
+                let mean = crate::train::records::mean(losses)?;
                 Some(((k * by_position.bucket) as f64, mean))
             })
             .collect(),

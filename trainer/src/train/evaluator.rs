@@ -102,7 +102,7 @@ impl<'a> Evaluator<'a> {
         } else {
             domain_losses(model, &self.at_short_length)?
         };
-        let now = mean(loss.values());
+        let now = mean(loss.values().copied());
         let mut against_start = None;
         if when == When::Start {
             state.short_loss_at_start = now;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -81,12 +81,12 @@ pub struct EvalRecord {
 impl EvalRecord {
     /// The mean held-out loss over domains.
     pub fn mean_loss(&self) -> Option<f64> {
-        mean(self.eval.values())
+        mean(self.eval.values().copied())
     }
 }
 
 /// The mean of `values` (`None` for none).
-pub(crate) fn mean<'a>(values: impl IntoIterator<Item = &'a f64>) -> Option<f64> {
+pub(crate) fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
     let (sum, n) = values.into_iter().fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     (n > 0).then(|| sum / n as f64)
 }
@@ -121,6 +121,7 @@ pub struct PositionLosses {
 
 /// A run's `metrics.jsonl`, open for appending.
 pub struct MetricsLog {
+    path: PathBuf,
     file: std::fs::File,
 }
 
@@ -156,16 +157,17 @@ impl MetricsLog {
             .append(true)
             .open(&path)
             .with_context(|| format!("{}: cannot open", path.display()))?;
-        Ok(Self { file })
+        Ok(Self { path, file })
     }
 
     pub fn append(&mut self, record: &impl Serialize) -> Result<()> {
-        writeln!(self.file, "{}", serde_json::to_string(record)?).context("cannot append to metrics.jsonl")
+        writeln!(self.file, "{}", serde_json::to_string(record)?)
+            .with_context(|| format!("{}: cannot append", self.path.display()))
     }
 
     /// Make what was appended durable (before a checkpoint that counts on it).
     pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().context("cannot sync metrics.jsonl")
+        self.file.sync_data().with_context(|| format!("{}: cannot sync", self.path.display()))
     }
 }
 
