@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) if out::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", out::error_text(&err));
             ExitCode::from(2)
         }
     }

@@ -159,6 +159,26 @@ fn folder_without_manifest_is_reported_unfinished() {
 }
 
 #[test]
+fn a_path_that_does_not_exist_is_named_as_such() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-dataset");
+    let out = midtrain(&["verify", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-dataset") && err.contains("neither a dataset folder nor a shard"), "{err}");
+}
+
+#[test]
+fn an_error_names_its_cause_once() {
+    // The cause is in the message and also its `source()`: printed once, not twice.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = midtrain(&["prepare", tmp.path().join("missing.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+#[test]
 fn every_subcommand_has_help_with_an_example() {
     // Every subcommand `midtrain --help` lists, so a new one cannot be forgotten.
     let top = stdout(&midtrain(&["--help"]));

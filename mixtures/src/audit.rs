@@ -23,8 +23,20 @@ pub enum AuditError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-    #[error("{path}: {message}")]
-    Query { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Query {
+        path: PathBuf,
+        #[source]
+        source: PolarsError,
+    },
+    #[error("{path}: aggregating the sidecars (does each have one row per document?): {source}")]
+    Aggregate {
+        path: PathBuf,
+        #[source]
+        source: PolarsError,
+    },
+    #[error("{path}: the order names document {doc} of shard {shard}, which does not exist")]
+    NoSuchDocument { path: PathBuf, shard: usize, doc: usize },
     #[error("{0}: neither a mixture (mixture.json) nor a dataset (manifest.json)")]
     Unknown(PathBuf),
 }
@@ -122,7 +134,7 @@ fn bin_of(length: u64) -> usize {
 }
 
 fn query_err(path: &Path) -> impl FnOnce(PolarsError) -> AuditError + '_ {
-    move |e| AuditError::Query { path: path.to_path_buf(), message: e.to_string() }
+    move |source| AuditError::Query { path: path.to_path_buf(), source }
 }
 
 /// A sidecar's score columns as f64 (a missing column reads as nulls).
@@ -187,10 +199,7 @@ fn aggregate(
     for o in order {
         let (shard, doc) = (o.shard as usize, o.doc as usize);
         if shard >= readers.len() || doc >= readers[shard].num_documents() {
-            return Err(AuditError::Query {
-                path: dir.to_path_buf(),
-                message: format!("the order names document {doc} of shard {shard}, which does not exist"),
-            });
+            return Err(AuditError::NoSuchDocument { path: dir.to_path_buf(), shard, doc });
         }
         let length = readers[shard].document_len(doc) as u64;
         let c = &mut counts[domain_of_shard[shard]];
@@ -241,10 +250,7 @@ fn aggregate(
                 quantile("language_score", 0.9, "language_p90"),
             ])
             .collect()
-            .map_err(|e| AuditError::Query {
-                path: dir.to_path_buf(),
-                message: format!("aggregating the sidecars (does each have one row per document?): {e}"),
-            })?;
+            .map_err(|source| AuditError::Aggregate { path: dir.to_path_buf(), source })?;
         Some(df)
     };
 

@@ -96,43 +96,48 @@ impl Recipe {
     /// Parse and check a recipe (paths as written).
     pub fn parse(text: &str) -> Result<Self, RecipeProblem> {
         let recipe: Self = toml::from_str(text)?;
-        recipe.validate().map_err(RecipeProblem::Setting)?;
+        recipe.validate()?;
         Ok(recipe)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), RecipeProblem> {
         if self.budget_tokens == 0 {
-            return Err("budget_tokens must be positive".into());
+            return Err(RecipeProblem::Setting("budget_tokens must be positive".into()));
         }
         if !(0.0..=1.0).contains(&self.min_overlap) {
-            return Err(format!("min_overlap {} must be within [0, 1]", self.min_overlap));
+            return Err(RecipeProblem::Setting(format!("min_overlap {} must be within [0, 1]", self.min_overlap)));
         }
         if self.domains.is_empty() {
-            return Err("no [[domain]]".into());
+            return Err(RecipeProblem::Setting("no [[domain]]".into()));
         }
         let mut seen = std::collections::HashSet::new();
         for d in &self.domains {
             if !seen.insert(&d.name) {
-                return Err(format!("domain {:?} appears twice", d.name));
+                return Err(RecipeProblem::Setting(format!("domain {:?} appears twice", d.name)));
             }
             if !(d.weight.is_finite() && d.weight >= 0.0) {
-                return Err(format!("domain {:?}: weight must be a non-negative number", d.name));
+                return Err(RecipeProblem::Setting(format!(
+                    "domain {:?}: weight must be a non-negative number",
+                    d.name
+                )));
             }
             if !(d.max_epochs.is_finite() && d.max_epochs > 0.0) {
-                return Err(format!("domain {:?}: max_epochs must be positive", d.name));
+                return Err(RecipeProblem::Setting(format!("domain {:?}: max_epochs must be positive", d.name)));
             }
             if d.datasets.is_empty() && d.weight > 0.0 {
-                return Err(format!("domain {:?} has a weight but no datasets", d.name));
+                return Err(RecipeProblem::Setting(format!("domain {:?} has a weight but no datasets", d.name)));
             }
         }
         if self.domains.iter().map(|d| d.weight).sum::<f64>() <= 0.0 {
-            return Err("the domain weights sum to zero".into());
+            return Err(RecipeProblem::Setting("the domain weights sum to zero".into()));
         }
         if let Some((d, v)) = self.pretraining.iter().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
-            return Err(format!("pretraining share of {d:?} ({v}) must be a non-negative number"));
+            return Err(RecipeProblem::Setting(format!(
+                "pretraining share of {d:?} ({v}) must be a non-negative number"
+            )));
         }
         if self.pretraining.values().sum::<f64>() <= 0.0 {
-            return Err("[pretraining] shares sum to zero".into());
+            return Err(RecipeProblem::Setting("[pretraining] shares sum to zero".into()));
         }
         Ok(())
     }

@@ -27,13 +27,65 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::filter::FilterConfig;
-use crate::read::{OnError, Predicate, ReadOptions};
+use crate::dataset::DatasetError;
+use crate::dedup::SettingsError;
+use crate::file_error::FileError;
+use crate::filter::{FilterConfig, FilterError};
+use crate::read::{OnError, Predicate, PredicateError, ReadOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Read(#[from] FileError),
+    #[error("{path}: {source}")]
+    Toml {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{path}: {problem}")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        problem: ConfigProblem,
+    },
+}
+
+/// What makes a well-formed prepare config unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigProblem {
+    #[error("no [[domain]] table")]
+    NoDomain,
+    #[error("batch_size must be at least 1")]
+    BatchSize,
+    #[error("domain name {0:?} must be a plain folder name")]
+    DomainName(String),
+    #[error("domain {0:?} appears twice")]
+    DomainTwice(String),
+    #[error("domain {0:?} has no inputs")]
+    NoInputs(String),
+    #[error("domain {domain:?}: {source}")]
+    Where {
+        domain: String,
+        #[source]
+        source: PredicateError,
+    },
+    #[error("domain {domain:?}: {source}")]
+    Filter {
+        domain: String,
+        #[source]
+        source: FilterError,
+    },
+    #[error(transparent)]
+    Formats(DatasetError),
+    #[error("tokenizer.shard_size_mb must be at least 1")]
+    ShardSize,
+    #[error(transparent)]
+    Dedup(SettingsError),
+    #[error("dedup.domains is empty: name the domains to deduplicate, or leave it out for all")]
+    DedupDomainsEmpty,
+    #[error("dedup: no domain named {0:?}")]
+    DedupUnknownDomain(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,12 +175,12 @@ fn default_url_column() -> Option<String> {
 impl PrepareConfig {
     /// Read and check a config file; relative paths become relative to its folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let err = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let mut config: Self = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        let base = util::fsutil::config_folder(path).map_err(|e| err(e.to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(FileError::at(path))?;
+        let mut config: Self =
+            toml::from_str(&text).map_err(|source| ConfigError::Toml { path: path.to_path_buf(), source })?;
+        let base = util::fsutil::config_folder(path).map_err(FileError::at(path))?;
         config.resolve_paths(&base);
-        config.validate().map_err(err)?;
+        config.validate().map_err(|problem| ConfigError::Invalid { path: path.to_path_buf(), problem })?;
         Ok(config)
     }
 
@@ -148,48 +200,44 @@ impl PrepareConfig {
         }
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigProblem> {
         if self.domains.is_empty() {
-            return Err("no [[domain]] table".into());
+            return Err(ConfigProblem::NoDomain);
         }
         if self.batch_size == 0 {
-            return Err("batch_size must be at least 1".into());
+            return Err(ConfigProblem::BatchSize);
         }
         let mut names = std::collections::HashSet::new();
         for d in &self.domains {
             if d.name.is_empty() || d.name.contains(['/', '\\']) || d.name.starts_with('.') {
-                return Err(format!("domain name {:?} must be a plain folder name", d.name));
+                return Err(ConfigProblem::DomainName(d.name.clone()));
             }
             if !names.insert(&d.name) {
-                return Err(format!("domain {:?} appears twice", d.name));
+                return Err(ConfigProblem::DomainTwice(d.name.clone()));
             }
             if d.inputs.is_empty() {
-                return Err(format!("domain {:?} has no inputs", d.name));
+                return Err(ConfigProblem::NoInputs(d.name.clone()));
             }
             if let Some(w) = &d.where_ {
-                Predicate::parse(w).map_err(|e| format!("domain {:?}: {e}", d.name))?;
+                Predicate::parse(w).map_err(|source| ConfigProblem::Where { domain: d.name.clone(), source })?;
             }
             for f in &d.filters {
-                f.check().map_err(|e| format!("domain {:?}: {e}", d.name))?;
+                f.check().map_err(|source| ConfigProblem::Filter { domain: d.name.clone(), source })?;
             }
         }
         if let Some(t) = &self.tokenizer {
-            crate::dataset::Formats::from_list(&t.formats).map_err(|e| e.to_string())?;
+            crate::dataset::Formats::from_list(&t.formats).map_err(ConfigProblem::Formats)?;
             if t.shard_size_mb == 0 {
-                return Err("tokenizer.shard_size_mb must be at least 1".into());
+                return Err(ConfigProblem::ShardSize);
             }
         }
         if let Some(dedup) = &self.dedup {
-            dedup.resolve().map_err(|e| e.to_string())?;
+            dedup.resolve().map_err(ConfigProblem::Dedup)?;
             match &dedup.domains {
-                Some(list) if list.is_empty() => {
-                    return Err(
-                        "dedup.domains is empty: name the domains to deduplicate, or leave it out for all".into()
-                    );
-                }
+                Some(list) if list.is_empty() => return Err(ConfigProblem::DedupDomainsEmpty),
                 Some(list) => {
                     if let Some(unknown) = list.iter().find(|n| !names.contains(n)) {
-                        return Err(format!("dedup: no domain named {unknown:?}"));
+                        return Err(ConfigProblem::DedupUnknownDomain(unknown.clone()));
                     }
                 }
                 None => {}

@@ -31,9 +31,18 @@ pub enum QualityTrainError {
     Holdout(f64),
     #[error("need training documents in both classes (positive {positive}, negative {negative})")]
     EmptyClass { positive: usize, negative: usize },
-    /// The fastText library's own error, which it gives as text.
-    #[error("fastText {action}: {message}")]
-    FastText { action: &'static str, message: String },
+    #[error("fastText {action}: {source}")]
+    FastText {
+        action: &'static str,
+        #[source]
+        source: fasttext::FastTextError,
+    },
+    #[error("{path}: fastText could not save the model: {source}")]
+    Save {
+        path: PathBuf,
+        #[source]
+        source: fasttext::FastTextError,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -183,13 +192,9 @@ pub fn train_quality_classifier(options: &QualityTrainOptions, out: &Path) -> Re
     args.thread = options.settings.threads.max(1);
     args.seed = options.settings.seed as i32;
     args.verbose = 0;
-    let model = FastText::train(args)
-        .map_err(|e| QualityTrainError::FastText { action: "training", message: e.to_string() })?;
+    let model = FastText::train(args).map_err(|source| QualityTrainError::FastText { action: "training", source })?;
     let tmp = util::fsutil::temp_path(out);
-    model.save_model(&tmp).map_err(|e| QualityTrainError::FastText {
-        action: "saving the model",
-        message: format!("{}: {e}", out.display()),
-    })?;
+    model.save_model(&tmp).map_err(|source| QualityTrainError::Save { path: out.to_path_buf(), source })?;
     util::fsutil::durable_rename(&tmp, out).map_err(io_err(out))?;
 
     let says_hq = |text: &str| {

@@ -29,6 +29,15 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
         (args.path.clone(), None)
     } else {
         let prefix = strip_shard_extension(&args.path);
+        let (bin, idx) = shards::shard::shard_paths(&prefix);
+        if !bin.exists() && !idx.exists() {
+            bail!(
+                "{}: neither a dataset folder nor a shard (no {} or {})",
+                args.path.display(),
+                bin.display(),
+                idx.display()
+            );
+        }
         let dir = prefix.parent().map(|p| p.to_path_buf()).unwrap_or_default();
         let name = prefix.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         (dir, Some(name))

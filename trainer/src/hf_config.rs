@@ -4,11 +4,11 @@
 //! `rope_theta` inside) or the older top-level `rope_theta` + `rope_scaling`. Both are written,
 //! so a checkpoint reloads in old and new transformers with the same rotation.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use crate::rope::{Rope, RopeScaling};
+use crate::rope::{Rope, RopeError, RopeScaling};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlamaConfig {
@@ -30,10 +30,48 @@ pub struct LlamaConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct ConfigError {
-    pub path: String,
-    pub message: String,
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: {problem}")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        problem: ConfigProblem,
+    },
+}
+
+/// What in a well-formed `config.json` this trainer cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigProblem {
+    #[error("the config is not a JSON object")]
+    NotAnObject,
+    #[error("model_type {0:?} is not supported (only \"llama\")")]
+    ModelType(String),
+    #[error("{0} = true is not supported")]
+    Bias(&'static str),
+    #[error("hidden_act {0:?} is not supported (only \"silu\")")]
+    Activation(String),
+    #[error("field {0:?} is missing or not a positive integer")]
+    Field(String),
+    #[error("num_attention_heads {heads} is not a multiple of num_key_value_heads {kv_heads}")]
+    Heads { heads: usize, kv_heads: usize },
+    #[error("{0:?} is not a token id")]
+    TokenId(String),
+    #[error("rope parameters: {0}")]
+    RopeParameters(#[source] serde_json::Error),
+    #[error(transparent)]
+    Rope(#[from] RopeError),
 }
 
 impl LlamaConfig {
@@ -69,36 +107,37 @@ impl LlamaConfig {
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let err = |message: String| ConfigError { path: path.display().to_string(), message };
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| err(format!("invalid JSON: {e}")))?;
-        Self::from_json(&value).map_err(err)
+        let path_buf = || path.to_path_buf();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path_buf(), source })?;
+        let value: Value =
+            serde_json::from_str(&text).map_err(|source| ConfigError::Json { path: path_buf(), source })?;
+        Self::from_json(&value).map_err(|problem| ConfigError::Invalid { path: path_buf(), problem })
     }
 
     /// Parse a transformers `config.json`. Errors name the field.
-    pub fn from_json(v: &Value) -> Result<Self, String> {
-        let obj = v.as_object().ok_or("the config is not a JSON object")?;
+    pub fn from_json(v: &Value) -> Result<Self, ConfigProblem> {
+        let obj = v.as_object().ok_or(ConfigProblem::NotAnObject)?;
         if let Some(model_type) = obj.get("model_type").and_then(Value::as_str)
             && model_type != "llama"
         {
-            return Err(format!("model_type {model_type:?} is not supported (only \"llama\")"));
+            return Err(ConfigProblem::ModelType(model_type.to_string()));
         }
         for flag in ["attention_bias", "mlp_bias"] {
             if obj.get(flag).and_then(Value::as_bool) == Some(true) {
-                return Err(format!("{flag} = true is not supported"));
+                return Err(ConfigProblem::Bias(flag));
             }
         }
         if let Some(act) = obj.get("hidden_act").and_then(Value::as_str)
             && act != "silu"
         {
-            return Err(format!("hidden_act {act:?} is not supported (only \"silu\")"));
+            return Err(ConfigProblem::Activation(act.to_string()));
         }
-        let usize_field = |name: &str| -> Result<usize, String> {
+        let usize_field = |name: &str| -> Result<usize, ConfigProblem> {
             obj.get(name)
                 .and_then(Value::as_u64)
                 .filter(|&n| n > 0)
                 .map(|n| n as usize)
-                .ok_or_else(|| format!("field {name:?} is missing or not a positive integer"))
+                .ok_or_else(|| ConfigProblem::Field(name.to_string()))
         };
         let hidden_size = usize_field("hidden_size")?;
         let num_attention_heads = usize_field("num_attention_heads")?;
@@ -108,22 +147,20 @@ impl LlamaConfig {
             num_attention_heads
         };
         if num_attention_heads % num_key_value_heads != 0 {
-            return Err(format!(
-                "num_attention_heads {num_attention_heads} is not a multiple of num_key_value_heads {num_key_value_heads}"
-            ));
+            return Err(ConfigProblem::Heads { heads: num_attention_heads, kv_heads: num_key_value_heads });
         }
         let head_dim = match obj.get("head_dim") {
             Some(Value::Null) | None => hidden_size / num_attention_heads,
             Some(_) => usize_field("head_dim")?,
         };
-        let token = |name: &str| -> Result<Option<u32>, String> {
+        let token = |name: &str| -> Result<Option<u32>, ConfigProblem> {
             match obj.get(name) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::Number(n)) => {
-                    n.as_u64().map(|n| Some(n as u32)).ok_or(format!("{name:?} is not a token id"))
+                    n.as_u64().map(|n| Some(n as u32)).ok_or_else(|| ConfigProblem::TokenId(name.to_string()))
                 }
                 Some(Value::Array(a)) => Ok(a.first().and_then(Value::as_u64).map(|n| n as u32)),
-                Some(_) => Err(format!("{name:?} is not a token id")),
+                Some(_) => Err(ConfigProblem::TokenId(name.to_string())),
             }
         };
         let float = |o: &Map<String, Value>, name: &str| o.get(name).and_then(Value::as_f64);
@@ -161,7 +198,7 @@ impl LlamaConfig {
                 {
                     o.insert("original_max_position_embeddings".into(), l0.clone());
                 }
-                serde_json::from_value(Value::Object(o)).map_err(|e| format!("rope parameters: {e}"))?
+                serde_json::from_value(Value::Object(o)).map_err(ConfigProblem::RopeParameters)?
             }
         };
         let config = Self {
@@ -181,7 +218,7 @@ impl LlamaConfig {
             partial_rotary_factor,
             rope_scaling,
         };
-        config.rope().frequencies(None).map_err(|e| e.to_string())?;
+        config.rope().frequencies(None)?;
         Ok(config)
     }
 
@@ -325,16 +362,16 @@ mod tests {
     fn errors_name_the_field() {
         let mut v = LlamaConfig::tiny(100).to_json();
         v.as_object_mut().unwrap().remove("hidden_size");
-        assert!(LlamaConfig::from_json(&v).unwrap_err().contains("\"hidden_size\""));
+        assert!(LlamaConfig::from_json(&v).unwrap_err().to_string().contains("\"hidden_size\""));
         let mut v = LlamaConfig::tiny(100).to_json();
         v["num_key_value_heads"] = json!(3);
-        assert!(LlamaConfig::from_json(&v).unwrap_err().contains("not a multiple"));
+        assert!(LlamaConfig::from_json(&v).unwrap_err().to_string().contains("not a multiple"));
         let mut v = LlamaConfig::tiny(100).to_json();
         v["model_type"] = json!("gpt2");
-        assert!(LlamaConfig::from_json(&v).unwrap_err().contains("gpt2"));
+        assert!(LlamaConfig::from_json(&v).unwrap_err().to_string().contains("gpt2"));
         let mut v = LlamaConfig::tiny(100).to_json();
         v["rope_parameters"] = json!({"rope_type": "yarn"});
-        assert!(LlamaConfig::from_json(&v).unwrap_err().contains("factor"));
+        assert!(LlamaConfig::from_json(&v).unwrap_err().to_string().contains("factor"));
     }
 
     #[test]

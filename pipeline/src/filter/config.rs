@@ -17,8 +17,15 @@ use super::url_blocklist::{UrlBlocklistConfig, UrlBlocklistFilter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {
-    #[error("{path}: {message}")]
-    Resource { path: PathBuf, message: String },
+    #[error(transparent)]
+    File(#[from] crate::file_error::FileError),
+    #[error("{path}: not a fastText model: {source}")]
+    Model {
+        path: PathBuf,
+        #[source]
+        source: fasttext::FastTextError,
+    },
+    /// A setting out of range, or a filter that needs a file named without one.
     #[error("{0}")]
     Config(String),
 }

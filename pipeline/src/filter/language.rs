@@ -40,10 +40,8 @@ pub struct FastTextModel {
 
 impl FastTextModel {
     pub fn load(path: &Path) -> Result<Self, FilterError> {
-        let model = FastText::load_model(path).map_err(|e| FilterError::Resource {
-            path: path.to_path_buf(),
-            message: format!("not a fastText model: {e}"),
-        })?;
+        let model =
+            FastText::load_model(path).map_err(|source| FilterError::Model { path: path.to_path_buf(), source })?;
         Ok(Self { model })
     }
 

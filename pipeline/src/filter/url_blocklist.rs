@@ -27,8 +27,7 @@ pub struct UrlBlocklistFilter {
 
 impl UrlBlocklistFilter {
     pub fn from_file(path: &Path) -> Result<Self, FilterError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| FilterError::Resource { path: path.to_path_buf(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(crate::file_error::FileError::at(path))?;
         Ok(Self::from_entries(text.lines()))
     }
 

@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+use crate::file_error::FileError;
+
 use super::{Batch, BatchIter, Format, OnError, ReadError, ReadOptions, RowSink, Value};
 
 pub(super) fn open(
@@ -17,12 +19,11 @@ pub(super) fn open(
     format: Format,
     options: &ReadOptions,
 ) -> Result<BatchIter, ReadError> {
-    let file_err = |message: String| ReadError::File { path: path.to_path_buf(), message };
-    let file = File::open(path).map_err(|e| file_err(e.to_string()))?;
+    let file = File::open(path).map_err(FileError::at(path))?;
     let inner: Box<dyn Read + Send> = match format {
         Format::Jsonl => Box::new(file),
         Format::JsonlGz => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
-        Format::JsonlZst => Box::new(zstd::stream::read::Decoder::new(file).map_err(|e| file_err(e.to_string()))?),
+        Format::JsonlZst => Box::new(zstd::stream::read::Decoder::new(file).map_err(FileError::at(path))?),
         Format::Parquet => unreachable!("parquet has its own reader"),
     };
     Ok(Box::new(JsonlBatches {

@@ -9,12 +9,15 @@ mod jsonl;
 mod parquet;
 pub mod predicate;
 
+pub use self::parquet::ColumnProblem;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::document::{Document, OutputColumn, Removal};
+use crate::file_error::FileError;
 pub use predicate::{Predicate, PredicateError, Value};
 
 /// What to do with a bad row (bad JSON, invalid UTF-8, null or non-string text, unreadable part of a file).
@@ -83,16 +86,36 @@ pub struct Batch {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(
+        "{path}: unreadable_file: parquet footer or schema: {source} (to record the file as removed and go \
+         on: on_error = \"skip\" in a prepare config, --on-error skip on the command line)"
+    )]
+    Footer {
+        path: PathBuf,
+        #[source]
+        source: ::parquet::errors::ParquetError,
+    },
+    /// The file's columns do not serve the domain (no text column, a `where` column missing).
+    #[error("{path}: {problem}")]
+    Columns { path: PathBuf, problem: ColumnProblem },
+    #[error("{path}: unknown input format (expected .parquet, .jsonl, .json, .ndjson, .jsonl.gz or .jsonl.zst)")]
+    UnknownFormat { path: PathBuf },
     #[error(
         "{path}: {}: {message} (to record such rows as removed and go on: on_error = \"skip\" in a prepare \
          config, --on-error skip on the command line)",
         row_name(path, *row)
     )]
     Row { path: PathBuf, row: u64, message: String },
-    #[error("input pattern {pattern:?}: {message}")]
-    Pattern { pattern: String, message: String },
+    #[error("input pattern {pattern:?}: {source}")]
+    Pattern {
+        pattern: String,
+        #[source]
+        source: glob::PatternError,
+    },
+    #[error("input pattern {pattern:?} matches no file")]
+    NoMatch { pattern: String },
 }
 
 /// Ends the reason of a removal that stands for an unknown number of rows (an unreadable footer
@@ -139,29 +162,30 @@ pub fn expand_inputs(patterns: &[impl AsRef<str>]) -> Result<Vec<PathBuf>, ReadE
     let mut files = Vec::new();
     for pattern in patterns {
         let pattern = pattern.as_ref();
-        let err = |message: String| ReadError::Pattern { pattern: pattern.to_string(), message };
         let before = files.len();
         if Path::new(pattern).is_file() {
             files.push(PathBuf::from(pattern));
         } else {
-            for entry in glob::glob(pattern).map_err(|e| err(e.to_string()))? {
-                let path = entry.map_err(|e| err(e.to_string()))?;
+            let entries =
+                glob::glob(pattern).map_err(|source| ReadError::Pattern { pattern: pattern.to_string(), source })?;
+            for entry in entries {
+                let path = entry.map_err(|e| {
+                    let path = e.path().to_path_buf();
+                    FileError { path, source: std::io::Error::from(e).into() }
+                })?;
                 if path.is_file() {
                     files.push(path);
                 }
             }
         }
         if files.len() == before {
-            return Err(err("matches no file".into()));
+            return Err(ReadError::NoMatch { pattern: pattern.to_string() });
         }
         files[before..].sort();
     }
     for f in &files {
         if Format::of(f).is_none() {
-            return Err(ReadError::File {
-                path: f.clone(),
-                message: "unknown input format (expected .parquet, .jsonl, .jsonl.gz or .jsonl.zst)".into(),
-            });
+            return Err(ReadError::UnknownFormat { path: f.clone() });
         }
     }
     let mut seen = std::collections::HashSet::new();
@@ -178,7 +202,7 @@ pub fn open(path: &Path, options: &ReadOptions) -> Result<BatchIter, ReadError> 
     match Format::of(path) {
         Some(Format::Parquet) => parquet::open(path, source, options),
         Some(format) => jsonl::open(path, source, format, options),
-        None => Err(ReadError::File { path: path.to_path_buf(), message: "unknown input format".into() }),
+        None => Err(ReadError::UnknownFormat { path: path.to_path_buf() }),
     }
 }
 

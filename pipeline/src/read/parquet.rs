@@ -12,43 +12,42 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
 };
 
+use crate::file_error::{FileError, FileFault};
+
 use super::{Batch, BatchIter, ReadError, ReadOptions, RowSink, Value};
 
 pub(super) fn open(path: &Path, source: Arc<str>, options: &ReadOptions) -> Result<BatchIter, ReadError> {
-    let file_err = |message: String| ReadError::File { path: path.to_path_buf(), message };
-    let file = File::open(path).map_err(|e| file_err(e.to_string()))?;
+    let file = File::open(path).map_err(FileError::at(path))?;
     let metadata = match ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()) {
         Ok(m) => m,
-        Err(e) => {
+        Err(e) if options.on_error == super::OnError::Skip => {
+            // Nothing in the file can be located: record the whole file as one removal.
             let message = format!(
                 "unreadable_file: parquet footer or schema: {e} (how many rows the file held {})",
                 super::ROWS_UNKNOWN
             );
-            if options.on_error == super::OnError::Skip {
-                // Nothing in the file can be located: record the whole file as one removal.
-                let mut sink = RowSink::new(path, source, options);
-                sink.bad_row(0, Some(super::fallback_id(path, 0)), message)?;
-                return Ok(Box::new(std::iter::once(Ok(sink.take()))));
-            }
-            return Err(file_err(message));
+            let mut sink = RowSink::new(path, source, options);
+            sink.bad_row(0, Some(super::fallback_id(path, 0)), message)?;
+            return Ok(Box::new(std::iter::once(Ok(sink.take()))));
         }
+        Err(source) => return Err(ReadError::Footer { path: path.to_path_buf(), source }),
     };
     let schema = metadata.schema().clone();
     let columns = match Columns::resolve(&schema, options) {
         Ok(c) => c,
-        Err(message) if options.on_error == super::OnError::Skip => {
+        Err(problem) if options.on_error == super::OnError::Skip => {
             // The footer says how many rows the file holds: each is recorded as lost.
             let rows = metadata.metadata().file_metadata().num_rows().max(0) as u64;
             return Ok(Box::new(UnreadableRows {
                 path: path.to_path_buf(),
                 source,
                 options: options.clone(),
-                message: format!("unreadable_file: {message}"),
+                message: format!("unreadable_file: {problem}"),
                 next: 0,
                 end: rows,
             }));
         }
-        Err(message) => return Err(file_err(message)),
+        Err(problem) => return Err(ReadError::Columns { path: path.to_path_buf(), problem }),
     };
     let roots: Vec<usize> = columns.all();
     let mask = ProjectionMask::roots(metadata.metadata().file_metadata().schema_descr(), roots.iter().copied());
@@ -119,6 +118,17 @@ fn decode_dictionary(array: ArrayRef) -> ArrayRef {
     }
 }
 
+/// Why a file's columns cannot serve the domain.
+#[derive(Debug, thiserror::Error)]
+pub enum ColumnProblem {
+    #[error("no text column {column:?} (columns: {columns}); set text_column")]
+    NoText { column: String, columns: String },
+    #[error("text column {column:?} is {data_type}, not a string column")]
+    NotString { column: String, data_type: DataType },
+    #[error("where: no column {column:?} in this file (columns: {columns})")]
+    NoWhereColumn { column: String, columns: String },
+}
+
 /// Positions (in the file schema) of the columns the reader uses.
 struct Columns {
     text: usize,
@@ -130,14 +140,14 @@ struct Columns {
 }
 
 impl Columns {
-    fn resolve(schema: &Schema, options: &ReadOptions) -> Result<Self, String> {
+    fn resolve(schema: &Schema, options: &ReadOptions) -> Result<Self, ColumnProblem> {
         let names = || schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
         let text = schema
             .index_of(&options.text_column)
-            .map_err(|_| format!("no text column {:?} (columns: {}); set text_column", options.text_column, names()))?;
+            .map_err(|_| ColumnProblem::NoText { column: options.text_column.clone(), columns: names() })?;
         let text_type = schema.field(text).data_type();
         if !is_string_type(text_type) {
-            return Err(format!("text column {:?} is {text_type}, not a string column", options.text_column));
+            return Err(ColumnProblem::NotString { column: options.text_column.clone(), data_type: text_type.clone() });
         }
         let optional_string = |name: &Option<String>| {
             name.as_deref()
@@ -151,7 +161,7 @@ impl Columns {
             for column in p.columns() {
                 let i = schema
                     .index_of(column)
-                    .map_err(|_| format!("where: no column {column:?} in this file (columns: {})", names()))?;
+                    .map_err(|_| ColumnProblem::NoWhereColumn { column: column.to_string(), columns: names() })?;
                 predicate.push((column.to_string(), i));
             }
         }
@@ -208,14 +218,13 @@ struct ParquetBatches {
 }
 
 impl ParquetBatches {
-    fn open_row_group(&mut self, rg: usize) -> Result<ParquetRecordBatchReader, String> {
-        let file = self.file.try_clone().map_err(|e| e.to_string())?;
-        ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
+    fn open_row_group(&mut self, rg: usize) -> Result<ParquetRecordBatchReader, FileFault> {
+        let file = self.file.try_clone()?;
+        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
             .with_projection(self.mask.clone())
             .with_row_groups(vec![rg])
             .with_batch_size(self.options.batch_size.max(1))
-            .build()
-            .map_err(|e| e.to_string())
+            .build()?)
     }
 
     /// Rows `next_row..row_group_end` could not be decoded: fail, or record them removed.
@@ -277,7 +286,7 @@ impl Iterator for ParquetBatches {
                 self.row_group_end = self.next_row + self.row_group_rows[rg];
                 match self.open_row_group(rg) {
                     Ok(reader) => self.current = Some(reader),
-                    Err(e) => return Some(self.skip_rest_of_row_group(e)),
+                    Err(e) => return Some(self.skip_rest_of_row_group(e.to_string())),
                 }
             }
             match self.current.as_mut().and_then(|r| r.next()) {

@@ -15,7 +15,7 @@
 
 use tokenizers::{Normalizer, OffsetReferential, OffsetType, PreTokenizer};
 
-use super::{SpecialTokensInText, TextTokenizer, TokenizeError};
+use super::{LibraryError, SpecialTokensInText, TextTokenizer, TokenizeError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum CutRule {
@@ -138,9 +138,9 @@ impl TextTokenizer {
 
     /// Start offsets (in `segment`) of its pre-tokens.
     fn pre_token_starts(&self, segment: &str) -> Result<Vec<usize>, TokenizeError> {
-        let err = |message: String| TokenizeError::Encode {
+        let err = |source: LibraryError| TokenizeError::Encode {
             what: format!("pre-tokenizing {} bytes", segment.len()),
-            message,
+            source,
         };
         let mut starts = Vec::new();
         if let Some(fast) = self.fast.as_ref().filter(|f| !f.has_normalizers()) {
@@ -149,11 +149,11 @@ impl TextTokenizer {
         }
         let mut normalized = tokenizers::NormalizedString::from(segment);
         if let Some(normalizer) = self.reference.get_normalizer() {
-            normalizer.normalize(&mut normalized).map_err(|e| err(e.to_string()))?;
+            normalizer.normalize(&mut normalized).map_err(err)?;
         }
         let mut pre = tokenizers::PreTokenizedString::from(normalized);
         let Some(pre_tokenizer) = self.reference.get_pre_tokenizer() else { return Ok(vec![0]) };
-        pre_tokenizer.pre_tokenize(&mut pre).map_err(|e| err(e.to_string()))?;
+        pre_tokenizer.pre_tokenize(&mut pre).map_err(err)?;
         starts.extend(pre.get_splits(OffsetReferential::Original, OffsetType::Byte).iter().map(|(_, (s, _), _)| *s));
         Ok(starts)
     }

@@ -15,6 +15,8 @@
 //! holds the rewrite to 0.23's ids like everything else.
 
 use serde_json::Value;
+
+use super::LibraryError;
 use tokenizers1::pipeline::{EncodeOptions, Override, PipelineToken, PipelineTokenizer};
 
 /// The exact version, written into every manifest that used it.
@@ -49,15 +51,15 @@ pub enum FastOutcome {
 impl FastEncoder {
     /// Load `json` (a 0.2x `tokenizer.json`) into 1.x. `first_free_id` is one past the largest
     /// id of the vocabulary and its added tokens. An error is 1.x's reason to refuse it.
-    pub fn load(json: &str, first_free_id: u32) -> Result<Self, String> {
-        let canonical = tokenizers1::canonicalize_str(json).map_err(|e| e.to_string())?;
-        let mut doc: Value = serde_json::from_str(&canonical).map_err(|e| e.to_string())?;
+    pub fn load(json: &str, first_free_id: u32) -> Result<Self, LibraryError> {
+        let canonical = tokenizers1::canonicalize_str(json)?;
+        let mut doc: Value = serde_json::from_str(&canonical)?;
         let mut next_id = first_free_id;
         let fallback_added = add_missing_byte_fallback(&mut doc, &mut next_id);
         let unknown_chars = unknown_chars_rule(&doc, fallback_added);
         let mut added_atoms = false;
         let inner = loop {
-            let text = serde_json::to_string(&doc).map_err(|e| e.to_string())?;
+            let text = serde_json::to_string(&doc)?;
             match tokenizers1::from_json(&text) {
                 Ok(t) => break t,
                 Err(e) => match e.downcast_ref::<tokenizers1::models::bpe::Error>() {
@@ -65,7 +67,7 @@ impl FastEncoder {
                         add_byte_atoms(&mut doc, bytes, &mut next_id);
                         added_atoms = true;
                     }
-                    _ => return Err(e.to_string()),
+                    _ => return Err(e),
                 },
             }
         };
@@ -94,10 +96,10 @@ impl FastEncoder {
         specials_as_text: bool,
         scratch: &mut Vec<PipelineToken>,
         out: &mut Vec<u32>,
-    ) -> Result<FastOutcome, String> {
+    ) -> Result<FastOutcome, LibraryError> {
         scratch.clear();
         let options = if specials_as_text { &self.options_split } else { &self.options_keep };
-        self.inner.encode_into(text, options, scratch).map_err(|e| e.to_string())?;
+        self.inner.encode_into(text, options, scratch)?;
         let ids = PipelineToken::cast_slice(scratch);
         if self.sentinels == 0 || !ids.iter().any(|&id| id >= self.first_sentinel) {
             out.extend_from_slice(ids);
@@ -152,11 +154,11 @@ impl FastEncoder {
     }
 
     /// Start offsets of the pre-tokens of `text` (no normalizers; see [`Self::has_normalizers`]).
-    pub fn pre_token_starts(&self, text: &str, out: &mut Vec<usize>) -> Result<(), String> {
+    pub fn pre_token_starts(&self, text: &str, out: &mut Vec<usize>) -> Result<(), LibraryError> {
         use tokenizers1::pipeline::{PreTokenizer, PreTokenizerScratch};
         let mut scratch = PreTokenizerScratch::default();
         let mut spans = Vec::new();
-        self.inner.get_pre_tokenizer().pre_tokenize(text, &mut scratch, &mut spans).map_err(|e| e.to_string())?;
+        self.inner.get_pre_tokenizer().pre_tokenize(text, &mut scratch, &mut spans)?;
         out.clear();
         out.extend(spans.iter().map(|s| s.start as usize));
         Ok(())

@@ -20,18 +20,29 @@ use serde::{Deserialize, Serialize};
 use shards::TokenizerIdentity;
 use util::fsutil::bytes_checksum;
 
+/// How both tokenizers releases report their failures.
+pub type LibraryError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizeError {
-    #[error("{path}: cannot read tokenizer: {message}")]
-    Load { path: PathBuf, message: String },
+    #[error("{path}: cannot read tokenizer: {source}")]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: LibraryError,
+    },
     #[error("{path}: {what} token {token:?} is not in the vocabulary; pass the token string or id your model uses")]
     UnknownToken { path: PathBuf, what: &'static str, token: String },
     #[error("{path}: {what} id {id} is outside the vocabulary of {vocab_size} ids")]
     IdOutOfRange { path: PathBuf, what: &'static str, id: u32, vocab_size: usize },
     #[error("{path}: no end-of-document token given and none of {candidates:?} is in the vocabulary; pass --eos TOKEN")]
     NoEos { path: PathBuf, candidates: &'static [&'static str] },
-    #[error("tokenizing {what}: {message}")]
-    Encode { what: String, message: String },
+    #[error("tokenizing {what}: {source}")]
+    Encode {
+        what: String,
+        #[source]
+        source: LibraryError,
+    },
     #[error(
         "the text holds the special token {token:?} as a literal string; set special_tokens_in_text = \"split\" \
          (encode it as text) or \"keep\" (encode it as the special id)"
@@ -216,7 +227,7 @@ impl TextTokenizer {
                     tokenizer.fast = Some(fast);
                     Encoder::Fast { sentinels }
                 }
-                Err(why) => Encoder::Reference { why },
+                Err(refusal) => Encoder::Reference { why: refusal.to_string() },
             };
         } else {
             tokenizer.encoder = Encoder::Reference { why: "asked for the reference encoder".into() };
@@ -227,21 +238,21 @@ impl TextTokenizer {
     }
 
     /// Load 1.x and hold it to 0.23's ids on the probes, in both special-token modes.
-    fn try_fast(&self, bytes: &[u8], vocab_size: usize) -> Result<fast::FastEncoder, String> {
-        let json = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
-        let fast = fast::FastEncoder::load(json, vocab_size as u32).map_err(|e| format!("1.x refused it: {e}"))?;
+    fn try_fast(&self, bytes: &[u8], vocab_size: usize) -> Result<fast::FastEncoder, FastRefusal> {
+        let json = std::str::from_utf8(bytes)?;
+        let fast = fast::FastEncoder::load(json, vocab_size as u32).map_err(FastRefusal::Refused)?;
         let mut scratch = Vec::new();
         for specials_as_text in [true, false] {
             for probe in probes::adversarial().iter().chain([&probes::long_mixed()]) {
-                let want = self.reference_ids(probe, specials_as_text).map_err(|e| e.to_string())?;
+                let want = self.reference_ids(probe, specials_as_text)?;
                 let mut got = Vec::new();
                 match fast.encode(probe, specials_as_text, &mut scratch, &mut got) {
                     Ok(fast::FastOutcome::Encoded) if got != want => {
                         let head: String = probe.chars().take(40).collect();
-                        return Err(format!("1.x gave other ids than 0.23 for the probe {head:?}"));
+                        return Err(FastRefusal::OtherIds { head });
                     }
                     Ok(_) => {}
-                    Err(e) => return Err(format!("1.x failed on a probe: {e}")),
+                    Err(e) => return Err(FastRefusal::Failed(e)),
                 }
             }
         }
@@ -364,7 +375,7 @@ impl TextTokenizer {
         if let Some(fast) = &self.fast {
             let outcome = FAST_SCRATCH
                 .with_borrow_mut(|scratch| fast.encode(text, self.specials_as_text(), scratch, out))
-                .map_err(|message| TokenizeError::Encode { what: format!("{} bytes of text", text.len()), message })?;
+                .map_err(|source| TokenizeError::Encode { what: format!("{} bytes of text", text.len()), source })?;
             if let fast::FastOutcome::Encoded = outcome {
                 return Ok(false);
             }
@@ -375,10 +386,9 @@ impl TextTokenizer {
 
     fn reference_ids(&self, text: &str, specials_as_text: bool) -> Result<Vec<u32>, TokenizeError> {
         let tokenizer = if specials_as_text { &self.reference_split } else { &self.reference };
-        let encoding = tokenizer.encode_fast(text, false).map_err(|e| TokenizeError::Encode {
-            what: format!("{} bytes of text", text.len()),
-            message: e.to_string(),
-        })?;
+        let encoding = tokenizer
+            .encode_fast(text, false)
+            .map_err(|source| TokenizeError::Encode { what: format!("{} bytes of text", text.len()), source })?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -386,13 +396,28 @@ impl TextTokenizer {
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizeError> {
         self.reference
             .decode(ids, false)
-            .map_err(|e| TokenizeError::Encode { what: format!("decoding {} ids", ids.len()), message: e.to_string() })
+            .map_err(|source| TokenizeError::Encode { what: format!("decoding {} ids", ids.len()), source })
     }
 
     /// The 0.23 tokenizer (decoding, vocabulary lookups, the benchmark's baseline).
     pub fn reference(&self) -> &tokenizers::Tokenizer {
         &self.reference
     }
+}
+
+/// Why 1.x does not encode a tokenizer (the text goes into the manifest's encoder name).
+#[derive(Debug, thiserror::Error)]
+enum FastRefusal {
+    #[error("{0}")]
+    NotUtf8(#[from] std::str::Utf8Error),
+    #[error("1.x refused it: {0}")]
+    Refused(LibraryError),
+    #[error("{0}")]
+    Reference(#[from] TokenizeError),
+    #[error("1.x gave other ids than 0.23 for the probe {head:?}")]
+    OtherIds { head: String },
+    #[error("1.x failed on a probe: {0}")]
+    Failed(LibraryError),
 }
 
 /// The 0.23 release the ids are held to.
@@ -404,10 +429,10 @@ pub const ENCODE_PIECE_BYTES: usize = 1 << 20;
 /// Read and parse a tokenizer file; the vocabulary size is the largest id + 1 (ids can have
 /// holes). Truncation and padding in the file are switched off: a document is never cut short.
 fn load(path: &Path) -> Result<(Vec<u8>, tokenizers::Tokenizer, usize), TokenizeError> {
-    let err = |message: String| TokenizeError::Load { path: path.to_path_buf(), message };
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let mut inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| err(e.to_string()))?;
-    inner.with_truncation(None).map_err(|e| err(e.to_string()))?;
+    let err = |source: LibraryError| TokenizeError::Load { path: path.to_path_buf(), source };
+    let bytes = std::fs::read(path).map_err(|e| err(e.into()))?;
+    let mut inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(err)?;
+    inner.with_truncation(None).map_err(err)?;
     inner.with_padding(None);
     let vocab_size = inner.get_vocab(true).values().map(|&id| id as usize + 1).max().unwrap_or(0);
     Ok((bytes, inner, vocab_size))
