@@ -1,6 +1,6 @@
 //! Printing results: stage statistics as a table or JSON on stdout.
 
-use pipeline::stats::StageStats;
+use pipeline::StageStats;
 
 pub fn print_stage_stats(stats: &StageStats, json: bool) -> std::io::Result<()> {
     if json {

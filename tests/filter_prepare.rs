@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::all_files;
+use common::{all_files, ok};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
@@ -18,11 +18,6 @@ fn midtrain(args: &[&str], threads: usize) -> Output {
         .env("RAYON_NUM_THREADS", threads.to_string())
         .output()
         .expect("run midtrain")
-}
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "midtrain failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn read_parts(dir: &Path, column: &str) -> Vec<String> {

@@ -6,13 +6,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::ok;
+
 fn midtrain(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_midtrain")).args(args).arg("-q").output().expect("run midtrain")
-}
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "midtrain failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Prepare the fixture dumps into `dir` and return the recipe of mixtures/recipes/fixtures-anneal

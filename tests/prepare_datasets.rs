@@ -6,31 +6,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, UInt64Type};
-use common::{all_files, batches};
+use common::{all_files, batches, midtrain_quiet as midtrain, ok, root};
 use parquet::arrow::ArrowWriter;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn midtrain(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_midtrain"));
-    cmd.args(args).arg("-q");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run midtrain")
-}
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "midtrain failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn column(path: &Path, name: &str) -> Vec<String> {
     common::strings(path, name)

@@ -8,17 +8,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{ok, root};
 
 fn midtrain_in(cwd: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_midtrain")).current_dir(cwd).args(args).arg("-q").output().expect("run midtrain")
-}
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "midtrain failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn fails(out: Output) -> String {

@@ -1,26 +1,11 @@
 //! End-to-end tests of `midtrain train`, `report`, `compare`, `score`, `soup` and `rope` on the
 //! committed fixture dataset.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn midtrain(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_midtrain"));
-    cmd.args(args).arg("--quiet");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run midtrain")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-}
+use common::{midtrain_quiet as midtrain, ok, root};
 
 /// A run config on the committed web dataset: two stages, the second extends RoPE (ABF).
 fn write_config(dir: &Path) -> PathBuf {
@@ -80,7 +65,7 @@ fn a_killed_training_run_resumes_exactly_and_reports() {
     let config = write_config(dir.path());
     let config = config.to_str().unwrap();
     let whole = dir.path().join("whole");
-    ok(&midtrain(&["train", config, "--out", whole.to_str().unwrap(), "--report"], &[]));
+    ok(midtrain(&["train", config, "--out", whole.to_str().unwrap(), "--report"], &[]));
     let lines = metric_lines(&whole);
     let steps: Vec<&serde_json::Value> = lines.iter().filter(|v| v.get("loss").is_some()).collect();
     assert_eq!(steps.len(), 5 + 3);
@@ -120,25 +105,25 @@ fn a_killed_training_run_resumes_exactly_and_reports() {
     assert!(!killed.status.success());
     assert!(split.join("checkpoints/step-00000003").is_dir());
     assert!(!split.join("checkpoints/step-00000005").exists());
-    ok(&midtrain(&["train", config, "--out", split.to_str().unwrap()], &[]));
+    ok(midtrain(&["train", config, "--out", split.to_str().unwrap()], &[]));
     assert_eq!(metric_lines(&split), lines, "the resumed run repeats the uninterrupted trajectory");
     let weights = |run: &Path| std::fs::read(run.join("checkpoints/step-00000008/model.safetensors")).unwrap();
     assert_eq!(weights(&split), weights(&whole));
 
     // Report, compare, score, soup, rope on the results.
     let report = dir.path().join("r.html");
-    ok(&midtrain(&["report", whole.to_str().unwrap(), "--out", report.to_str().unwrap()], &[]));
+    ok(midtrain(&["report", whole.to_str().unwrap(), "--out", report.to_str().unwrap()], &[]));
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("held-out loss by domain") && html.contains("<polyline"));
     let compare = dir.path().join("c.html");
-    ok(&midtrain(
+    ok(midtrain(
         &["compare", whole.to_str().unwrap(), split.to_str().unwrap(), "--out", compare.to_str().unwrap()],
         &[],
     ));
     assert!(std::fs::read_to_string(&compare).unwrap().matches("<polyline").count() >= 6);
 
     let ckpt = whole.join("checkpoints/step-00000008");
-    let out = ok(&midtrain(&["score", ckpt.to_str().unwrap(), "--tokens", "5 17 9 3", "--json"], &[]));
+    let out = ok(midtrain(&["score", ckpt.to_str().unwrap(), "--tokens", "5 17 9 3", "--json"], &[]));
     let scores: serde_json::Value = serde_json::from_str(&out).unwrap();
     let lps: Vec<f64> = scores["log_probs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert_eq!(lps.len(), 3);
@@ -149,7 +134,7 @@ fn a_killed_training_run_resumes_exactly_and_reports() {
         let args =
             [&["score", ckpt.to_str().unwrap(), "--text", text, "--tokenizer", tokenizer.to_str().unwrap()], extra]
                 .concat();
-        ok(&midtrain(&args, &[]))
+        ok(midtrain(&args, &[]))
     };
     assert!(score_text("The cat sat.", &[]).contains("mean loss"));
     // A special-token string typed in --text is the special token, as transformers reads it.
@@ -161,10 +146,10 @@ fn a_killed_training_run_resumes_exactly_and_reports() {
 
     let soup = dir.path().join("soup");
     let a = whole.join("checkpoints/step-00000006");
-    ok(&midtrain(&["soup", a.to_str().unwrap(), ckpt.to_str().unwrap(), "--out", soup.to_str().unwrap()], &[]));
+    ok(midtrain(&["soup", a.to_str().unwrap(), ckpt.to_str().unwrap(), "--out", soup.to_str().unwrap()], &[]));
     assert!(soup.join("model.safetensors").is_file() && soup.join("config.json").is_file());
 
-    let rope = ok(&midtrain(&["rope", ckpt.join("config.json").to_str().unwrap(), "--json"], &[]));
+    let rope = ok(midtrain(&["rope", ckpt.join("config.json").to_str().unwrap(), "--json"], &[]));
     let rope: serde_json::Value = serde_json::from_str(&rope).unwrap();
     assert_eq!(rope["inv_freq"].as_array().unwrap().len(), 8);
     let second = rope["inv_freq"][1].as_f64().unwrap();

@@ -61,13 +61,7 @@ fn main() {
             entry.sidecar = Some(sidecar);
             entries.push(entry);
         }
-        let tok = TokenizerIdentity {
-            content_hash: "bench".into(),
-            vocab_size: 1000,
-            eos_id: 0,
-            bos_id: None,
-            ..Default::default()
-        };
+        let tok = TokenizerIdentity::new("bench", 1000, 0, None);
         DatasetManifest::new(*domain, tok, entries, serde_json::Value::Null).write(&dataset).unwrap();
         recipe.push_str(&format!(
             "[[domain]]\nname = \"{domain}\"\ndatasets = [{:?}]\nweight = 0.25\nmax_epochs = 10\n",

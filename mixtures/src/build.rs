@@ -333,13 +333,7 @@ mod tests {
         }
         let summary = w.finish().unwrap();
         let entry = ShardEntry::from_summary(&path, &summary).unwrap();
-        let tok = TokenizerIdentity {
-            content_hash: "h".into(),
-            vocab_size: 1000,
-            eos_id: 0,
-            bos_id: None,
-            ..Default::default()
-        };
+        let tok = TokenizerIdentity::new("h", 1000, 0, None);
         DatasetManifest::new(name, tok, vec![entry], serde_json::Value::Null).write(&path).unwrap();
         path
     }

@@ -219,13 +219,7 @@ mod tests {
             idx_checksum: String::new(),
             sidecar: None,
         };
-        let tok = TokenizerIdentity {
-            content_hash: hash.into(),
-            vocab_size: 100,
-            eos_id: 0,
-            bos_id: None,
-            ..Default::default()
-        };
+        let tok = TokenizerIdentity::new(hash, 100, 0, None);
         DatasetManifest::new(name, tok, vec![shard], serde_json::Value::Null).write(&path).unwrap();
         path
     }

@@ -2,22 +2,29 @@
 //! reading dumps ([`read`]), filtering, deduplication, quality scoring — and the tokenizer that
 //! turns kept documents into token ids ([`tokenize`]).
 
+// Modules a caller drives stay public; the rest is private behind the `pub use` below, so the
+// compiler reports what nothing uses.
 pub mod config;
 pub mod dataset;
 pub mod dedup;
-pub mod document;
-pub mod file_error;
+mod document;
+mod file_error;
 pub mod filter;
-pub mod filter_stage;
-pub mod output;
+mod filter_stage;
+mod output;
 pub mod prepare;
-pub mod quality_train;
+mod quality_train;
 pub mod read;
 pub mod run_folder;
-pub mod stats;
-pub mod text;
+mod stats;
+mod text;
 pub mod tokenize;
-pub mod verify;
+mod verify;
 
-pub use document::{Document, Removal};
+pub use document::{Document, KNOWN_COLUMNS, Removal};
+pub use file_error::{FileError, FileFault};
+pub use filter_stage::{StageError, run_filter_stage};
+pub use quality_train::{QualitySettings, QualityTrainError, QualityTrainOptions, train_quality_classifier};
+pub use stats::StageStats;
 pub use tokenize::{EosSpec, SpecialTokensInText, TextTokenizer, TokenizeError};
+pub use verify::verify_companions;

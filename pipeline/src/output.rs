@@ -84,18 +84,12 @@ impl KeptWriter {
         if docs.is_empty() {
             return Ok(());
         }
-        let strings = |f: &dyn Fn(&Document) -> Option<&str>| -> ArrayRef {
-            let mut b = StringBuilder::new();
-            docs.iter().for_each(|d| b.append_option(f(d)));
-            Arc::new(b.finish())
-        };
-        let mut rows = UInt64Builder::new();
-        docs.iter().for_each(|d| rows.append_value(d.row));
+        let strings = |f: &dyn Fn(&Document) -> Option<&str>| string_column(docs.iter().copied(), f);
         let mut columns = vec![
             strings(&|d| Some(&d.id)),
             strings(&|d| Some(&d.text)),
             strings(&|d| Some(&d.source)),
-            Arc::new(rows.finish()) as ArrayRef,
+            u64_column(docs.iter().copied(), |d| Some(d.row)),
             strings(&|d| d.url.as_deref()),
         ];
         for o in &self.outputs {
@@ -114,6 +108,20 @@ impl KeptWriter {
     pub fn finish(self) -> Result<(), FileError> {
         self.out.finish()
     }
+}
+
+/// One string column: `value` of each item (null where `None`).
+fn string_column<'a, T: 'a>(items: impl IntoIterator<Item = &'a T>, value: impl Fn(&T) -> Option<&str>) -> ArrayRef {
+    let mut b = StringBuilder::new();
+    items.into_iter().for_each(|item| b.append_option(value(item)));
+    Arc::new(b.finish())
+}
+
+/// One uint64 column: `value` of each item (null where `None`).
+fn u64_column<'a, T: 'a>(items: impl IntoIterator<Item = &'a T>, value: impl Fn(&T) -> Option<u64>) -> ArrayRef {
+    let mut b = UInt64Builder::new();
+    items.into_iter().for_each(|item| b.append_option(value(item)));
+    Arc::new(b.finish())
 }
 
 /// Writes removed documents: id, source, row, step, reason, cluster_id, kept_id.
@@ -143,16 +151,8 @@ impl RemovedWriter {
         if removed.is_empty() {
             return Ok(());
         }
-        let strings = |f: &dyn Fn(&Removal) -> Option<&str>| -> ArrayRef {
-            let mut b = StringBuilder::new();
-            removed.iter().for_each(|r| b.append_option(f(r)));
-            Arc::new(b.finish())
-        };
-        let u64s = |f: &dyn Fn(&Removal) -> Option<u64>| -> ArrayRef {
-            let mut b = UInt64Builder::new();
-            removed.iter().for_each(|r| b.append_option(f(r)));
-            Arc::new(b.finish())
-        };
+        let strings = |f: &dyn Fn(&Removal) -> Option<&str>| string_column(removed, f);
+        let u64s = |f: &dyn Fn(&Removal) -> Option<u64>| u64_column(removed, f);
         self.out.write(vec![
             strings(&|r| Some(&r.id)),
             strings(&|r| Some(&r.source)),

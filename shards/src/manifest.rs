@@ -51,6 +51,20 @@ pub struct TokenizerIdentity {
     pub special_tokens_in_text: Option<String>,
 }
 
+impl TokenizerIdentity {
+    /// A tokenizer by its content and ids; the encoder fields are filled in when it is chosen.
+    pub fn new(content_hash: impl Into<String>, vocab_size: usize, eos_id: u32, bos_id: Option<u32>) -> Self {
+        Self {
+            content_hash: content_hash.into(),
+            vocab_size,
+            eos_id,
+            bos_id,
+            encoder: None,
+            special_tokens_in_text: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardEntry {
     /// Shard prefix relative to the dataset folder (`web_00000` for `web_00000.bin/.idx`).
@@ -267,13 +281,7 @@ mod tests {
         w.append(&[4, 0]).unwrap();
         let summary = w.finish().unwrap();
         let entry = ShardEntry::from_summary(dir, &summary).unwrap();
-        let tokenizer = TokenizerIdentity {
-            content_hash: "ab".into(),
-            vocab_size: 500,
-            eos_id: 0,
-            bos_id: None,
-            ..Default::default()
-        };
+        let tokenizer = TokenizerIdentity::new("ab", 500, 0, None);
         DatasetManifest::new("web", tokenizer, vec![entry], serde_json::json!({"k": 1}))
     }
 

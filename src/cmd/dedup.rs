@@ -78,7 +78,7 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
     let job = DedupJob {
         inputs,
         read: ReadOptions {
-            carry: pipeline::document::KNOWN_COLUMNS.to_vec(),
+            carry: pipeline::KNOWN_COLUMNS.to_vec(),
             keep_provenance: true,
             ..args.input.read_options()
         },
@@ -140,7 +140,7 @@ fn stage_name(stage: Stage) -> &'static str {
     }
 }
 
-fn print(stage: &pipeline::stats::StageStats, clusters: &dedup::DedupStats, json: bool) -> std::io::Result<()> {
+fn print(stage: &pipeline::StageStats, clusters: &dedup::DedupStats, json: bool) -> std::io::Result<()> {
     if json {
         outln!("{}", serde_json::json!({ "stage": stage, "dedup": clusters }));
         return Ok(());

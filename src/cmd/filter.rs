@@ -4,8 +4,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use pipeline::filter::{FilterChain, FilterConfig};
-use pipeline::filter_stage::run_filter_stage;
 use pipeline::read::{self, Predicate, ReadOptions};
+use pipeline::run_filter_stage;
 use pipeline::run_folder::{Folder, RunIdentity, TaskSlice};
 
 use crate::progress::TextProgress;

@@ -47,7 +47,7 @@ pub fn score(args: ScoreArgs) -> Result<ExitCode> {
         _ => bail!("give --text (with --tokenizer) or --tokens"),
     };
     let mut model = Llama::load(&args.checkpoint, &Device::Cpu)?;
-    let scores = trainer::eval::score(&mut model, &ids, args.logits)?;
+    let scores = trainer::score(&mut model, &ids, args.logits)?;
     if args.json {
         outln!("{}", serde_json::to_string(&scores)?);
     } else {
@@ -76,7 +76,7 @@ pub struct SoupArgs {
 }
 
 pub fn soup(args: SoupArgs) -> Result<ExitCode> {
-    trainer::soup::soup(&args.checkpoints, &args.out)?;
+    trainer::soup(&args.checkpoints, &args.out)?;
     outln!("averaged {} checkpoints into {}", args.checkpoints.len(), args.out.display());
     Ok(ExitCode::SUCCESS)
 }

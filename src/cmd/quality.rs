@@ -3,8 +3,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use pipeline::quality_train::{QualitySettings, QualityTrainOptions, train_quality_classifier};
 use pipeline::read::{self, ReadOptions};
+use pipeline::{QualitySettings, QualityTrainOptions, train_quality_classifier};
 
 /// Quality classifiers (fastText) for the `quality` filter.
 #[derive(Args)]

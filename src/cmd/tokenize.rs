@@ -88,7 +88,7 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
         domain: domain.clone(),
         read: ReadOptions {
             batch_size: args.run.batch_size,
-            carry: pipeline::document::KNOWN_COLUMNS.to_vec(),
+            carry: pipeline::KNOWN_COLUMNS.to_vec(),
             keep_provenance: true,
             ..args.input.read_options()
         },

@@ -95,7 +95,7 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
     bar.finish_and_clear();
     if args.report {
         let path = args.out.join("report.html");
-        write_report(&path, trainer::report::run_report(&args.out)?)?;
+        write_report(&path, trainer::run_report(&args.out)?)?;
         outln!("report: {}", path.display());
     }
     match skipped.get() {
@@ -125,7 +125,7 @@ pub struct ReportArgs {
 
 pub fn report(args: ReportArgs) -> Result<ExitCode> {
     let path = args.out.unwrap_or_else(|| args.run.join("report.html"));
-    write_report(&path, trainer::report::run_report(&args.run)?)?;
+    write_report(&path, trainer::run_report(&args.run)?)?;
     outln!("{}", path.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -143,7 +143,7 @@ pub struct CompareArgs {
 }
 
 pub fn compare(args: CompareArgs) -> Result<ExitCode> {
-    write_report(&args.out, trainer::report::compare_report(&args.runs)?)?;
+    write_report(&args.out, trainer::compare_report(&args.runs)?)?;
     outln!("{}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }

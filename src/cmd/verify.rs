@@ -49,7 +49,7 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
         bail!("{}: the manifest in {} lists no shard named {name}", args.path.display(), dir.display());
     }
     let mut findings = manifest.verify_shards(&dir, only.as_deref());
-    findings.extend(pipeline::verify::verify_companions(&manifest, &dir, only.as_deref()));
+    findings.extend(pipeline::verify_companions(&manifest, &dir, only.as_deref()));
     let checked = only.as_ref().map_or(manifest.shards.len(), |_| 1);
     let failed = findings.iter().filter(|f| f.problem.is_some()).count();
     for f in &findings {

@@ -4,9 +4,31 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// The checkout's root (where `fixtures/` lives).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The binary run quietly (`-q`) with `args` and extra environment variables.
+pub fn midtrain_quiet(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_midtrain"))
+        .args(args)
+        .arg("-q")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run midtrain")
+}
+
+/// The stdout of a run that must have succeeded (its stderr in the failure message).
+pub fn ok(out: Output) -> String {
+    assert!(out.status.success(), "midtrain failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
 
 /// Every file under `dir` (recursively), by relative path, with its bytes; the run locks
 /// (`.midtrain.lock*`, which name the process that held them) are not outputs and are left out.

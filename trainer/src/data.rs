@@ -261,10 +261,6 @@ impl Packer {
         Ok(())
     }
 
-    pub fn options(&self) -> &PackOptions {
-        &self.options
-    }
-
     /// Append one sample to `batch` and advance the cursor.
     pub fn pack(&self, cursor: &mut Cursor, batch: &mut Batch) {
         let t = self.options.seq_len as u64;

@@ -2,26 +2,31 @@
 //!
 //! A Llama decoder built from differentiable ops ([`model`]) in transformers' checkpoint layout
 //! ([`hf_config`]), RoPE scalings and learning-rate schedules as pure functions ([`rope`],
-//! [`schedule`]), AdamW with parameter groups and clipping ([`optim`]), a packed, resumable data
-//! loader over mixtures ([`data`]), and the training run ([`train`]: config, loop, evaluator,
-//! checkpointer, records) with its training statistics ([`metrics`]), evaluation ([`eval`]),
-//! HTML reports ([`report`]) and weight averaging ([`soup`]).
+//! `schedule`), AdamW with parameter groups and clipping ([`optim`]), a packed, resumable data
+//! loader over mixtures (`data`), and the training run ([`train`]: config, loop, evaluator,
+//! checkpointer, records) with its training statistics (`metrics`), evaluation (`eval`),
+//! HTML reports (`report`) and weight averaging (`soup`).
 
-pub mod data;
-pub mod eval;
+// Modules whose types make up the public API stay public; the rest is private behind the
+// `pub use` below, so the compiler reports what nothing uses.
+mod data;
+mod eval;
 pub mod hf_config;
-pub mod jsonfloat;
-pub mod metrics;
+mod jsonfloat;
+mod metrics;
 pub mod model;
 pub mod optim;
-pub mod passkey;
-pub mod report;
+mod passkey;
+mod report;
 pub mod rope;
-pub mod schedule;
-pub mod soup;
+mod schedule;
+mod soup;
 pub mod train;
 
+pub use eval::score;
+pub use report::{compare_report, run_report};
 pub use schedule::{Decay, LrSchedule, WsdShape};
+pub use soup::soup;
 
 /// Keep freed memory in the process instead of returning it to the kernel.
 ///

@@ -292,21 +292,28 @@ impl Filter for GopherRepetitionFilter {
         let total = python::len(text) as f64;
         let over = |limit: Option<f64>, value: f64| limit.is_some_and(|l| l != 0.0 && value > l);
 
+        // Repeated paragraphs, then repeated lines: by how many and by how many characters.
+        let repeated =
+            |pieces: &[&str], by_count: (Option<f64>, &'static str), by_chars: (Option<f64>, &'static str)| {
+                let (dup, dup_chars) = find_duplicates(pieces.iter().copied());
+                if over(by_count.0, dup as f64 / pieces.len() as f64) {
+                    return Some(by_count.1);
+                }
+                over(by_chars.0, dup_chars as f64 / total).then_some(by_chars.1)
+            };
         let paragraphs = split_paragraphs(python::strip(text));
-        let (dup, dup_chars) = find_duplicates(paragraphs.iter().copied());
-        if over(c.dup_para_frac, dup as f64 / paragraphs.len() as f64) {
-            return Verdict::drop("dup_para_frac");
+        let para =
+            repeated(&paragraphs, (c.dup_para_frac, "dup_para_frac"), (c.dup_para_char_frac, "dup_para_char_frac"));
+        if let Some(reason) = para {
+            return Verdict::drop(reason);
         }
-        if over(c.dup_para_char_frac, dup_chars as f64 / total) {
-            return Verdict::drop("dup_para_char_frac");
-        }
-        let lines = split_lines(text);
-        let (dup, dup_chars) = find_duplicates(lines.iter().copied());
-        if over(c.dup_line_frac, dup as f64 / lines.len() as f64) {
-            return Verdict::drop("dup_line_frac");
-        }
-        if over(c.dup_line_char_frac, dup_chars as f64 / total) {
-            return Verdict::drop("dup_line_char_frac");
+        let line = repeated(
+            &split_lines(text),
+            (c.dup_line_frac, "dup_line_frac"),
+            (c.dup_line_char_frac, "dup_line_char_frac"),
+        );
+        if let Some(reason) = line {
+            return Verdict::drop(reason);
         }
         let words = split_into_words(text);
         let grams = NGrams::new(&words);

@@ -211,14 +211,7 @@ impl TextTokenizer {
             encoder: Encoder::Reference { why: "not tried".into() },
             specials_in_text: SpecialTokensInText::default(),
             path: path.to_path_buf(),
-            identity: TokenizerIdentity {
-                content_hash: bytes_checksum(&bytes),
-                vocab_size,
-                eos_id,
-                bos_id,
-                encoder: None,
-                special_tokens_in_text: None,
-            },
+            identity: TokenizerIdentity::new(bytes_checksum(&bytes), vocab_size, eos_id, bos_id),
         };
         if try_fast {
             tokenizer.encoder = match tokenizer.try_fast(&bytes, vocab_size) {
