@@ -137,6 +137,11 @@ parity: demo
 	$(TARGET_DIR)/release/midtrain dedup $(CORPORA)/web_dupes.parquet --out out/parity-dedup -q
 	.venv-parity/bin/python scripts/parity/dedup_eval.py out/parity-dedup --dupes $(CORPORA)/web_dupes.parquet \
 		--min-precision 0.99 --min-recall 0.95
+	for n in zero keep; do rm -rf out/parity-dedup-math-$$n; \
+		$(TARGET_DIR)/release/midtrain dedup $(CORPORA)/math.parquet --numbers $$n --out out/parity-dedup-math-$$n -q \
+			|| exit 1; \
+		.venv-parity/bin/python scripts/parity/dedup_keepers.py out/parity-dedup-math-$$n \
+			--corpus $(CORPORA)/math.parquet --numbers $$n --min-share 0.9 || exit 1; done
 	.venv-parity/bin/python scripts/parity/tokenize_check.py --midtrain $(TARGET_DIR)/release/midtrain \
 		--tokenizer fixtures/tokenizer.json --corpus $(ALL_CORPORA) --edge-cases
 	$(MAKE) $(SMOLLM2)/tokenizer.json

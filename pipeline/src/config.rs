@@ -86,6 +86,8 @@ pub enum ConfigProblem {
     DedupDomainsEmpty,
     #[error("dedup: no domain named {0:?}")]
     DedupUnknownDomain(String),
+    #[error("dedup.keep_numbers_in: {0:?} is not a deduplicated domain")]
+    KeepNumbersUnknownDomain(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -241,6 +243,11 @@ impl PrepareConfig {
                     }
                 }
                 None => {}
+            }
+            let deduplicated = dedup.domain_names(&self.domains);
+            if let Some(unknown) = dedup.keep_numbers_in.iter().flatten().find(|n| !deduplicated.contains(&n.as_str()))
+            {
+                return Err(ConfigProblem::KeepNumbersUnknownDomain(unknown.clone()));
             }
         }
         Ok(())

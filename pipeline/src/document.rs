@@ -70,7 +70,7 @@ impl Document {
 }
 
 /// A document that a step removed, and why. Nothing is dropped without one of these.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Removal {
     pub id: String,
     pub source: Arc<str>,
@@ -79,9 +79,11 @@ pub struct Removal {
     pub step: String,
     /// Why, in the step's words (`gopher_short_doc`, `bad_json: ...`).
     pub reason: String,
-    /// Dedup only: the duplicate cluster and the id of the document kept for it.
+    /// Dedup only: the duplicate cluster, the id of the document kept for it, and the estimated
+    /// Jaccard similarity of the two (1 for an exact copy).
     pub cluster_id: Option<u64>,
     pub kept_id: Option<String>,
+    pub similarity: Option<f32>,
 }
 
 impl Removal {
@@ -94,6 +96,7 @@ impl Removal {
             reason: reason.into(),
             cluster_id: None,
             kept_id: None,
+            similarity: None,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! ```text
 //! run.json                   what produced this folder (a rerun with other settings is refused)
 //! kept/part-00000.parquet    id, text, source, row, url, scores, labels
-//! removed/part-00000.parquet id, source, row, step, reason, cluster_id, kept_id
+//! removed/part-00000.parquet id, source, row, step, reason, cluster_id, kept_id, similarity
 //! stats/part-00000.json      written last for the part: the part is finished
 //! stats.json                 all parts summed, written last: the stage is finished
 //! ```

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder, UInt64Builder};
+use arrow::array::{ArrayRef, Float32Builder, Float64Builder, RecordBatch, StringBuilder, UInt64Builder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -124,7 +124,13 @@ fn u64_column<'a, T: 'a>(items: impl IntoIterator<Item = &'a T>, value: impl Fn(
     Arc::new(b.finish())
 }
 
-/// Writes removed documents: id, source, row, step, reason, cluster_id, kept_id.
+fn similarity_column(removed: &[Removal]) -> ArrayRef {
+    let mut b = Float32Builder::new();
+    removed.iter().for_each(|r| b.append_option(r.similarity));
+    Arc::new(b.finish())
+}
+
+/// Writes removed documents: id, source, row, step, reason, cluster_id, kept_id, similarity.
 pub struct RemovedWriter {
     out: ParquetOut,
 }
@@ -139,6 +145,7 @@ pub fn removed_schema() -> SchemaRef {
         Field::new("reason", DataType::Utf8, false),
         Field::new("cluster_id", DataType::UInt64, true),
         Field::new("kept_id", DataType::Utf8, true),
+        Field::new("similarity", DataType::Float32, true),
     ]))
 }
 
@@ -161,6 +168,7 @@ impl RemovedWriter {
             strings(&|r| Some(&r.reason)),
             u64s(&|r| r.cluster_id),
             strings(&|r| r.kept_id.as_deref()),
+            similarity_column(removed),
         ])
     }
 

@@ -287,6 +287,8 @@ impl<'a> Prepare<'a> {
         let config = self.config;
         let mut inputs = Vec::new();
         let mut parts = Vec::new();
+        let mut near_normalization = Vec::new();
+        let resolved = section.resolve()?;
         for domain in self.dedup_domains() {
             let filtered = config.output.join(&domain.name).join("filtered");
             if !filtered.join("stats.json").is_file() {
@@ -296,6 +298,7 @@ impl<'a> Prepare<'a> {
             for (i, path) in kept.into_iter().enumerate() {
                 inputs.push(path);
                 parts.push((config.output.join(&domain.name).join("dedup"), part_name(i)));
+                near_normalization.extend(section.near_normalization(&resolved, &domain.name));
             }
         }
         let identity = RunIdentity::new("dedup", &inputs, json!({ "dedup": section, "tasks": self.tasks }));
@@ -314,11 +317,12 @@ impl<'a> Prepare<'a> {
         Ok(Outcome::Done(DedupJob {
             inputs,
             read: ReadOptions::stage_output(),
-            config: section.resolve()?,
+            config: resolved,
             work: out.join("work"),
             out: out.to_path_buf(),
             tasks: self.tasks,
             parts,
+            near_normalization,
         }))
     }
 

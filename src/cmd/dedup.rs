@@ -37,7 +37,7 @@ Across machines (a shared folder; inputs split by file, file i goes to task i mo
   midtrain dedup IN... --out D --tasks 4 --stage clusters              # once
   midtrain dedup IN... --out D --tasks 4 --task 0 --stage apply        # on each machine
 Writes OUT/kept/part-*.parquet, OUT/removed/part-*.parquet (id, source, row, step dedup,
-reason exact|near, cluster_id, kept_id) and OUT/stats.json (with the cluster-size histogram).")]
+reason exact|near, cluster_id, kept_id, similarity to the kept document) and OUT/stats.json (with the cluster-size histogram).")]
 pub struct DedupArgs {
     /// Input files or glob patterns (.parquet, .jsonl, .jsonl.gz, .jsonl.zst).
     #[arg(required = true)]
@@ -87,6 +87,7 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
         out: args.out.clone(),
         tasks: args.split.tasks,
         parts: Vec::new(),
+        near_normalization: Vec::new(),
     };
     let progress = TextProgress::new(&format!("dedup {}", stage_name(args.stage)), quiet);
     let report = |p| {

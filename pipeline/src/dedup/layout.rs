@@ -203,24 +203,54 @@ impl RemovalReason {
     }
 }
 
-/// A removed document, the document kept for its cluster, and why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A removed document, the document it is removed for (its keeper), why, and its estimated
+/// similarity to the keeper (NaN where there are no signatures; 1 for an exact copy).
+#[derive(Clone, Copy, Debug)]
 pub struct RemovalRecord {
     pub doc: u64,
     pub keeper: u64,
     pub reason: RemovalReason,
+    pub similarity: f32,
+}
+
+impl RemovalRecord {
+    fn key(&self) -> (u64, u64, RemovalReason, u32) {
+        (self.doc, self.keeper, self.reason, self.similarity.to_bits())
+    }
+}
+
+impl PartialEq for RemovalRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for RemovalRecord {}
+
+impl PartialOrd for RemovalRecord {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RemovalRecord {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
 }
 
 impl Record for RemovalRecord {
-    const KIND: u8 = 6;
-    const SIZE: usize = 17;
+    const KIND: u8 = 7;
+    const SIZE: usize = 21;
     fn encode(&self, out: &mut [u8]) {
         out[..8].copy_from_slice(&self.doc.to_le_bytes());
         out[8..16].copy_from_slice(&self.keeper.to_le_bytes());
         out[16] = self.reason as u8;
+        out[17..21].copy_from_slice(&self.similarity.to_le_bytes());
     }
     fn decode(b: &[u8]) -> Self {
         let reason = if b[16] == 1 { RemovalReason::Exact } else { RemovalReason::Near };
-        Self { doc: u64_at(b, 0), keeper: u64_at(b, 8), reason }
+        let similarity = f32::from_le_bytes(b[17..21].try_into().expect("4 bytes"));
+        Self { doc: u64_at(b, 0), keeper: u64_at(b, 8), reason, similarity }
     }
 }

@@ -17,6 +17,7 @@
 //! the verification signature (4 bytes per hash) go straight to disk. Clustering holds
 //! 8 + 8 bytes per document that appears in a candidate pair.
 
+mod keepers;
 pub mod layout;
 pub mod minhash;
 pub mod normalize;
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use minhash::{MinHashParams, WordSplit};
 pub use normalize::Normalization;
-pub use settings::{DedupSettings, Preset, SettingsError};
+pub use settings::{DedupSettings, Numbers, Preset, SettingsError};
 pub use stages::{DedupError, DedupJob, DedupStats, apply, clusters, finish, pairs, run_all, signatures};
 
 /// Which document of a cluster is kept.

@@ -12,7 +12,7 @@ use crate::text::python::{self, is_decimal};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Normalization {
     /// The text as is.
     None,
@@ -22,6 +22,9 @@ pub enum Normalization {
     /// whitespace folded, diacritics stripped (NFD without non-spacing marks).
     #[default]
     Fineweb,
+    /// The same with numbers kept: for math and code, where problems or programs that differ
+    /// only in their numbers are different documents.
+    FinewebKeepNumbers,
 }
 
 /// Decimal separators datatrove accepts inside a number (`3.14`, `3,14`, Arabic `٫`, ...).
@@ -33,11 +36,12 @@ pub fn normalize(text: &str, mode: Normalization) -> Cow<'_, str> {
     match mode {
         Normalization::None => Cow::Borrowed(text),
         Normalization::Whitespace => Cow::Owned(python::split_whitespace(text).collect::<Vec<_>>().join(" ")),
-        Normalization::Fineweb => Cow::Owned(simplify(text)),
+        Normalization::Fineweb => Cow::Owned(simplify(text, true)),
+        Normalization::FinewebKeepNumbers => Cow::Owned(simplify(text, false)),
     }
 }
 
-fn simplify(text: &str) -> String {
+fn simplify(text: &str, numbers_to_zero: bool) -> String {
     let lower = text.to_lowercase();
     // numbers → "0", punctuation → " ", in one pass
     let mut replaced = String::with_capacity(lower.len());
@@ -45,7 +49,7 @@ fn simplify(text: &str) -> String {
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        if is_decimal(c) {
+        if numbers_to_zero && is_decimal(c) {
             while i < chars.len() && is_decimal(chars[i]) {
                 i += 1;
             }
@@ -79,5 +83,8 @@ mod tests {
         assert_eq!(normalize("x.", Normalization::Fineweb), "x");
         assert_eq!(normalize(" a \n b ", Normalization::Whitespace), "a b");
         assert_eq!(normalize(" a ", Normalization::None), " a ");
+        let keep = Normalization::FinewebKeepNumbers;
+        assert_eq!(normalize("Pay 3.50 or 1,000 (٣٤) now", keep), "pay 3 50 or 1 000 ٣٤ now");
+        assert_eq!(normalize("Simplify $(2x+5)-(-3x+8)$.", keep), "simplify 2x 5 3x 8");
     }
 }

@@ -19,6 +19,17 @@ pub enum Preset {
     Fineweb,
 }
 
+/// What near-dedup's normalisation does with numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Numbers {
+    /// Every number becomes `0` (FineWeb): copies that differ in dates or counts match.
+    Zero,
+    /// Numbers stay: problems or programs that differ only in their numbers are different.
+    Keep,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 #[serde(default, deny_unknown_fields)]
@@ -55,6 +66,14 @@ pub struct DedupSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "cli", arg(long, value_enum))]
     pub exact_normalization: Option<Normalization>,
+    /// Numbers in near-dedup's normalisation: zero (the presets') or keep.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(long, value_enum))]
+    pub numbers: Option<Numbers>,
+    /// Domains whose numbers are kept whatever `numbers` says (prepare only), e.g. math and code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(skip))]
+    pub keep_numbers_in: Option<Vec<String>>,
     /// Which document of a cluster to keep: first (input order), quality (highest `quality`
     /// column), root (datatrove's rule). Default: the preset's (root for fineweb, else first).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,6 +96,8 @@ impl Default for DedupSettings {
             seed: None,
             verify_threshold: None,
             exact_normalization: None,
+            numbers: None,
+            keep_numbers_in: None,
             keep: None,
             memory_mb: 1024,
         }
@@ -85,7 +106,7 @@ impl Default for DedupSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("dedup: ngram, bands and rows configure MinHash, which exact_only turns off")]
+    #[error("dedup: ngram, bands, rows and numbers configure MinHash, which exact_only turns off")]
     MinHashWithoutNear,
     #[error("dedup: {0}")]
     MinHash(#[from] MinHashError),
@@ -118,8 +139,13 @@ impl DedupSettings {
                     }
                     near.verify_threshold = (t > 0.0).then_some(t);
                 }
+                near.normalization = match self.numbers {
+                    Some(Numbers::Keep) => Normalization::FinewebKeepNumbers,
+                    Some(Numbers::Zero) => Normalization::Fineweb,
+                    None => near.normalization,
+                };
             }
-            None if self.ngram.is_some() || self.bands.is_some() || self.rows.is_some() => {
+            None if self.ngram.is_some() || self.bands.is_some() || self.rows.is_some() || self.numbers.is_some() => {
                 return Err(SettingsError::MinHashWithoutNear);
             }
             None => {}
@@ -128,6 +154,13 @@ impl DedupSettings {
         config.keep = self.keep.unwrap_or(config.keep);
         config.memory_budget = self.memory_mb.max(16) << 20;
         Ok(config)
+    }
+
+    /// The near-dedup normalisation of a domain's documents.
+    pub fn near_normalization(&self, config: &DedupConfig, domain: &str) -> Option<Normalization> {
+        let near = config.near.as_ref()?;
+        let keep = self.keep_numbers_in.as_ref().is_some_and(|list| list.iter().any(|d| d == domain));
+        Some(if keep { Normalization::FinewebKeepNumbers } else { near.normalization })
     }
 
     /// The domains taking part, in config order.
@@ -160,6 +193,13 @@ mod tests {
         }
         let exact: DedupSettings = toml::from_str("exact_only = true\nbands = 4").unwrap();
         assert!(matches!(exact.resolve(), Err(SettingsError::MinHashWithoutNear)));
+        let numbers: DedupSettings = toml::from_str("numbers = \"keep\"\nkeep_numbers_in = [\"math\"]").unwrap();
+        let c = numbers.resolve().unwrap();
+        assert_eq!(c.near.as_ref().unwrap().normalization, Normalization::FinewebKeepNumbers);
+        let zero: DedupSettings = toml::from_str("keep_numbers_in = [\"math\"]").unwrap();
+        let c = zero.resolve().unwrap();
+        assert_eq!(zero.near_normalization(&c, "web"), Some(Normalization::Fineweb));
+        assert_eq!(zero.near_normalization(&c, "math"), Some(Normalization::FinewebKeepNumbers));
         let rows: DedupSettings = toml::from_str("rows = 9").unwrap();
         assert!(matches!(rows.resolve(), Err(SettingsError::MinHash(_))));
     }

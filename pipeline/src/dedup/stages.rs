@@ -10,10 +10,9 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use super::layout::*;
 use super::minhash::{MinHasher, compact, estimated_jaccard};
-use super::normalize::normalize;
+use super::normalize::{Normalization, normalize};
 use super::records::{Record, RecordError, RecordFile, RecordWriter, SortedRuns, merge_sorted};
-use super::union_find::UnionFind;
-use super::{DedupConfig, Keeper};
+use super::{DedupConfig, Keeper, keepers};
 use crate::document::Removal;
 use crate::file_error::FileError;
 use crate::output::PartWriter;
@@ -53,6 +52,9 @@ pub struct DedupJob {
     /// `DIR/stats/NAME.json`. Empty: `out` and `part-{i:05}` (prepare files each domain's
     /// inputs under its own folder).
     pub parts: Vec<(PathBuf, String)>,
+    /// Input i's near-dedup normalisation where it differs by domain (`keep_numbers_in`);
+    /// empty: the config's for every input.
+    pub near_normalization: Vec<Normalization>,
 }
 
 impl DedupJob {
@@ -82,6 +84,10 @@ pub struct DedupStats {
     pub removed_near: u64,
     /// cluster size → number of clusters
     pub cluster_sizes: BTreeMap<u64, u64>,
+    /// Documents linked to a cluster but kept because they are unlike its keeper (with
+    /// verification; a transitive cluster would have removed them).
+    #[serde(default)]
+    pub kept_unlike_keeper: u64,
 }
 
 /// What a finished signature task recorded.
@@ -134,6 +140,11 @@ pub fn signatures(job: &DedupJob, task: usize, progress: &(dyn Fn(Progress) + Sy
     let mut seen = Progress::default();
     let mut count = 0u64;
     for (file_index, path) in job.files_of(task) {
+        let near_normalization = job
+            .config
+            .near
+            .as_ref()
+            .map(|near| job.near_normalization.get(file_index).copied().unwrap_or(near.normalization));
         for batch in read::open(path, &job.read)? {
             let batch = batch?;
             let hashed: Vec<Hashed> = batch
@@ -142,9 +153,8 @@ pub fn signatures(job: &DedupJob, task: usize, progress: &(dyn Fn(Progress) + Sy
                 .map(|d| Hashed {
                     doc: doc_number(file_index, d.row),
                     exact: xxh3_128(normalize(&d.text, job.config.exact_normalization).as_bytes()),
-                    signature: job.config.near.as_ref().and_then(|near| {
-                        hasher.as_ref().and_then(|h| h.signature(&normalize(&d.text, near.normalization)))
-                    }),
+                    signature: near_normalization
+                        .and_then(|n| hasher.as_ref().and_then(|h| h.signature(&normalize(&d.text, n)))),
                     quality: d.score("quality").map_or(f32::NAN, |q| q as f32),
                 })
                 .collect();
@@ -274,6 +284,8 @@ struct DocLookup {
     docs: Vec<RecordFile<DocRecord>>,
     sigs: Vec<RecordFile<SigRecord>>,
     ids: Vec<memmap2::Mmap>,
+    /// Hashes per signature (the last stored chunk is padded to `SIG_CHUNK`).
+    hashes: usize,
 }
 
 impl DocLookup {
@@ -297,7 +309,8 @@ impl DocLookup {
             }
             ids.push(map);
         }
-        Ok(Self { tasks: job.tasks, docs, sigs, ids })
+        let hashes = job.config.near.as_ref().map_or(0, |n| n.minhash.bands * n.minhash.rows);
+        Ok(Self { tasks: job.tasks, docs, sigs, ids, hashes })
     }
 
     fn record(&self, doc: u64) -> Option<DocRecord> {
@@ -322,11 +335,26 @@ impl DocLookup {
             out.extend_from_slice(&file.get(i).values);
             i += 1;
         }
+        // The padding is equal in every signature: comparing it would inflate the estimate.
+        out.truncate(self.hashes);
         out
     }
 }
 
-/// Stage 3: verify candidates, cluster with union-find, choose keepers, list removals.
+impl keepers::Documents for DocLookup {
+    fn quality(&self, doc: u64) -> f32 {
+        self.record(doc).map(|r| r.quality).filter(|q| !q.is_nan()).unwrap_or(f32::NEG_INFINITY)
+    }
+    fn same_text(&self, a: u64, b: u64) -> bool {
+        self.record(a).zip(self.record(b)).is_some_and(|(a, b)| a.text_hash == b.text_hash)
+    }
+    fn similarity(&self, a: u64, b: u64) -> Option<f64> {
+        let (a, b) = (self.signature(a), self.signature(b));
+        (!a.is_empty() && !b.is_empty()).then(|| estimated_jaccard(&a, &b))
+    }
+}
+
+/// Stage 3: verify candidates, choose keepers (see [`keepers`]), list removals.
 pub fn clusters(job: &DedupJob) -> Result<DedupStats, DedupError> {
     let dir = job.work.join("clusters");
     if let Some(stats) = read_json::<DedupStats>(&dir.join("done.json")) {
@@ -381,56 +409,23 @@ pub fn clusters(job: &DedupJob) -> Result<DedupStats, DedupError> {
     }
     drop(verdicts);
 
-    // Dense indices over every document that appears in an accepted pair.
-    let mut nodes: Vec<u64> = accepted.iter().flat_map(|p| [p.a, p.b]).collect();
-    nodes.sort_unstable();
-    nodes.dedup();
-    let index = |doc: u64| nodes.binary_search(&doc).expect("node of a pair") as u32;
-    let mut sets = UnionFind::new(nodes.len());
-    for p in &accepted {
-        sets.union(index(p.a), index(p.b));
-    }
-    drop(accepted);
-    let record = |doc: u64| lookup.record(doc);
-    let quality = |doc: u64| record(doc).map(|r| r.quality).filter(|q| !q.is_nan()).unwrap_or(f32::NEG_INFINITY);
-    // Is `a` a better keeper than `b`?
-    let better = |a: u64, b: u64| -> bool {
-        if job.config.keep == Keeper::Quality && quality(a) != quality(b) {
-            return quality(a) > quality(b);
-        }
-        a < b
+    let grouping = match threshold {
+        Some(t) if job.config.keep != Keeper::Root => keepers::verified(&accepted, job.config.keep, t, &lookup),
+        _ => keepers::by_component(&accepted, job.config.keep, &lookup),
     };
-    let mut keeper_of_set: BTreeMap<u32, u64> = BTreeMap::new();
-    let mut sizes: BTreeMap<u32, u64> = BTreeMap::new();
-    for (i, &doc) in nodes.iter().enumerate() {
-        let root = sets.find(i as u32);
-        *sizes.entry(root).or_default() += 1;
-        let keeper = keeper_of_set.entry(root).or_insert(doc);
-        if job.config.keep == Keeper::Root {
-            *keeper = nodes[root as usize];
-        } else if better(doc, *keeper) {
-            *keeper = doc;
-        }
-    }
-    stats.clusters = sizes.len() as u64;
-    for &size in sizes.values() {
+    drop(accepted);
+    stats.clusters = grouping.sizes.len() as u64;
+    for &size in grouping.sizes.values() {
         *stats.cluster_sizes.entry(size).or_default() += 1;
     }
+    stats.kept_unlike_keeper = grouping.kept_unlike;
     let mut removals = RecordWriter::<RemovalRecord>::create(&dir.join("removals.bin"))?;
-    for (i, &doc) in nodes.iter().enumerate() {
-        let keeper = keeper_of_set[&sets.find(i as u32)];
-        if doc == keeper {
-            continue;
+    for removal in &grouping.removals {
+        match removal.reason {
+            RemovalReason::Exact => stats.removed_exact += 1,
+            RemovalReason::Near => stats.removed_near += 1,
         }
-        let same_text = record(doc).zip(record(keeper)).is_some_and(|(a, b)| a.text_hash == b.text_hash);
-        let reason = if same_text {
-            stats.removed_exact += 1;
-            RemovalReason::Exact
-        } else {
-            stats.removed_near += 1;
-            RemovalReason::Near
-        };
-        removals.push(&RemovalRecord { doc, keeper, reason })?;
+        removals.push(removal)?;
     }
     removals.finish()?;
     write_json(&dir.join("done.json"), &stats)?;
@@ -455,6 +450,7 @@ pub fn apply(job: &DedupJob, task: usize, progress: &(dyn Fn(Progress) + Sync)) 
             doc: doc_number(file_index, 0),
             keeper: 0,
             reason: RemovalReason::Exact,
+            similarity: f32::NEG_INFINITY,
         });
         for batch in read::open(path, &job.read)? {
             let mut batch = batch?;
@@ -484,6 +480,7 @@ pub fn apply(job: &DedupJob, task: usize, progress: &(dyn Fn(Progress) + Sync)) 
                         let mut removal = Removal::of(doc, "dedup", r.reason.as_str());
                         removal.cluster_id = Some(r.keeper);
                         removal.kept_id = lookup.id(r.keeper);
+                        removal.similarity = (!r.similarity.is_nan()).then_some(r.similarity);
                         removed.push(removal);
                     }
                     None => {

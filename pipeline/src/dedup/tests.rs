@@ -66,6 +66,7 @@ fn job(inputs: Vec<PathBuf>, out: &Path, config: DedupConfig, tasks: usize) -> D
         work: out.join("work"),
         tasks,
         parts: Vec::new(),
+        near_normalization: Vec::new(),
     }
 }
 
@@ -284,4 +285,77 @@ fn quality_keeper_keeps_the_best_copy() {
     let first = tmp.path().join("first");
     run(&job(vec![path], &first, DedupConfig::recommended(), 1));
     assert!(removed(&first).iter().all(|(_, _, kept)| kept.as_deref() == Some("a")));
+}
+
+/// A distinct lowercase word per index (digits would all normalise to `0`).
+fn word(mut i: usize) -> String {
+    let mut w = String::new();
+    loop {
+        w.push((b'a' + (i % 26) as u8) as char);
+        i /= 26;
+        if i == 0 {
+            return w + "x";
+        }
+    }
+}
+
+#[test]
+fn a_chain_of_near_copies_removes_only_what_is_like_its_keeper() {
+    // A, B, C: 80 words each, shifted by 20. Word 3-grams: J(A,B) = J(B,C) = 58/98 ≈ 0.59,
+    // J(A,C) = 38/118 ≈ 0.32. Rows 2 make every pair a candidate.
+    let tmp = tempfile::tempdir().unwrap();
+    let text = |start: usize| (start..start + 80).map(word).collect::<Vec<_>>().join(" ");
+    let input = tmp.path().join("chain.jsonl");
+    let lines: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .zip([0, 20, 40])
+        .map(|(id, s)| format!(r#"{{"id":"{id}","text":"{}"}}"#, text(s)))
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let mut config = DedupConfig::recommended();
+    config.near.as_mut().unwrap().minhash.rows = 2;
+
+    let out = tmp.path().join("verified");
+    let stats = run(&job(vec![input.clone()], &out, config.clone(), 1));
+    assert_eq!(removed(&out), [("b".to_string(), "near".to_string(), Some("a".to_string()))]);
+    assert_eq!((stats.kept_unlike_keeper, stats.clusters), (1, 1));
+    let part = std::fs::read_dir(out.join("removed")).unwrap().next().unwrap().unwrap().path();
+    let similarity = batches(&part)[0]
+        .column_by_name("similarity")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Float32Type>()
+        .value(0);
+    assert!((0.5..0.7).contains(&similarity), "{similarity}");
+
+    // Without verification the cluster closes transitively, and C goes for A too.
+    config.near.as_mut().unwrap().verify_threshold = None;
+    let out = tmp.path().join("transitive");
+    run(&job(vec![input], &out, config, 1));
+    let kept_for: Vec<_> = removed(&out).into_iter().map(|(id, _, kept)| (id, kept.unwrap())).collect();
+    assert_eq!(kept_for, [("b".to_string(), "a".to_string()), ("c".to_string(), "a".to_string())]);
+}
+
+#[test]
+fn problems_that_differ_only_in_their_numbers_stay_when_numbers_are_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let problem = |a: u32, b: u32, m: u32, choices: [u32; 4]| {
+        format!(
+            "Find the remainder when {a} to the power {b} is divided by {m}. Show each step of the work and \
+             give the final answer. Choices: A. {} B. {} C. {} D. {}",
+            choices[0], choices[1], choices[2], choices[3]
+        )
+    };
+    let input = tmp.path().join("math.jsonl");
+    let docs = [("p1", problem(3, 65, 7, [12, 4, 69, 32])), ("p2", problem(93, 46, 11, [5, 9, 1, 3]))];
+    let lines: Vec<String> = docs.iter().map(|(id, text)| format!(r#"{{"id":"{id}","text":"{text}"}}"#)).collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+
+    let zero = tmp.path().join("zero");
+    run(&job(vec![input.clone()], &zero, DedupConfig::recommended(), 1));
+    assert_eq!(removed(&zero), [("p2".to_string(), "near".to_string(), Some("p1".to_string()))]);
+
+    let settings: DedupSettings = toml::from_str("numbers = \"keep\"").unwrap();
+    let keep = tmp.path().join("keep");
+    run(&job(vec![input], &keep, settings.resolve().unwrap(), 1));
+    assert!(removed(&keep).is_empty());
 }

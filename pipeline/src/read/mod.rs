@@ -237,6 +237,7 @@ impl<'a> RowSink<'a> {
                     reason: message,
                     cluster_id: None,
                     kept_id: None,
+                    similarity: None,
                 });
                 Ok(())
             }
@@ -278,6 +279,7 @@ impl<'a> RowSink<'a> {
                 reason: "predicate_false".into(),
                 cluster_id: None,
                 kept_id: None,
+                similarity: None,
             });
             return;
         }
