@@ -94,7 +94,7 @@ def main() -> int:
     values = [j for j, _, _, _ in scored]
     above = sum(j >= args.threshold for j in values) / len(values)
     print(f"{len(values)} near removals in {args.out}")
-    for cut in (0.3, 0.4, args.threshold, 0.6, 0.8):
+    for cut in sorted({0.3, 0.4, args.threshold, 0.6, 0.8}):
         print(f"  exact Jaccard to the keeper < {cut:.2f}: {sum(j < cut for j in values):6d}")
     print(f"  median {values[len(values) // 2]:.3f}, share >= {args.threshold}: {above:.4f}")
     estimates = [s for _, s, _, _ in scored if s is not None]

@@ -30,6 +30,7 @@ enum Stage {
   midtrain dedup data/*.parquet --preset fineweb --out out/dedup-fineweb
   midtrain dedup data/*.parquet --exact-only --out out/exact
   midtrain dedup data/*.parquet --ngram 5 --bands 14 --rows 8 --out out/custom
+  midtrain dedup math/*.parquet --numbers keep --explain 20 --out out/math   # review out/math/explain.html
 
 Across machines (a shared folder; inputs split by file, file i goes to task i mod n):
   midtrain dedup IN... --out D --tasks 4 --task 0 --stage signatures   # on each of 4 machines
@@ -56,6 +57,10 @@ pub struct DedupArgs {
     force: bool,
     #[arg(long)]
     json: bool,
+    /// After clustering, write OUT/explain.html: the N largest clusters, each removal (least
+    /// similar first) beside the document it was removed for, for a person to review.
+    #[arg(long, value_name = "N")]
+    explain: Option<usize>,
 }
 
 pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
@@ -127,6 +132,13 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
                 None => eprintln!("task {task} applied; stats.json follows when every task is applied"),
             }
         }
+    }
+    if let Some(n) = args.explain
+        && matches!(args.stage, Stage::All | Stage::Clusters)
+    {
+        let path = args.out.join("explain.html");
+        util::fsutil::write_atomic(&path, dedup::explain(&job, n)?.as_bytes())?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

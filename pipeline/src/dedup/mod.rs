@@ -17,6 +17,7 @@
 //! the verification signature (4 bytes per hash) go straight to disk. Clustering holds
 //! 8 + 8 bytes per document that appears in a candidate pair.
 
+mod explain;
 mod keepers;
 pub mod layout;
 pub mod minhash;
@@ -28,6 +29,7 @@ pub mod union_find;
 
 use serde::{Deserialize, Serialize};
 
+pub use explain::explain;
 pub use minhash::{MinHashParams, WordSplit};
 pub use normalize::Normalization;
 pub use settings::{DedupSettings, Numbers, Preset, SettingsError};

@@ -510,11 +510,15 @@ pub fn finish(job: &DedupJob) -> Result<Option<(StageStats, DedupStats)>, DedupE
         };
         total.merge(&part);
     }
-    let marker = job.work.join("clusters/done.json");
-    let clusters: DedupStats =
-        read_json(&marker).ok_or(DedupError::NotReady { marker, missing: "the clusters stage".into() })?;
+    let clusters = read_stats(job)?;
     write_json(&job.out.join("stats.json"), &serde_json::json!({ "stage": total, "dedup": clusters }))?;
     Ok(Some((total, clusters)))
+}
+
+/// The clusters stage's summary (`NotReady` before that stage has run).
+pub(super) fn read_stats(job: &DedupJob) -> Result<DedupStats, DedupError> {
+    let marker = job.work.join("clusters/done.json");
+    read_json(&marker).ok_or(DedupError::NotReady { marker, missing: "the clusters stage".into() })
 }
 
 /// Every stage for every task, in order, on this machine.

@@ -316,7 +316,8 @@ fn a_chain_of_near_copies_removes_only_what_is_like_its_keeper() {
     config.near.as_mut().unwrap().minhash.rows = 2;
 
     let out = tmp.path().join("verified");
-    let stats = run(&job(vec![input.clone()], &out, config.clone(), 1));
+    let verified = job(vec![input.clone()], &out, config.clone(), 1);
+    let stats = run(&verified);
     assert_eq!(removed(&out), [("b".to_string(), "near".to_string(), Some("a".to_string()))]);
     assert_eq!((stats.kept_unlike_keeper, stats.clusters), (1, 1));
     let part = std::fs::read_dir(out.join("removed")).unwrap().next().unwrap().unwrap().path();
@@ -326,6 +327,10 @@ fn a_chain_of_near_copies_removes_only_what_is_like_its_keeper() {
         .as_primitive::<arrow::datatypes::Float32Type>()
         .value(0);
     assert!((0.5..0.7).contains(&similarity), "{similarity}");
+    // The review page shows the removal beside its keeper, with the similarity.
+    let html = explain(&verified, 10).unwrap();
+    assert!(html.contains("1 removed for a") && html.contains(&format!("{similarity:.3}")), "{html}");
+    assert!(html.contains(&text(0)[..60]) && html.contains(&text(20)[..60]) && !html.contains("<b>c</b>"));
 
     // Without verification the cluster closes transitively, and C goes for A too.
     config.near.as_mut().unwrap().verify_threshold = None;
