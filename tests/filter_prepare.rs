@@ -171,3 +171,53 @@ fn dedup_runs_stage_by_stage_across_tasks_like_in_one_go() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("task 0 of 1 is not finished"));
 }
+
+#[test]
+fn decontaminate_removes_documents_holding_an_eval_item_the_same_for_any_task_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (math, books) = (fixtures().join("dumps/math.parquet"), fixtures().join("dumps/books.parquet"));
+    // Eval items: the first lines of three math documents (one embedded in a longer text), and
+    // a question no document holds.
+    let texts = common::strings(&math, "text");
+    let ids = common::strings(&math, "id");
+    let evals = tmp.path().join("mathbench.test.jsonl");
+    let items: Vec<String> = [0, 5, 9]
+        .iter()
+        .map(|&i| {
+            serde_json::json!({ "id": format!("m{i}"), "question": texts[i].lines().next().unwrap() }).to_string()
+        })
+        .chain([
+            serde_json::json!({ "id": "none", "question": "a question that no fixture document asks anyone at all" })
+                .to_string(),
+        ])
+        .collect();
+    fs::write(&evals, items.join("\n")).unwrap();
+    let run = |out: &Path, split: &[&str]| {
+        let mut args = vec!["decontaminate", math.to_str().unwrap(), books.to_str().unwrap()];
+        args.extend(["--against", evals.to_str().unwrap(), "--columns", "question", "--out", out.to_str().unwrap()]);
+        args.extend(split);
+        ok(midtrain(&args, 2))
+    };
+    let whole = tmp.path().join("whole");
+    run(&whole, &["--json"]);
+    let removed = read_parts(&whole.join("removed"), "id");
+    let reasons = read_parts(&whole.join("removed"), "reason");
+    for i in [0, 5, 9] {
+        let at = removed.iter().position(|r| *r == ids[i]).unwrap_or_else(|| panic!("{} kept", ids[i]));
+        assert!(reasons[at].starts_with(&format!("contaminated_mathbench: item m{i}: \"")), "{}", reasons[at]);
+    }
+    let stats: serde_json::Value = serde_json::from_slice(&fs::read(whole.join("stats.json")).unwrap()).unwrap();
+    let step = stats["steps"].as_array().unwrap().iter().find(|s| s["step"] == "decontaminate").unwrap().clone();
+    assert_eq!(step["removed"]["contaminated_mathbench"].as_u64(), Some(removed.len() as u64), "{step}");
+
+    let split = tmp.path().join("split");
+    run(&split, &["--tasks", "2", "--task", "1"]);
+    assert!(!split.join("stats.json").exists(), "no summary before every task is done");
+    run(&split, &["--tasks", "2", "--task", "0"]);
+    let outputs = |dir: &Path| {
+        let mut files = all_files(dir);
+        files.retain(|p, _| !p.ends_with("run.json"));
+        files
+    };
+    assert_eq!(outputs(&whole), outputs(&split));
+}

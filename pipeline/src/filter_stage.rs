@@ -121,7 +121,7 @@ fn filter_file(
         where_step.bytes_in += batch.bytes;
         where_step.bytes_out += passed_where_bytes;
         for r in &batch.removed {
-            let key = reason_key(&r.step, &r.reason);
+            let key = reason_key(&r.reason);
             if r.step == "read" && r.reason.contains(read::ROWS_UNKNOWN) {
                 stats.rows_lost_unknown.push(format!("{}: {key}", r.source));
             }
@@ -157,7 +157,7 @@ fn filter_file(
             match outcome {
                 ChainOutcome::Kept => kept.push(doc),
                 ChainOutcome::Dropped { step, reason } => {
-                    *stats.steps[step + 2].removed.entry(reason.to_string()).or_default() += 1;
+                    *stats.steps[step + 2].removed.entry(reason_key(reason)).or_default() += 1;
                     removed.push(Removal::of(doc, names[step + 2].clone(), reason.to_string()));
                 }
             }
@@ -170,6 +170,8 @@ fn filter_file(
 }
 
 /// Read errors carry row-specific details; the histogram keys on their kind only.
-fn reason_key(step: &str, reason: &str) -> String {
-    if step == "read" { reason.split(':').next().unwrap_or(reason).to_string() } else { reason.to_string() }
+/// What stats count a removal under: its reason up to the first `:` (the rest names the row's
+/// details: a JSON error, a benchmark item).
+fn reason_key(reason: &str) -> String {
+    reason.split(':').next().unwrap_or(reason).to_string()
 }

@@ -56,7 +56,6 @@ pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
     if args.run.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let chain = FilterChain::new(configs.iter().map(FilterConfig::build).collect::<Result<_, _>>()?);
     let options = ReadOptions {
         predicate: args.where_.as_deref().map(Predicate::parse).transpose()?,
         batch_size: args.run.batch_size,
@@ -68,16 +67,44 @@ pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
         "where": args.where_,
         "batch_size": args.run.batch_size,
     });
-    let _lock = util::fsutil::FolderLock::for_run(&args.out, None, 1)?;
-    Folder::stage(&args.out).claim(&RunIdentity::new("filter", &inputs, settings), args.run.force)?;
-    let progress = TextProgress::new("filter", quiet);
-    let stats = run_filter_stage(&inputs, &options, &chain, &args.out, TaskSlice::ALL, &|p| {
-        crate::failpoint::after_batch();
-        progress.update(p)
-    })
-    .with_context(|| format!("filtering into {}", args.out.display()))?
-    .expect("one task owns every part");
-    progress.finish();
-    crate::print::print_stage_stats(&stats, args.run.json)?;
-    Ok(ExitCode::SUCCESS)
+    let stage =
+        FilterStage { name: "filter", inputs, configs, options, settings, out: args.out, slice: TaskSlice::ALL };
+    stage.run(&args.run, quiet)
+}
+
+/// One filter stage run from the command line: `filter`, and `decontaminate` (one filter).
+pub struct FilterStage {
+    pub name: &'static str,
+    pub inputs: Vec<PathBuf>,
+    pub configs: Vec<FilterConfig>,
+    pub options: ReadOptions,
+    /// What the run's identity holds besides its inputs.
+    pub settings: serde_json::Value,
+    pub out: PathBuf,
+    pub slice: TaskSlice,
+}
+
+impl FilterStage {
+    /// Claim OUT, filter this task's parts, and print the stats once every part is done.
+    pub fn run(self, run: &super::RunArgs, quiet: bool) -> Result<ExitCode> {
+        let chain = FilterChain::new(self.configs.iter().map(FilterConfig::build).collect::<Result<_, _>>()?);
+        let split = (self.slice.tasks > 1).then_some(self.slice.task);
+        let _lock = util::fsutil::FolderLock::for_run(&self.out, split, self.slice.tasks)?;
+        Folder::stage(&self.out).claim(&RunIdentity::new(self.name, &self.inputs, self.settings), run.force)?;
+        let progress = TextProgress::new(self.name, quiet);
+        let stats = run_filter_stage(&self.inputs, &self.options, &chain, &self.out, self.slice, &|p| {
+            crate::failpoint::after_batch();
+            progress.update(p)
+        })
+        .with_context(|| format!("{} into {}", self.name, self.out.display()))?;
+        progress.finish();
+        match stats {
+            Some(stats) => crate::print::print_stage_stats(&stats, run.json)?,
+            None => eprintln!(
+                "task {} of {} done; stats.json follows when every task is done",
+                self.slice.task, self.slice.tasks
+            ),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand: argument definitions and output formatting.
 
 pub mod audit;
+pub mod decontaminate;
 pub mod dedup;
 pub mod filter;
 pub mod inspect;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Filter;
 use super::c4::{C4Config, C4Filter};
+use super::decontaminate::{DecontaminateConfig, DecontaminateFilter};
 use super::fineweb::{FineWebConfig, FineWebFilter};
 use super::gopher_quality::{GopherQualityConfig, GopherQualityFilter};
 use super::gopher_repetition::{GopherRepetitionConfig, GopherRepetitionFilter};
@@ -42,6 +43,8 @@ pub enum FilterConfig {
     Length(LengthConfig),
     UrlBlocklist(UrlBlocklistConfig),
     Quality(QualityConfig),
+    /// Benchmark decontamination (last in a domain's list: after the filters, before dedup).
+    Decontaminate(DecontaminateConfig),
 }
 
 /// Names accepted by `--filters` (those that need no file).
@@ -55,14 +58,14 @@ impl FilterConfig {
             "gopher_repetition" => Self::GopherRepetition(Default::default()),
             "c4_quality" => Self::C4Quality(Default::default()),
             "fineweb_quality" => Self::FinewebQuality(Default::default()),
-            "language" | "quality" | "url_blocklist" | "length" => {
+            "language" | "quality" | "url_blocklist" | "length" | "decontaminate" => {
                 return Err(FilterError::Config(format!(
                     "filter {name:?} needs settings (a model, a list or bounds): use a prepare config"
                 )));
             }
             other => {
                 return Err(FilterError::Config(format!(
-                    "unknown filter {other:?}; known: {}, language, quality, url_blocklist, length",
+                    "unknown filter {other:?}; known: {}, language, quality, url_blocklist, length, decontaminate",
                     NAMES_WITHOUT_FILES.join(", ")
                 )));
             }
@@ -76,6 +79,7 @@ impl FilterConfig {
             Self::Language(c) => fix(&mut c.model),
             Self::Quality(c) => fix(&mut c.model),
             Self::UrlBlocklist(c) => fix(&mut c.file),
+            Self::Decontaminate(c) => c.against.iter_mut().for_each(fix),
             _ => {}
         }
     }
@@ -105,6 +109,7 @@ impl FilterConfig {
             }
             Self::Quality(c) => c.threshold.map_or(Ok(()), |t| probability("quality", t)),
             Self::Language(c) => probability("language", c.threshold),
+            Self::Decontaminate(c) => c.check(),
             _ => Ok(()),
         }
     }
@@ -118,6 +123,7 @@ impl FilterConfig {
             Self::C4Quality(c) => Box::new(C4Filter(c.clone())),
             Self::FinewebQuality(c) => Box::new(FineWebFilter(c.clone())),
             Self::Length(c) => Box::new(LengthFilter(c.clone())),
+            Self::Decontaminate(c) => Box::new(DecontaminateFilter::new(c)?),
             Self::UrlBlocklist(c) => Box::new(UrlBlocklistFilter::from_file(&c.file)?),
             Self::Quality(c) => Box::new(QualityFilter::new(c)?),
         })

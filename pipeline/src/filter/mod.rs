@@ -8,6 +8,7 @@
 
 pub mod c4;
 pub mod config;
+pub mod decontaminate;
 pub mod fineweb;
 pub mod gopher_quality;
 pub mod gopher_repetition;

@@ -1,0 +1,453 @@
+//! Benchmark decontamination: a document that holds an evaluation item goes (or is marked).
+//!
+//! Items and documents are compared as words after FineWeb's normalisation with numbers kept
+//! (lowercase, punctuation to spaces, accents stripped: an edited copy still matches, and "3 + 4"
+//! stays unlike "5 + 6"). An item of at least `ngram` words matches through any of its word
+//! n-grams; a shorter one (from `min_item_words`) through its whole text, so short questions are
+//! not missed. An n-gram shared by more than `max_items_per_ngram` items is a phrase of the
+//! benchmark's template, not of one item: it does not match alone. With `require_answer`, a match
+//! counts only when the item's answer is in the document too.
+//!
+//! Memory: 16 bytes per distinct item n-gram plus each item's id, answer and benchmark, so a
+//! 10k-item set of 100-word items takes about 20 MB; documents are checked one at a time.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{Filter, FilterError, Verdict};
+use crate::dedup::Normalization;
+use crate::dedup::normalize::normalize;
+use crate::document::{Document, OutputColumn};
+use crate::file_error::FileError;
+
+/// What happens to a contaminated document.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Removed, with the benchmark, item and matched words as the reason.
+    #[default]
+    Remove,
+    /// Kept, with a `contamination` label naming the benchmark and item.
+    Mark,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecontaminateConfig {
+    /// Evaluation sets (parquet or jsonl), one item per row; the file stem names the benchmark.
+    pub against: Vec<PathBuf>,
+    /// Columns joined into an item's text (dotted names reach into jsonl objects).
+    #[serde(default = "default_columns")]
+    pub columns: Vec<String>,
+    /// The item's id column (default `id`; the row number where there is none).
+    #[serde(default = "default_id_column")]
+    pub id_column: String,
+    /// The answer column, for `require_answer` (its text is part of the item when listed in
+    /// `columns`).
+    #[serde(default)]
+    pub answer_column: Option<String>,
+    /// Count a match only when the item's answer is in the document too.
+    #[serde(default)]
+    pub require_answer: bool,
+    /// Words per n-gram.
+    #[serde(default = "default_ngram")]
+    pub ngram: usize,
+    /// Items with fewer words are not matched (too generic to mean contamination).
+    #[serde(default = "default_min_item_words")]
+    pub min_item_words: usize,
+    /// An n-gram in more items than this is template text: it does not match alone.
+    #[serde(default = "default_max_items_per_ngram")]
+    pub max_items_per_ngram: usize,
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+fn default_columns() -> Vec<String> {
+    vec!["text".into()]
+}
+fn default_id_column() -> String {
+    "id".into()
+}
+fn default_ngram() -> usize {
+    13
+}
+fn default_min_item_words() -> usize {
+    5
+}
+fn default_max_items_per_ngram() -> usize {
+    10
+}
+
+impl DecontaminateConfig {
+    pub fn check(&self) -> Result<(), FilterError> {
+        let bad = |m: &str| Err(FilterError::Config(format!("decontaminate: {m}")));
+        if self.against.is_empty() {
+            return bad("against lists no evaluation set");
+        }
+        if self.columns.is_empty() {
+            return bad("columns is empty: name the item's text columns");
+        }
+        if self.ngram == 0 || self.min_item_words == 0 {
+            return bad("ngram and min_item_words must be at least 1");
+        }
+        if self.require_answer && self.answer_column.is_none() {
+            return bad("require_answer needs answer_column");
+        }
+        Ok(())
+    }
+}
+
+/// One evaluation item, as its removals name it.
+struct Item {
+    benchmark: usize,
+    id: String,
+    /// Normalised answer, padded with spaces (for whole-word search).
+    answer: Option<String>,
+}
+
+pub struct DecontaminateFilter {
+    config: DecontaminateConfig,
+    benchmarks: Vec<String>,
+    items: Vec<Item>,
+    /// n-gram hash → (first item, number of items holding it).
+    long: PrehashedMap<(u32, u32)>,
+    /// Word count → whole-text hash of the short items of that length → item.
+    short: BTreeMap<usize, PrehashedMap<u32>>,
+}
+
+/// The keys are hashes already: a map over them needs no second hash (SipHash was most of the
+/// time spent per document).
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = bytes.iter().fold(self.0, |h, &b| h.rotate_left(8) ^ u64::from(b));
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type PrehashedMap<V> = HashMap<u64, V, BuildHasherDefault<Prehashed>>;
+
+/// Text after FineWeb's normalisation with numbers kept: single spaces between words.
+fn normalised(text: &str) -> String {
+    normalize(text, Normalization::FinewebKeepNumbers).into_owned()
+}
+
+fn words(normalised: &str) -> Vec<&str> {
+    normalised.split(' ').filter(|w| !w.is_empty()).collect()
+}
+
+const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Hashes of every run of `n` consecutive words, by a rolling polynomial over word hashes.
+fn run_hashes(word_hashes: &[u64], n: usize) -> Vec<u64> {
+    if n == 0 || word_hashes.len() < n {
+        return Vec::new();
+    }
+    let top = (1..n).fold(1u64, |p, _| p.wrapping_mul(MULTIPLIER));
+    let mut h = word_hashes[..n].iter().fold(0u64, |h, &w| h.wrapping_mul(MULTIPLIER).wrapping_add(w));
+    let mut out = vec![h];
+    for i in n..word_hashes.len() {
+        h = h.wrapping_sub(word_hashes[i - n].wrapping_mul(top)).wrapping_mul(MULTIPLIER).wrapping_add(word_hashes[i]);
+        out.push(h);
+    }
+    out
+}
+
+fn hash_words(words: &[&str]) -> Vec<u64> {
+    words.iter().map(|w| xxh3_64(w.as_bytes())).collect()
+}
+
+/// (id, text, answer) of each row of an evaluation set.
+type Row = (Option<String>, String, Option<String>);
+
+fn read_items(path: &Path, config: &DecontaminateConfig) -> Result<Vec<Row>, FilterError> {
+    let is_parquet = path.extension().is_some_and(|e| e == "parquet");
+    if is_parquet { read_parquet(path, config) } else { read_jsonl(path, config) }
+}
+
+fn read_parquet(path: &Path, config: &DecontaminateConfig) -> Result<Vec<Row>, FilterError> {
+    let file = File::open(path).map_err(FileError::at(path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(FileError::at(path))?;
+    let schema = builder.schema().clone();
+    let index = |name: &str| schema.index_of(name).ok();
+    let missing = config.columns.iter().find(|c| index(c).is_none());
+    if let Some(column) = missing {
+        return Err(FilterError::Config(format!("{}: decontaminate: no column {column:?}", path.display())));
+    }
+    let mut wanted: BTreeSet<usize> = config.columns.iter().filter_map(|c| index(c)).collect();
+    wanted.extend(index(&config.id_column));
+    wanted.extend(config.answer_column.as_deref().and_then(index));
+    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted.iter().copied());
+    let mut rows = Vec::new();
+    for batch in builder.with_projection(mask).build().map_err(FileError::at(path))? {
+        let batch = batch.map_err(FileError::at(path))?;
+        let column = |name: &str| -> Option<arrow::array::ArrayRef> {
+            let c = batch.column_by_name(name)?;
+            arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).ok()
+        };
+        let texts: Vec<_> = config.columns.iter().filter_map(|c| column(c)).collect();
+        let ids = column(&config.id_column);
+        let answers = config.answer_column.as_deref().and_then(column);
+        let value = |a: &arrow::array::ArrayRef, i: usize| {
+            let s = a.as_string::<i32>();
+            (!s.is_null(i)).then(|| s.value(i).to_string())
+        };
+        for i in 0..batch.num_rows() {
+            let text = texts.iter().filter_map(|a| value(a, i)).collect::<Vec<_>>().join("\n");
+            rows.push((ids.as_ref().and_then(|a| value(a, i)), text, answers.as_ref().and_then(|a| value(a, i))));
+        }
+    }
+    Ok(rows)
+}
+
+fn read_jsonl(path: &Path, config: &DecontaminateConfig) -> Result<Vec<Row>, FilterError> {
+    let file = File::open(path).map_err(FileError::at(path))?;
+    let field = |v: &serde_json::Value, name: &str| -> Option<String> {
+        let v = name.split('.').try_fold(v, |v, key| v.get(key))?;
+        match v {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Array(a) => Some(
+                a.iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            other => Some(other.to_string()),
+        }
+    };
+    let mut rows = Vec::new();
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(FileError::at(path))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| FilterError::Config(format!("{}: line {}: {e}", path.display(), n + 1)))?;
+        let text = config.columns.iter().filter_map(|c| field(&v, c)).collect::<Vec<_>>().join("\n");
+        let answer = config.answer_column.as_deref().and_then(|c| field(&v, c));
+        rows.push((field(&v, &config.id_column), text, answer));
+    }
+    Ok(rows)
+}
+
+impl DecontaminateFilter {
+    pub fn new(config: &DecontaminateConfig) -> Result<Self, FilterError> {
+        config.check()?;
+        let mut filter = Self {
+            config: config.clone(),
+            benchmarks: Vec::new(),
+            items: Vec::new(),
+            long: PrehashedMap::default(),
+            short: BTreeMap::new(),
+        };
+        for path in &config.against {
+            let benchmark = filter.benchmarks.len();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("eval");
+            filter.benchmarks.push(name.split('.').next().unwrap_or(name).to_string());
+            for (row, (id, text, answer)) in read_items(path, config)?.into_iter().enumerate() {
+                filter.add(benchmark, id.unwrap_or_else(|| format!("row {row}")), &text, answer.as_deref());
+            }
+        }
+        Ok(filter)
+    }
+
+    fn add(&mut self, benchmark: usize, id: String, text: &str, answer: Option<&str>) {
+        let text = normalised(text);
+        let words = words(&text);
+        if words.len() < self.config.min_item_words {
+            return;
+        }
+        let index = self.items.len() as u32;
+        let answer = answer.map(|a| format!(" {} ", normalised(a))).filter(|a| !a.trim().is_empty());
+        self.items.push(Item { benchmark, id, answer });
+        let hashes = hash_words(&words);
+        if words.len() < self.config.ngram {
+            let whole = run_hashes(&hashes, words.len())[0];
+            self.short.entry(words.len()).or_default().entry(whole).or_insert(index);
+            return;
+        }
+        let mut grams = run_hashes(&hashes, self.config.ngram);
+        grams.sort_unstable();
+        grams.dedup();
+        for g in grams {
+            self.long.entry(g).and_modify(|(_, count)| *count += 1).or_insert((index, 1));
+        }
+    }
+
+    /// The first item the document holds (in word order), and the words that matched.
+    fn find(&self, text: &str) -> Option<(&Item, String)> {
+        let text = normalised(text);
+        let words = words(&text);
+        let hashes = hash_words(&words);
+        let padded = std::cell::OnceCell::new();
+        let confirmed = |item: &Item| match (&item.answer, self.config.require_answer) {
+            (Some(answer), true) => padded.get_or_init(|| format!(" {text} ")).contains(answer.as_str()),
+            (None, true) => false,
+            (_, false) => true,
+        };
+        let span = |at: usize, n: usize| words[at..at + n].join(" ");
+        let mut best: Option<(usize, usize, u32)> = None; // (position, words, item)
+        for (at, g) in run_hashes(&hashes, self.config.ngram).into_iter().enumerate() {
+            if let Some(&(item, count)) = self.long.get(&g)
+                && count as usize <= self.config.max_items_per_ngram
+                && confirmed(&self.items[item as usize])
+            {
+                best = Some((at, self.config.ngram, item));
+                break;
+            }
+        }
+        for (&n, index) in &self.short {
+            for (at, g) in run_hashes(&hashes, n).into_iter().enumerate() {
+                if best.is_some_and(|(b, _, _)| at >= b) {
+                    break;
+                }
+                if let Some(&item) = index.get(&g)
+                    && confirmed(&self.items[item as usize])
+                {
+                    best = Some((at, n, item));
+                    break;
+                }
+            }
+        }
+        best.map(|(at, n, item)| (&self.items[item as usize], span(at, n)))
+    }
+}
+
+impl Filter for DecontaminateFilter {
+    fn name(&self) -> &str {
+        "decontaminate"
+    }
+
+    fn apply(&self, doc: &mut Document) -> Verdict {
+        let Some((item, span)) = self.find(&doc.text) else { return Verdict::Keep };
+        let benchmark = &self.benchmarks[item.benchmark];
+        match self.config.mode {
+            Mode::Remove => Verdict::drop(format!("contaminated_{benchmark}: item {}: \"{span}\"", item.id)),
+            Mode::Mark => {
+                doc.set_label("contamination", format!("{benchmark}: item {}", item.id));
+                Verdict::Keep
+            }
+        }
+    }
+
+    fn outputs(&self) -> Vec<OutputColumn> {
+        match self.config.mode {
+            Mode::Remove => Vec::new(),
+            Mode::Mark => vec![OutputColumn::Label("contamination")],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn filter(
+        items: &[(&str, &str, &str)],
+        tweak: impl FnOnce(&mut DecontaminateConfig),
+    ) -> (tempfile::TempDir, DecontaminateFilter) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gsm8k.jsonl");
+        let lines: Vec<String> = items
+            .iter()
+            .map(|(id, q, a)| serde_json::json!({ "id": id, "question": q, "answer": a }).to_string())
+            .collect();
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let mut config = DecontaminateConfig {
+            against: vec![path],
+            columns: vec!["question".into()],
+            id_column: "id".into(),
+            answer_column: Some("answer".into()),
+            require_answer: false,
+            ngram: 8,
+            min_item_words: 4,
+            max_items_per_ngram: 2,
+            mode: Mode::Remove,
+        };
+        tweak(&mut config);
+        let f = DecontaminateFilter::new(&config).unwrap();
+        (dir, f)
+    }
+
+    fn verdict(f: &DecontaminateFilter, text: &str) -> Verdict {
+        f.apply(&mut Document::new("d".into(), text.into(), Arc::from("x"), 0))
+    }
+
+    const LONG: &str = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.";
+
+    #[test]
+    fn verbatim_edited_and_embedded_items_are_found() {
+        let (_dir, f) = filter(&[("q1", LONG, "72"), ("q2", "What is 17 times 23?", "391")], |_| {});
+        let Verdict::Drop(reason) = verdict(&f, LONG) else { panic!("verbatim missed") };
+        assert!(reason.starts_with("contaminated_gsm8k: item q1: \"natalia sold clips"), "{reason}");
+        let edited =
+            "NATALIA sold clips -- to 48 of her friends in April; and then she sold half as many clips in May!";
+        assert!(matches!(verdict(&f, edited), Verdict::Drop(_)), "case and punctuation changed");
+        let embedded =
+            format!("Here is a worked example from a tutoring site. {LONG} The answer is 72. Thanks for reading.");
+        assert!(matches!(verdict(&f, &embedded), Verdict::Drop(_)), "embedded");
+        // A changed number breaks only the n-grams that hold it.
+        let other = LONG.replace("48", "36");
+        assert_eq!(verdict(&f, "Natalia sold clips to 36 of her friends in April."), Verdict::Keep);
+        assert!(matches!(verdict(&f, &other), Verdict::Drop(_)), "8 words after the number still match");
+    }
+
+    #[test]
+    fn items_shorter_than_n_match_as_a_whole() {
+        let (_dir, f) = filter(&[("q2", "What is 17 times 23?", "391"), ("q3", "Name it", "x")], |_| {});
+        let Verdict::Drop(reason) = verdict(&f, "Quiz time. What is 17 times 23? Think.") else {
+            panic!("short item missed")
+        };
+        assert_eq!(reason, "contaminated_gsm8k: item q2: \"what is 17 times 23\"");
+        assert_eq!(verdict(&f, "What is 17 times 24?"), Verdict::Keep);
+        assert_eq!(verdict(&f, "Name it now."), Verdict::Keep, "items under min_item_words are not matched");
+    }
+
+    #[test]
+    fn with_require_answer_a_question_alone_does_not_count() {
+        let (_dir, f) = filter(&[("q1", LONG, "72")], |c| c.require_answer = true);
+        assert_eq!(verdict(&f, LONG), Verdict::Keep);
+        assert!(matches!(verdict(&f, &format!("{LONG} So the total is 72 clips.")), Verdict::Drop(_)));
+        assert_eq!(verdict(&f, &format!("{LONG} So the total is 720 clips.")), Verdict::Keep, "whole words only");
+    }
+
+    #[test]
+    fn template_phrases_shared_by_many_items_do_not_match_alone() {
+        let template = "Read the passage carefully and then choose the best answer below:";
+        let items: Vec<(String, String)> =
+            (0..3).map(|i| (format!("t{i}"), format!("{template} passage number {i} is about topic {i}."))).collect();
+        let refs: Vec<(&str, &str, &str)> = items.iter().map(|(id, q)| (id.as_str(), q.as_str(), "")).collect();
+        let (_dir, f) = filter(&refs, |_| {});
+        assert_eq!(verdict(&f, &format!("Instructions. {template} Good luck.")), Verdict::Keep);
+        assert!(matches!(verdict(&f, &items[1].1), Verdict::Drop(_)), "an item's own words still match");
+    }
+
+    #[test]
+    fn mark_mode_keeps_and_labels() {
+        let (_dir, f) = filter(&[("q1", LONG, "72")], |c| c.mode = Mode::Mark);
+        let mut doc = Document::new("d".into(), LONG.into(), Arc::from("x"), 0);
+        assert_eq!(f.apply(&mut doc), Verdict::Keep);
+        assert_eq!(doc.label("contamination"), Some("gsm8k: item q1"));
+        assert_eq!(f.outputs(), vec![OutputColumn::Label("contamination")]);
+    }
+}
