@@ -66,6 +66,10 @@ fn simplify(text: &str, numbers_to_zero: bool) -> String {
         i += 1;
     }
     let folded = python::split_whitespace(&replaced).collect::<Vec<_>>().join(" ");
+    if folded.is_ascii() {
+        // NFD leaves ASCII as it is, and ASCII has no non-spacing marks.
+        return python::strip(&folded).to_string();
+    }
     let stripped: String =
         folded.nfd().filter(|&c| get_general_category(c) != GeneralCategory::NonspacingMark).collect();
     python::strip(&stripped).to_string()

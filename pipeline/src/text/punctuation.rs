@@ -11,13 +11,30 @@ pub fn is_terminal_punctuation(c: char) -> bool {
     matches!(c, '.' | '!' | '?') || (!c.is_ascii() && TERMINAL_PUNCTUATION.contains(c))
 }
 
+/// The ASCII characters of `PUNCTUATION_PRINTABLE`, as a table: the string search was most of
+/// the time normalisation took on mostly-ASCII text.
+const ASCII_PUNCTUATION: [bool; 128] = {
+    let (mut table, bytes) = ([false; 128], PUNCTUATION_PRINTABLE.as_bytes());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] < 128 {
+            table[bytes[i] as usize] = true;
+        }
+        i += 1;
+    }
+    table
+};
+
 /// A character of datatrove's `PUNCTUATION` string alone (what `simplify_text` turns into spaces).
 pub fn is_punctuation_string(c: char) -> bool {
     let code = c as u32;
     if code <= 8 || (11..=31).contains(&code) || (127..=159).contains(&code) {
         return true;
     }
-    !c.is_ascii_alphanumeric() && c != ' ' && PUNCTUATION_PRINTABLE.contains(c)
+    if c.is_ascii() {
+        return !c.is_ascii_alphanumeric() && c != ' ' && ASCII_PUNCTUATION[code as usize];
+    }
+    PUNCTUATION_PRINTABLE.contains(c)
 }
 
 /// A character of `PUNCTUATION_SET` = `PUNCTUATION` ∪ `TERMINAL_PUNCTUATION` (Gopher's "symbol").
@@ -35,6 +52,16 @@ pub fn is_punctuation(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ascii_table_agrees_with_the_string() {
+        for c in (0..128u8).map(char::from) {
+            let by_string = !c.is_ascii_alphanumeric() && c != ' ' && PUNCTUATION_PRINTABLE.contains(c);
+            let code = c as u32;
+            let control = code <= 8 || (11..=31).contains(&code) || code == 127;
+            assert_eq!(is_punctuation_string(c), control || by_string, "{c:?}");
+        }
+    }
 
     #[test]
     fn set_sizes_match_datatrove() {
