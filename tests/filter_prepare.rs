@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use arrow::array::Array;
 use common::{all_files, ok};
 
 fn fixtures() -> PathBuf {
@@ -220,4 +221,20 @@ fn decontaminate_removes_documents_holding_an_eval_item_the_same_for_any_task_sp
         files
     };
     assert_eq!(outputs(&whole), outputs(&split));
+
+    // Marked instead: every document stays, the contaminated ones labelled.
+    let marked = tmp.path().join("marked");
+    run(&marked, &["--mode", "mark"]);
+    let kept = read_parts(&marked.join("kept"), "id");
+    assert_eq!(kept.len(), texts.len() + common::strings(&books, "id").len());
+    let batches: Vec<_> =
+        fs::read_dir(marked.join("kept")).unwrap().map(|e| common::batches(&e.unwrap().path())).collect();
+    let labelled: usize = batches
+        .iter()
+        .flatten()
+        .map(|b| {
+            b.column_by_name("contamination").unwrap().len() - b.column_by_name("contamination").unwrap().null_count()
+        })
+        .sum();
+    assert_eq!(labelled, removed.len());
 }

@@ -289,6 +289,8 @@ fn aggregate(
 }
 
 /// Removals by `step: reason` in a dataset's `removed.parquet` (none when it has no such file).
+/// A reason counts up to its first `:`, as in `stats.json` (the rest names the row's details: a
+/// JSON error, the benchmark item a document held).
 fn removals(dataset: &Path) -> Result<BTreeMap<String, u64>, AuditError> {
     let path = dataset.join("removed.parquet");
     let mut out = BTreeMap::new();
@@ -303,8 +305,8 @@ fn removals(dataset: &Path) -> Result<BTreeMap<String, u64>, AuditError> {
         .collect()
         .map_err(query_err(&path))?;
     for i in 0..df.height() {
-        let key =
-            format!("{}: {}", str_at(&df, "step", i).unwrap_or_default(), str_at(&df, "reason", i).unwrap_or_default());
+        let reason = str_at(&df, "reason", i).unwrap_or_default();
+        let key = format!("{}: {}", str_at(&df, "step", i).unwrap_or_default(), reason.split(':').next().unwrap_or(""));
         *out.entry(key).or_default() += f64_at(&df, "documents", i).unwrap_or(0.0) as u64;
     }
     Ok(out)

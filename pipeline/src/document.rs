@@ -19,9 +19,14 @@ impl OutputColumn {
     }
 }
 
-/// The scores and labels midtrain's own filters write, carried through later stages.
-pub const KNOWN_COLUMNS: &[OutputColumn] =
-    &[OutputColumn::Label("language"), OutputColumn::Score("language_score"), OutputColumn::Score("quality")];
+/// The scores and labels midtrain's own filters write, carried through later stages (into the
+/// dataset's per-document sidecar).
+pub const KNOWN_COLUMNS: &[OutputColumn] = &[
+    OutputColumn::Label("language"),
+    OutputColumn::Score("language_score"),
+    OutputColumn::Score("quality"),
+    OutputColumn::Label("contamination"),
+];
 
 /// A document flowing through `prepare`.
 #[derive(Clone, Debug, PartialEq)]
