@@ -17,7 +17,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::DataType;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
@@ -198,23 +199,49 @@ fn read_parquet(path: &Path, config: &DecontaminateConfig) -> Result<Vec<Row>, F
     let mut rows = Vec::new();
     for batch in builder.with_projection(mask).build().map_err(FileError::at(path))? {
         let batch = batch.map_err(FileError::at(path))?;
-        let column = |name: &str| -> Option<arrow::array::ArrayRef> {
-            let c = batch.column_by_name(name)?;
-            arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).ok()
-        };
-        let texts: Vec<_> = config.columns.iter().filter_map(|c| column(c)).collect();
-        let ids = column(&config.id_column);
-        let answers = config.answer_column.as_deref().and_then(column);
-        let value = |a: &arrow::array::ArrayRef, i: usize| {
-            let s = a.as_string::<i32>();
-            (!s.is_null(i)).then(|| s.value(i).to_string())
-        };
+        let column = |name: &str| batch.column_by_name(name).map(|a| column_texts(path, name, a)).transpose();
+        let texts = config.columns.iter().map(|c| column(c)).collect::<Result<Vec<_>, _>>()?;
+        let ids = column(&config.id_column)?;
+        let answers = config.answer_column.as_deref().map(column).transpose()?.flatten();
         for i in 0..batch.num_rows() {
-            let text = texts.iter().filter_map(|a| value(a, i)).collect::<Vec<_>>().join("\n");
-            rows.push((ids.as_ref().and_then(|a| value(a, i)), text, answers.as_ref().and_then(|a| value(a, i))));
+            let text = texts.iter().flatten().filter_map(|c| c[i].clone()).collect::<Vec<_>>().join("\n");
+            let at = |c: &Option<Vec<Option<String>>>| c.as_ref().and_then(|c| c[i].clone());
+            rows.push((at(&ids), text, at(&answers)));
         }
     }
     Ok(rows)
+}
+
+/// Each row's text in one column: strings as they are, lists (a question's choices) one item per
+/// line, numbers as written.
+fn column_texts(path: &Path, name: &str, array: &ArrayRef) -> Result<Vec<Option<String>>, FilterError> {
+    let list_item = |i: usize| match array.data_type() {
+        DataType::List(_) => Some(array.as_list::<i32>().value(i)),
+        DataType::LargeList(_) => Some(array.as_list::<i64>().value(i)),
+        _ => None,
+    };
+    if matches!(array.data_type(), DataType::List(_) | DataType::LargeList(_)) {
+        let mut out = Vec::with_capacity(array.len());
+        for i in 0..array.len() {
+            let item = list_item(i).filter(|_| !array.is_null(i));
+            out.push(match item {
+                Some(values) => {
+                    Some(column_texts(path, name, &values)?.into_iter().flatten().collect::<Vec<_>>().join("\n"))
+                }
+                None => None,
+            });
+        }
+        return Ok(out);
+    }
+    let text = arrow::compute::cast(array, &DataType::Utf8).map_err(|_| {
+        FilterError::Config(format!(
+            "{}: decontaminate: column {name:?} is {}, not text",
+            path.display(),
+            array.data_type()
+        ))
+    })?;
+    let text = text.as_string::<i32>();
+    Ok((0..text.len()).map(|i| (!text.is_null(i)).then(|| text.value(i).to_string())).collect())
 }
 
 fn read_jsonl(path: &Path, config: &DecontaminateConfig) -> Result<Vec<Row>, FilterError> {
@@ -449,5 +476,59 @@ mod tests {
         assert_eq!(f.apply(&mut doc), Verdict::Keep);
         assert_eq!(doc.label("contamination"), Some("gsm8k: item q1"));
         assert_eq!(f.outputs(), vec![OutputColumn::Label("contamination")]);
+    }
+}
+
+#[cfg(test)]
+mod parquet_tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder};
+    use arrow::datatypes::{Field, Schema};
+    use parquet::arrow::ArrowWriter;
+
+    use super::*;
+
+    #[test]
+    fn parquet_eval_sets_join_text_and_list_columns_and_name_a_missing_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mmlu.parquet");
+        let mut choices = ListBuilder::new(StringBuilder::new());
+        for option in ["the mitochondria of the cell", "the nucleus", "the ribosome", "the membrane"] {
+            choices.values().append_value(option);
+        }
+        choices.append(true);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![7])),
+            Arc::new(StringArray::from(vec!["Which part of a eukaryotic cell produces most of its energy?"])),
+            Arc::new(choices.finish()),
+        ];
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("question", DataType::Utf8, false),
+            Field::new("choices", columns[2].data_type().clone(), true),
+        ]));
+        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema.clone(), None).unwrap();
+        w.write(&RecordBatch::try_new(schema, columns).unwrap()).unwrap();
+        w.close().unwrap();
+        let config = |columns: &[&str]| DecontaminateConfig {
+            against: vec![path.clone()],
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            id_column: "id".into(),
+            answer_column: None,
+            require_answer: false,
+            ngram: 13,
+            min_item_words: 5,
+            max_items_per_ngram: 10,
+            mode: Mode::Remove,
+        };
+        let f = DecontaminateFilter::new(&config(&["question", "choices"])).unwrap();
+        let doc = "Quiz: which part of a eukaryotic cell produces most of its energy? The mitochondria of the cell. \
+                   The nucleus. The ribosome. The membrane.";
+        let mut d = Document::new("d".into(), doc.into(), Arc::from("x"), 0);
+        let Verdict::Drop(reason) = f.apply(&mut d) else { panic!("not found") };
+        assert!(reason.starts_with("contaminated_mmlu: item 7: "), "{reason}");
+        let err = DecontaminateFilter::new(&config(&["question", "missing"])).err().unwrap().to_string();
+        assert!(err.contains("mmlu.parquet") && err.contains("\"missing\""), "{err}");
     }
 }
