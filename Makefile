@@ -83,6 +83,7 @@ bench: build
 		.venv-parity/bin/python scripts/bench/datatrove_tokenize.py --tokenizer fixtures/tokenizer.json \
 			--corpus $(CORPORA)/$$c.parquet --midtrain $(TARGET_DIR)/release/midtrain \
 			--midtrain-arg=--special-tokens-in-text --midtrain-arg=keep || exit 1; done
+	$(CARGO) bench -p pipeline --bench decontaminate -- $(abspath $(CORPORA))/web.parquet $(abspath $(CORPORA))/math.parquet
 	.venv-parity/bin/python scripts/bench/decontamination.py --midtrain $(TARGET_DIR)/release/midtrain \
 		--corpora $(CORPORA) --min-verbatim 0.98 --min-edited 0.90 --max-fp 0.001
 	RAYON_NUM_THREADS=2 $(CARGO) bench -p trainer --bench train_step -- 4

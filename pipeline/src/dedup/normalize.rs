@@ -42,6 +42,9 @@ pub fn normalize(text: &str, mode: Normalization) -> Cow<'_, str> {
 }
 
 fn simplify(text: &str, numbers_to_zero: bool) -> String {
+    if text.is_ascii() {
+        return simplify_ascii(text.as_bytes(), numbers_to_zero);
+    }
     let lower = text.to_lowercase();
     // numbers → "0", punctuation → " ", in one pass
     let mut replaced = String::with_capacity(lower.len());
@@ -75,9 +78,71 @@ fn simplify(text: &str, numbers_to_zero: bool) -> String {
     python::strip(&stripped).to_string()
 }
 
+/// [`simplify`] for ASCII text in one pass over the bytes (most web text is ASCII): the same
+/// output, at several times the speed.
+fn simplify_ascii(bytes: &[u8], numbers_to_zero: bool) -> String {
+    let digit = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_digit);
+    let mut out = String::with_capacity(bytes.len());
+    let mut space = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i].to_ascii_lowercase();
+        let kept = if numbers_to_zero && c.is_ascii_digit() {
+            while digit(i) {
+                i += 1;
+            }
+            if matches!(bytes.get(i), Some(b'.' | b',')) && digit(i + 1) {
+                i += 1;
+                while digit(i) {
+                    i += 1;
+                }
+            }
+            Some('0')
+        } else {
+            i += 1;
+            let c = char::from(c);
+            (!is_punctuation_string(c) && !python::is_space(c)).then_some(c)
+        };
+        match kept {
+            Some(c) => {
+                if space && !out.is_empty() {
+                    out.push(' ');
+                }
+                space = false;
+                out.push(c);
+            }
+            None => space = true,
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The general path, for comparing the ASCII one with it.
+    fn simplify_general(text: &str, numbers_to_zero: bool) -> String {
+        let padded = format!("{text}\u{e9}");
+        let out = simplify(&padded, numbers_to_zero);
+        out.strip_suffix('e').map(|s| s.trim_end().to_string()).unwrap_or(out)
+    }
+
+    #[test]
+    fn the_ascii_path_gives_what_the_general_one_gives() {
+        let alphabet: Vec<char> =
+            "aZ09.,;:!?-_ ()[]$%+=/'\"\t\n\r\u{b}\u{c}\u{1c}\u{1f}\u{7f}\u{1}x5".chars().collect();
+        let mut state = 7u64;
+        for _ in 0..20_000 {
+            let len = (util::rng::splitmix64(&mut state) % 24) as usize;
+            let text: String = (0..len)
+                .map(|_| alphabet[(util::rng::splitmix64(&mut state) % alphabet.len() as u64) as usize])
+                .collect();
+            for zero in [true, false] {
+                assert_eq!(simplify_ascii(text.as_bytes(), zero), simplify_general(&text, zero), "{text:?} {zero}");
+            }
+        }
+    }
 
     #[test]
     fn fineweb_normalisation_matches_simplify_text() {

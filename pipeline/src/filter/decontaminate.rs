@@ -11,7 +11,7 @@
 //! Memory: 16 bytes per distinct item n-gram plus each item's id, answer and benchmark, so a
 //! 10k-item set of 100-word items takes about 20 MB; documents are checked one at a time.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufRead, BufReader};
@@ -122,8 +122,9 @@ pub struct DecontaminateFilter {
     items: Vec<Item>,
     /// n-gram hash → (first item, number of items holding it).
     long: PrehashedMap<(u32, u32)>,
-    /// Word count → whole-text hash of the short items of that length → item.
-    short: BTreeMap<usize, PrehashedMap<u32>>,
+    /// Hash of the first `min_item_words` words of each short item → (its words, hash of them
+    /// all, item), shortest first: one pass over a document finds every short item.
+    short: PrehashedMap<Vec<(usize, u64, u32)>>,
 }
 
 /// The keys are hashes already: a map over them needs no second hash (SipHash was most of the
@@ -162,13 +163,18 @@ fn run_hashes(word_hashes: &[u64], n: usize) -> Vec<u64> {
         return Vec::new();
     }
     let top = (1..n).fold(1u64, |p, _| p.wrapping_mul(MULTIPLIER));
-    let mut h = word_hashes[..n].iter().fold(0u64, |h, &w| h.wrapping_mul(MULTIPLIER).wrapping_add(w));
+    let mut h = run_hash(&word_hashes[..n]);
     let mut out = vec![h];
     for i in n..word_hashes.len() {
         h = h.wrapping_sub(word_hashes[i - n].wrapping_mul(top)).wrapping_mul(MULTIPLIER).wrapping_add(word_hashes[i]);
         out.push(h);
     }
     out
+}
+
+/// The hash [`run_hashes`] gives a run of exactly these words.
+fn run_hash(word_hashes: &[u64]) -> u64 {
+    word_hashes.iter().fold(0u64, |h, &w| h.wrapping_mul(MULTIPLIER).wrapping_add(w))
 }
 
 fn hash_words(words: &[&str]) -> Vec<u64> {
@@ -283,7 +289,7 @@ impl DecontaminateFilter {
             benchmarks: Vec::new(),
             items: Vec::new(),
             long: PrehashedMap::default(),
-            short: BTreeMap::new(),
+            short: PrehashedMap::default(),
         };
         for path in &config.against {
             let benchmark = filter.benchmarks.len();
@@ -307,8 +313,13 @@ impl DecontaminateFilter {
         self.items.push(Item { benchmark, id, answer });
         let hashes = hash_words(&words);
         if words.len() < self.config.ngram {
-            let whole = run_hashes(&hashes, words.len())[0];
-            self.short.entry(words.len()).or_default().entry(whole).or_insert(index);
+            let prefix = run_hash(&hashes[..self.config.min_item_words]);
+            let entry = (words.len(), run_hash(&hashes), index);
+            let same = self.short.entry(prefix).or_default();
+            if !same.iter().any(|&(n, whole, _)| (n, whole) == (entry.0, entry.1)) {
+                same.push(entry);
+                same.sort_unstable();
+            }
             return;
         }
         let mut grams = run_hashes(&hashes, self.config.ngram);
@@ -341,16 +352,17 @@ impl DecontaminateFilter {
                 break;
             }
         }
-        for (&n, index) in &self.short {
-            for (at, g) in run_hashes(&hashes, n).into_iter().enumerate() {
-                if best.is_some_and(|(b, _, _)| at >= b) {
-                    break;
-                }
-                if let Some(&item) = index.get(&g)
+        'short: for (at, prefix) in run_hashes(&hashes, self.config.min_item_words).into_iter().enumerate() {
+            if best.is_some_and(|(b, _, _)| at >= b) {
+                break;
+            }
+            for &(n, whole, item) in self.short.get(&prefix).map_or(&[][..], Vec::as_slice) {
+                if at + n <= hashes.len()
+                    && run_hash(&hashes[at..at + n]) == whole
                     && confirmed(&self.items[item as usize])
                 {
                     best = Some((at, n, item));
-                    break;
+                    break 'short;
                 }
             }
         }
