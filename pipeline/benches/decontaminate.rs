@@ -11,22 +11,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Array, AsArray};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pipeline::Document;
 use pipeline::dedup::Normalization;
 use pipeline::dedup::normalize::normalize;
-use pipeline::filter::decontaminate::{DecontaminateConfig, DecontaminateFilter, Mode};
+use pipeline::filter::decontaminate::{DecontaminateConfig, DecontaminateFilter};
 use pipeline::filter::{Filter, Verdict};
 
+/// The texts of a dump, read as the pipeline reads them.
 fn texts(path: &Path) -> Vec<String> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap().build().unwrap();
-    let mut out = Vec::new();
-    for batch in reader {
-        let col = batch.unwrap().column_by_name("text").expect("a text column").as_string::<i32>().clone();
-        out.extend((0..col.len()).filter(|&i| col.is_valid(i)).map(|i| col.value(i).to_string()));
-    }
-    out
+    let batches = pipeline::read::open(path, &pipeline::read::ReadOptions::default()).expect("a readable dump");
+    batches.flat_map(|b| b.expect("a readable batch").documents).map(|d| d.text).collect()
 }
 
 fn main() {
@@ -47,17 +41,7 @@ fn main() {
         .map(|(i, t)| serde_json::json!({ "id": i, "question": t.lines().next().unwrap_or("") }).to_string())
         .collect();
     std::fs::write(&eval, lines.join("\n")).unwrap();
-    let config = DecontaminateConfig {
-        against: vec![eval],
-        columns: vec!["question".into()],
-        id_column: "id".into(),
-        answer_column: None,
-        require_answer: false,
-        ngram: 13,
-        min_item_words: 5,
-        max_items_per_ngram: 10,
-        mode: Mode::Remove,
-    };
+    let config = DecontaminateConfig::new(vec![eval], vec!["question".into()]);
     let start = Instant::now();
     let filter = DecontaminateFilter::new(&config).unwrap();
     let index_seconds = start.elapsed().as_secs_f64();

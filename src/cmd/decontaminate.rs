@@ -79,8 +79,6 @@ pub fn run(args: DecontaminateArgs, quiet: bool) -> Result<ExitCode> {
     }
     let inputs = read::expand_inputs(&args.inputs)?;
     let config = FilterConfig::Decontaminate(DecontaminateConfig {
-        against: args.against,
-        columns: args.columns,
         id_column: args.item_id_column,
         answer_column: args.answer_column,
         require_answer: args.require_answer,
@@ -88,6 +86,7 @@ pub fn run(args: DecontaminateArgs, quiet: bool) -> Result<ExitCode> {
         min_item_words: args.min_item_words,
         max_items_per_ngram: args.max_items_per_ngram,
         mode: args.mode,
+        ..DecontaminateConfig::new(args.against, args.columns)
     });
     let options = ReadOptions { batch_size: args.run.batch_size, ..args.input.read_options() };
     let settings = serde_json::json!({

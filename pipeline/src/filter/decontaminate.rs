@@ -90,6 +90,21 @@ fn default_max_items_per_ngram() -> usize {
 }
 
 impl DecontaminateConfig {
+    /// Items from `columns` of the `against` files; every other setting at its default.
+    pub fn new(against: Vec<PathBuf>, columns: Vec<String>) -> Self {
+        Self {
+            against,
+            columns,
+            id_column: default_id_column(),
+            answer_column: None,
+            require_answer: false,
+            ngram: default_ngram(),
+            min_item_words: default_min_item_words(),
+            max_items_per_ngram: default_max_items_per_ngram(),
+            mode: Mode::Remove,
+        }
+    }
+
     pub fn check(&self) -> Result<(), FilterError> {
         let bad = |m: &str| Err(FilterError::Config(format!("decontaminate: {m}")));
         if self.against.is_empty() {
@@ -413,15 +428,11 @@ mod tests {
             .collect();
         std::fs::write(&path, lines.join("\n")).unwrap();
         let mut config = DecontaminateConfig {
-            against: vec![path],
-            columns: vec!["question".into()],
-            id_column: "id".into(),
             answer_column: Some("answer".into()),
-            require_answer: false,
             ngram: 8,
             min_item_words: 4,
             max_items_per_ngram: 2,
-            mode: Mode::Remove,
+            ..DecontaminateConfig::new(vec![path], vec!["question".into()])
         };
         tweak(&mut config);
         let f = DecontaminateFilter::new(&config).unwrap();
@@ -489,50 +500,33 @@ mod tests {
         assert_eq!(doc.label("contamination"), Some("gsm8k: item q1"));
         assert_eq!(f.outputs(), vec![OutputColumn::Label("contamination")]);
     }
-}
-
-#[cfg(test)]
-mod parquet_tests {
-    use std::sync::Arc;
-
-    use arrow::array::{Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder};
-    use arrow::datatypes::{Field, Schema};
-    use parquet::arrow::ArrowWriter;
-
-    use super::*;
 
     #[test]
     fn parquet_eval_sets_join_text_and_list_columns_and_name_a_missing_column() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mmlu.parquet");
-        let mut choices = ListBuilder::new(StringBuilder::new());
+        let mut choices = arrow::array::ListBuilder::new(arrow::array::StringBuilder::new());
         for option in ["the mitochondria of the cell", "the nucleus", "the ribosome", "the membrane"] {
             choices.values().append_value(option);
         }
         choices.append(true);
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from(vec![7])),
-            Arc::new(StringArray::from(vec!["Which part of a eukaryotic cell produces most of its energy?"])),
+            Arc::new(arrow::array::Int64Array::from(vec![7])),
+            Arc::new(arrow::array::StringArray::from(vec![
+                "Which part of a eukaryotic cell produces most of its energy?",
+            ])),
             Arc::new(choices.finish()),
         ];
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("question", DataType::Utf8, false),
-            Field::new("choices", columns[2].data_type().clone(), true),
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("id", DataType::Int64, false),
+            arrow::datatypes::Field::new("question", DataType::Utf8, false),
+            arrow::datatypes::Field::new("choices", columns[2].data_type().clone(), true),
         ]));
-        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema.clone(), None).unwrap();
-        w.write(&RecordBatch::try_new(schema, columns).unwrap()).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(File::create(&path).unwrap(), schema.clone(), None).unwrap();
+        w.write(&arrow::array::RecordBatch::try_new(schema, columns).unwrap()).unwrap();
         w.close().unwrap();
-        let config = |columns: &[&str]| DecontaminateConfig {
-            against: vec![path.clone()],
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-            id_column: "id".into(),
-            answer_column: None,
-            require_answer: false,
-            ngram: 13,
-            min_item_words: 5,
-            max_items_per_ngram: 10,
-            mode: Mode::Remove,
+        let config = |columns: &[&str]| {
+            DecontaminateConfig::new(vec![path.clone()], columns.iter().map(|c| c.to_string()).collect())
         };
         let f = DecontaminateFilter::new(&config(&["question", "choices"])).unwrap();
         let doc = "Quiz: which part of a eukaryotic cell produces most of its energy? The mitochondria of the cell. \
