@@ -238,3 +238,20 @@ fn decontaminate_removes_documents_holding_an_eval_item_the_same_for_any_task_sp
         .sum();
     assert_eq!(labelled, removed.len());
 }
+
+#[test]
+fn dedup_explain_writes_the_review_page_and_only_where_clusters_exist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("d");
+    let dupes = fixtures().join("dumps/dupes.parquet");
+    ok(midtrain(&["dedup", dupes.to_str().unwrap(), "--out", out.to_str().unwrap(), "--explain", "3", "-q"], 2));
+    let page = fs::read_to_string(out.join("explain.html")).unwrap();
+    assert_eq!(page.matches("<h2>").count(), 3, "three clusters");
+    assert!(page.contains("removed for") && page.contains("<td rowspan="), "removals beside their keeper");
+    let wrong = midtrain(
+        &["dedup", dupes.to_str().unwrap(), "--out", out.to_str().unwrap(), "--stage", "pairs", "--explain", "3"],
+        2,
+    );
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("--stage all or clusters"));
+}

@@ -69,6 +69,9 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
     if needs_task && args.split.task.is_none() && args.split.tasks > 1 {
         bail!("--stage signatures/apply with --tasks > 1 needs --task");
     }
+    if args.explain.is_some() && !matches!(args.stage, Stage::All | Stage::Clusters) {
+        bail!("--explain writes its page after clustering: use it with --stage all or clusters");
+    }
     let inputs = read::expand_inputs(&args.inputs)?;
     let config = args.settings.resolve()?;
     let settings = serde_json::json!({ "config": config, "tasks": args.split.tasks, "input": args.input.settings() });

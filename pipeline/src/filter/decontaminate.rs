@@ -367,7 +367,8 @@ impl DecontaminateFilter {
                 break;
             }
         }
-        'short: for (at, prefix) in run_hashes(&hashes, self.config.min_item_words).into_iter().enumerate() {
+        let prefixes = if self.short.is_empty() { Vec::new() } else { run_hashes(&hashes, self.config.min_item_words) };
+        'short: for (at, prefix) in prefixes.into_iter().enumerate() {
             if best.is_some_and(|(b, _, _)| at >= b) {
                 break;
             }
