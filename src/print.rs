@@ -12,7 +12,11 @@ pub fn print_stage_stats(stats: &StageStats, json: bool) -> std::io::Result<()> 
     for s in &stats.steps {
         let mut reasons: Vec<_> = s.removed.iter().collect();
         reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let reasons = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", ");
+        let mut reasons = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", ");
+        if !s.marked.is_empty() {
+            let marked = s.marked.iter().map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", ");
+            reasons = format!("{reasons}{}marked, kept: {marked}", if reasons.is_empty() { "" } else { "; " });
+        }
         outln!(
             "{:<20} {:>10} {:>10} {:>7.1}%  {reasons}",
             s.step,

@@ -173,15 +173,10 @@ fn dedup_runs_stage_by_stage_across_tasks_like_in_one_go() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("task 0 of 1 is not finished"));
 }
 
-#[test]
-fn decontaminate_removes_documents_holding_an_eval_item_the_same_for_any_task_split() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (math, books) = (fixtures().join("dumps/math.parquet"), fixtures().join("dumps/books.parquet"));
-    // Eval items: the first lines of three math documents (one embedded in a longer text), and
-    // a question no document holds.
-    let texts = common::strings(&math, "text");
-    let ids = common::strings(&math, "id");
-    let evals = tmp.path().join("mathbench.test.jsonl");
+/// `DIR/mathbench.test.jsonl`: the first lines of math documents 0, 5 and 9 (one embedded in a
+/// longer text) as items m0, m5, m9, and a question no document holds.
+fn write_math_eval_set(dir: &Path) -> PathBuf {
+    let texts = common::strings(&fixtures().join("dumps/math.parquet"), "text");
     let items: Vec<String> = [0, 5, 9]
         .iter()
         .map(|&i| {
@@ -192,7 +187,18 @@ fn decontaminate_removes_documents_holding_an_eval_item_the_same_for_any_task_sp
                 .to_string(),
         ])
         .collect();
-    fs::write(&evals, items.join("\n")).unwrap();
+    let path = dir.join("mathbench.test.jsonl");
+    fs::write(&path, items.join("\n")).unwrap();
+    path
+}
+
+#[test]
+fn decontaminate_removes_documents_holding_an_eval_item_the_same_for_any_task_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (math, books) = (fixtures().join("dumps/math.parquet"), fixtures().join("dumps/books.parquet"));
+    let texts = common::strings(&math, "text");
+    let ids = common::strings(&math, "id");
+    let evals = write_math_eval_set(tmp.path());
     let run = |out: &Path, split: &[&str]| {
         let mut args = vec!["decontaminate", math.to_str().unwrap(), books.to_str().unwrap()];
         args.extend(["--against", evals.to_str().unwrap(), "--columns", "question", "--out", out.to_str().unwrap()]);
@@ -210,6 +216,16 @@ fn decontaminate_removes_documents_holding_an_eval_item_the_same_for_any_task_sp
     let stats: serde_json::Value = serde_json::from_slice(&fs::read(whole.join("stats.json")).unwrap()).unwrap();
     let step = stats["steps"].as_array().unwrap().iter().find(|s| s["step"] == "decontaminate").unwrap().clone();
     assert_eq!(step["removed"]["contaminated_mathbench"].as_u64(), Some(removed.len() as u64), "{step}");
+
+    // The same command after the eval set changed in place is another run, not a resume.
+    let before = fs::read_to_string(&evals).unwrap();
+    fs::write(&evals, format!("{before}\n{{\"id\": \"new\", \"question\": \"one more question for the set\"}}"))
+        .unwrap();
+    let mut args = vec!["decontaminate", math.to_str().unwrap(), books.to_str().unwrap()];
+    args.extend(["--against", evals.to_str().unwrap(), "--columns", "question", "--out", whole.to_str().unwrap()]);
+    let changed = midtrain(&args, 2);
+    assert!(String::from_utf8_lossy(&changed.stderr).contains("other inputs or settings"), "{changed:?}");
+    fs::write(&evals, before).unwrap();
 
     let split = tmp.path().join("split");
     run(&split, &["--tasks", "2", "--task", "1"]);
@@ -237,6 +253,47 @@ fn decontaminate_removes_documents_holding_an_eval_item_the_same_for_any_task_sp
         })
         .sum();
     assert_eq!(labelled, removed.len());
+    let stats: serde_json::Value = serde_json::from_slice(&fs::read(marked.join("stats.json")).unwrap()).unwrap();
+    let step = stats["steps"].as_array().unwrap().iter().find(|s| s["step"] == "decontaminate").unwrap().clone();
+    assert_eq!(step["marked"]["contaminated_mathbench"].as_u64(), Some(labelled as u64), "{step}");
+}
+
+#[test]
+fn a_prepare_decontaminate_section_marks_the_domains_it_names_and_the_audit_counts_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let evals = write_math_eval_set(tmp.path());
+    let output = tmp.path().join("prepared");
+    let config = tmp.path().join("prepare.toml");
+    fs::write(
+        &config,
+        format!(
+            "output = {output:?}\n\
+             [[domain]]\nname = \"math\"\ninputs = [{math:?}]\n\
+             [[domain]]\nname = \"books\"\ninputs = [{books:?}]\n\
+             [decontaminate]\nagainst = [{evals:?}]\ncolumns = [\"question\"]\nmode = \"mark\"\ndomains = [\"math\"]\n\
+             [tokenizer]\npath = {tokenizer:?}\neos = \"<|endoftext|>\"\n",
+            math = fixtures().join("dumps/math.parquet"),
+            books = fixtures().join("dumps/books.parquet"),
+            tokenizer = fixtures().join("tokenizer.json"),
+        ),
+    )
+    .unwrap();
+    ok(midtrain(&["prepare", config.to_str().unwrap(), "-q"], 2));
+    let stats = |domain: &str| -> serde_json::Value {
+        serde_json::from_slice(&fs::read(output.join(domain).join("filtered/stats.json")).unwrap()).unwrap()
+    };
+    let math = stats("math");
+    let step = math["steps"].as_array().unwrap().iter().find(|s| s["step"] == "decontaminate").unwrap();
+    let marked = step["marked"]["contaminated_mathbench"].as_u64().unwrap();
+    assert!(marked >= 3, "the three items' documents at least: {step}");
+    assert_eq!(step["documents_in"], step["documents_out"], "marking keeps every document");
+    assert!(!stats("books")["steps"].as_array().unwrap().iter().any(|s| s["step"] == "decontaminate"));
+
+    let audit: serde_json::Value =
+        serde_json::from_str(&ok(midtrain(&["audit", output.join("math").to_str().unwrap(), "--json"], 2))).unwrap();
+    assert_eq!(audit["domains"][0]["marked"]["contaminated_mathbench"].as_u64(), Some(marked), "{audit}");
+    let text = ok(midtrain(&["audit", output.join("math").to_str().unwrap()], 2));
+    assert!(text.contains(&format!("marked contaminated: contaminated_mathbench {marked}")), "{text}");
 }
 
 #[test]

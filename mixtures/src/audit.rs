@@ -98,6 +98,9 @@ pub struct DomainAudit {
     pub language_score: Distribution,
     /// `step: reason` → documents removed while preparing this domain's datasets.
     pub removed: BTreeMap<String, u64>,
+    /// `contaminated_BENCHMARK` → draws of documents that decontamination in `mark` mode kept
+    /// with a `contamination` label (a document drawn twice counts twice, as everywhere here).
+    pub marked: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -143,14 +146,14 @@ fn scan_scores(path: &Path) -> Result<LazyFrame, AuditError> {
     let mut lf =
         LazyFrame::scan_parquet(PlRefPath::new(p.as_str()), ScanArgsParquet::default()).map_err(query_err(path))?;
     let schema = lf.collect_schema().map_err(query_err(path))?;
-    let score = |name: &str| {
-        if schema.contains(name) {
-            col(name).cast(DataType::Float64)
-        } else {
-            lit(NULL).cast(DataType::Float64).alias(name)
-        }
+    let column = |name: &str, dtype: DataType| {
+        if schema.contains(name) { col(name).cast(dtype) } else { lit(NULL).cast(dtype).alias(name) }
     };
-    Ok(lf.select([score("quality"), score("language_score")]))
+    Ok(lf.select([
+        column("quality", DataType::Float64),
+        column("language_score", DataType::Float64),
+        column("contamination", DataType::String),
+    ]))
 }
 
 fn f64_at(df: &DataFrame, name: &str, i: usize) -> Option<f64> {
@@ -231,11 +234,29 @@ fn aggregate(
         }
     }
     let quantile = |c: &str, q: f64, name: &str| col(c).quantile(lit(q), QuantileMethod::Nearest).alias(name);
+    let mut marked: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); names.len()];
     let scores = if frames.is_empty() {
         None
     } else {
-        let df = concat(frames, UnionArgs::default())
-            .map_err(query_err(dir))?
+        let drawn = concat(frames, UnionArgs::default()).map_err(query_err(dir))?;
+        let labels = drawn
+            .clone()
+            .filter(col("contamination").is_not_null())
+            .group_by([col("domain"), col("contamination")])
+            .agg([len().alias("draws")])
+            .collect()
+            .map_err(|source| AuditError::Aggregate { path: dir.to_path_buf(), source })?;
+        for r in 0..labels.height() {
+            let (Some(domain), Some(label), Some(n)) =
+                (f64_at(&labels, "domain", r), str_at(&labels, "contamination", r), f64_at(&labels, "draws", r))
+            else {
+                continue;
+            };
+            // "BENCHMARK: item ID" counts under the key of decontamination's stats.
+            let benchmark = label.split(':').next().unwrap_or_default();
+            *marked[domain as usize].entry(format!("contaminated_{benchmark}")).or_default() += n as u64;
+        }
+        let df = drawn
             .group_by([col("domain")])
             .agg([
                 col("quality").count().alias("quality_count"),
@@ -281,6 +302,7 @@ fn aggregate(
                 length_histogram: labels.iter().cloned().zip(c.histogram).collect(),
                 quality: dist("quality"),
                 language_score: dist("language"),
+                marked: std::mem::take(&mut marked[i]),
                 ..Default::default()
             },
         );

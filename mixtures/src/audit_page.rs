@@ -166,5 +166,16 @@ pub fn html(audit: &Audit) -> String {
         }
     }
     page.push_str("</table>");
+    if audit.domains.iter().any(|d| !d.marked.is_empty()) {
+        page.push_str(
+            "<h2>Marked contaminated, kept</h2><table><tr><th>domain</th><th>benchmark</th><th>draws</th></tr>",
+        );
+        for d in &audit.domains {
+            for (benchmark, n) in &d.marked {
+                let _ = write!(page, "<tr><td>{}</td><td>{}</td><td>{n}</td></tr>", escape(&d.name), escape(benchmark));
+            }
+        }
+        page.push_str("</table>");
+    }
     util::html::page(&format!("midtrain audit: {}", audit.name), &page)
 }

@@ -19,6 +19,11 @@
 //!
 //! [[domain.filters]]
 //! type = "gopher_quality"
+//!
+//! [decontaminate]                    # after each domain's filters, before dedup
+//! against = ["evals/gsm8k.jsonl"]    # see filter::decontaminate for every setting
+//! columns = ["question", "answer"]
+//! domains = ["math", "web"]          # default: every domain
 //! ```
 //!
 //! Relative paths are resolved against the config file's folder.
@@ -30,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::DatasetError;
 use crate::dedup::SettingsError;
 use crate::file_error::FileError;
+use crate::filter::decontaminate::DecontaminateConfig;
 use crate::filter::{FilterConfig, FilterError};
 use crate::read::{OnError, Predicate, PredicateError, ReadOptions};
 
@@ -82,12 +88,14 @@ pub enum ConfigProblem {
     ShardSize,
     #[error(transparent)]
     Dedup(SettingsError),
-    #[error("dedup.domains is empty: name the domains to deduplicate, or leave it out for all")]
-    DedupDomainsEmpty,
-    #[error("dedup: no domain named {0:?}")]
-    DedupUnknownDomain(String),
+    #[error("{section}.domains is empty: name the domains it covers, or leave it out for all")]
+    SectionDomainsEmpty { section: &'static str },
+    #[error("{section}.domains: no domain named {name:?}")]
+    SectionUnknownDomain { section: &'static str, name: String },
     #[error("dedup.keep_numbers_in: {0:?} is not a deduplicated domain")]
     KeepNumbersUnknownDomain(String),
+    #[error(transparent)]
+    Decontaminate(FilterError),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -100,12 +108,38 @@ pub struct PrepareConfig {
     pub on_error: OnError,
     #[serde(rename = "domain")]
     pub domains: Vec<DomainConfig>,
+    /// Benchmark decontamination of several domains, after each one's own filters.
+    #[serde(default)]
+    pub decontaminate: Option<DecontaminateSection>,
     /// Deduplication over the filtered documents of several domains at once.
     #[serde(default)]
     pub dedup: Option<crate::dedup::DedupSettings>,
     /// Tokenization into shards; without it prepare stops at filtered (and deduplicated) text.
     #[serde(default)]
     pub tokenizer: Option<PrepareTokenizerConfig>,
+}
+
+/// `[decontaminate]`: one set of evaluation items checked in several domains. Loading the config
+/// appends it to each of those domains' filters, so it runs, resumes and reports as their last
+/// filter step (`decontaminate` in `stats.json` and `removed.parquet`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "toml::Table")]
+pub struct DecontaminateSection {
+    /// The domains checked, in any order; default: all.
+    #[serde(default)]
+    pub domains: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub check: DecontaminateConfig,
+}
+
+/// By hand, because serde's `flatten` would let a misspelt setting through unnoticed.
+impl TryFrom<toml::Table> for DecontaminateSection {
+    type Error = toml::de::Error;
+
+    fn try_from(mut table: toml::Table) -> Result<Self, Self::Error> {
+        let domains = table.remove("domains").map(|v| v.try_into()).transpose()?;
+        Ok(Self { domains, check: toml::Value::Table(table).try_into()? })
+    }
 }
 
 /// `[tokenizer]`: how kept documents become token shards.
@@ -183,7 +217,18 @@ impl PrepareConfig {
         let base = util::fsutil::config_folder(path).map_err(FileError::at(path))?;
         config.resolve_paths(&base);
         config.validate().map_err(|problem| ConfigError::Invalid { path: path.to_path_buf(), problem })?;
+        config.append_decontamination();
         Ok(config)
+    }
+
+    /// `[decontaminate]` as the last filter of each domain it names.
+    fn append_decontamination(&mut self) {
+        let Some(section) = &self.decontaminate else { return };
+        for d in &mut self.domains {
+            if section.domains.as_ref().is_none_or(|names| names.contains(&d.name)) {
+                d.filters.push(FilterConfig::Decontaminate(section.check.clone()));
+            }
+        }
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -198,6 +243,11 @@ impl PrepareConfig {
             }
             for f in &mut d.filters {
                 f.resolve_paths(base);
+            }
+        }
+        if let Some(section) = &mut self.decontaminate {
+            for eval_set in &mut section.check.against {
+                *eval_set = resolve_against(base, eval_set);
             }
         }
     }
@@ -227,6 +277,10 @@ impl PrepareConfig {
                 f.check().map_err(|source| ConfigProblem::Filter { domain: d.name.clone(), source })?;
             }
         }
+        if let Some(section) = &self.decontaminate {
+            check_domain_list("decontaminate", &section.domains, &names)?;
+            section.check.check().map_err(ConfigProblem::Decontaminate)?;
+        }
         if let Some(t) = &self.tokenizer {
             crate::dataset::Formats::from_list(&t.formats).map_err(ConfigProblem::Formats)?;
             if t.shard_size_mb == 0 {
@@ -235,15 +289,7 @@ impl PrepareConfig {
         }
         if let Some(dedup) = &self.dedup {
             dedup.resolve().map_err(ConfigProblem::Dedup)?;
-            match &dedup.domains {
-                Some(list) if list.is_empty() => return Err(ConfigProblem::DedupDomainsEmpty),
-                Some(list) => {
-                    if let Some(unknown) = list.iter().find(|n| !names.contains(n)) {
-                        return Err(ConfigProblem::DedupUnknownDomain(unknown.clone()));
-                    }
-                }
-                None => {}
-            }
+            check_domain_list("dedup", &dedup.domains, &names)?;
             let deduplicated = dedup.domain_names(&self.domains);
             if let Some(unknown) = dedup.keep_numbers_in.iter().flatten().find(|n| !deduplicated.contains(&n.as_str()))
             {
@@ -251,6 +297,22 @@ impl PrepareConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// A section's `domains` list, when given, names at least one domain and only known ones.
+fn check_domain_list(
+    section: &'static str,
+    list: &Option<Vec<String>>,
+    known: &std::collections::HashSet<&String>,
+) -> Result<(), ConfigProblem> {
+    let Some(list) = list else { return Ok(()) };
+    if list.is_empty() {
+        return Err(ConfigProblem::SectionDomainsEmpty { section });
+    }
+    match list.iter().find(|n| !known.contains(n)) {
+        Some(name) => Err(ConfigProblem::SectionUnknownDomain { section, name: name.clone() }),
+        None => Ok(()),
     }
 }
 
@@ -307,5 +369,38 @@ mod tests {
         std::fs::write(&path, "output = \"o\"\n[[domain]]\nname = \"w\"\ninputs = [\"a\"]\ntext_col = \"t\"\n")
             .unwrap();
         assert!(PrepareConfig::load(&path).unwrap_err().to_string().contains("text_col"));
+    }
+
+    #[test]
+    fn a_decontaminate_section_becomes_the_last_filter_of_the_domains_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prepare.toml");
+        let base = "output = \"out\"\n[[domain]]\nname = \"web\"\ninputs = [\"w\"]\n[[domain.filters]]\ntype = \"gopher_quality\"\n[[domain]]\nname = \"math\"\ninputs = [\"m\"]\n";
+        let load = |section: &str| {
+            std::fs::write(&path, format!("{base}[decontaminate]\n{section}")).unwrap();
+            PrepareConfig::load(&path)
+        };
+        let c = load("against = [\"evals/gsm8k.jsonl\"]\nmode = \"mark\"\n").unwrap();
+        for d in &c.domains {
+            let Some(FilterConfig::Decontaminate(last)) = d.filters.last() else {
+                panic!("{}: {:?}", d.name, d.filters)
+            };
+            assert_eq!(last.against, [dir.path().join("evals/gsm8k.jsonl")]);
+            assert_eq!((last.mode, last.ngram), (crate::filter::decontaminate::Mode::Mark, 13));
+        }
+        assert_eq!(c.domains[0].filters.len(), 2, "after the domain's own filters");
+        let c = load("against = [\"e.jsonl\"]\ndomains = [\"math\"]\n").unwrap();
+        assert_eq!((c.domains[0].filters.len(), c.domains[1].filters.len()), (1, 1));
+        assert!(matches!(c.domains[1].filters[0], FilterConfig::Decontaminate(_)));
+        for (section, wanted) in [
+            ("against = [\"e.jsonl\"]\ndomains = [\"code\"]\n", "no domain named \"code\""),
+            ("against = [\"e.jsonl\"]\ndomains = []\n", "decontaminate.domains is empty"),
+            ("against = []\n", "against lists no evaluation set"),
+            ("against = [\"e.jsonl\"]\nn_gram = 8\n", "n_gram"),
+        ] {
+            let err = load(section).map(|_| ()).unwrap_err();
+            let text = format!("{err}: {}", std::error::Error::source(&err).map(|e| e.to_string()).unwrap_or_default());
+            assert!(text.contains(wanted), "{section}: {text}");
+        }
     }
 }

@@ -141,7 +141,7 @@ fn filter_file(
         let mut removed = std::mem::take(&mut batch.removed);
         for (doc, (outcome, bytes_in)) in batch.documents.iter().zip(&outcomes) {
             let reached = match outcome {
-                ChainOutcome::Kept => bytes_in.len(),
+                ChainOutcome::Kept { .. } => bytes_in.len(),
                 ChainOutcome::Dropped { step, .. } => step + 1,
             };
             for (s, &bytes) in bytes_in.iter().enumerate().take(reached) {
@@ -155,7 +155,12 @@ fn filter_file(
                 }
             }
             match outcome {
-                ChainOutcome::Kept => kept.push(doc),
+                ChainOutcome::Kept { marks } => {
+                    for (step, reason) in marks {
+                        *stats.steps[step + 2].marked.entry(reason_key(reason)).or_default() += 1;
+                    }
+                    kept.push(doc);
+                }
                 ChainOutcome::Dropped { step, reason } => {
                     *stats.steps[step + 2].removed.entry(reason_key(reason)).or_default() += 1;
                     removed.push(Removal::of(doc, names[step + 2].clone(), reason.to_string()));
@@ -169,9 +174,8 @@ fn filter_file(
     Ok(stats)
 }
 
-/// Read errors carry row-specific details; the histogram keys on their kind only.
 /// What stats count a removal under: its reason up to the first `:` (the rest names the row's
-/// details: a JSON error, a benchmark item).
+/// details: a JSON error, a benchmark item). Marks count the same way.
 fn reason_key(reason: &str) -> String {
     reason.split(':').next().unwrap_or(reason).to_string()
 }

@@ -228,7 +228,9 @@ impl<'a> Prepare<'a> {
         let config = self.config;
         let name = &domain.config.name;
         let out = config.output.join(name).join("filtered");
-        let settings = json!({ "domain": domain.config, "batch_size": config.batch_size, "on_error": config.on_error });
+        let mut settings =
+            json!({ "domain": domain.config, "batch_size": config.batch_size, "on_error": config.on_error });
+        crate::filter::add_file_checksums(&mut settings, &domain.config.filters).map_err(FilterError::from)?;
         Folder::stage(&out).claim(&RunIdentity::new("filter", &domain.inputs, settings), self.force)?;
         let options = domain.config.read_options(config.batch_size, config.on_error);
         let chain = domain.chain.as_ref().expect("built for a run that filters");
@@ -259,6 +261,25 @@ impl<'a> Prepare<'a> {
             Outcome::Done(job) => job,
             Outcome::Waiting(on) => return report(Outcome::Waiting(on)),
         };
+        let keeping: Vec<&str> = domains
+            .iter()
+            .filter(|d| {
+                section.near_normalization(&job.config, d) == Some(crate::dedup::Normalization::FinewebKeepNumbers)
+            })
+            .map(String::as_str)
+            .collect();
+        if !keeping.is_empty()
+            && job
+                .config
+                .near
+                .as_ref()
+                .is_some_and(|n| n.normalization != crate::dedup::Normalization::FinewebKeepNumbers)
+        {
+            observer.note(&format!(
+                "near-dedup keeps the numbers of {} (numbers tell their documents apart)",
+                keeping.join(", ")
+            ));
+        }
         let progress = |p| observer.progress("dedup", p);
         if self.stage.runs(Stage::DedupSignatures) {
             for slice in &self.slices {
@@ -301,7 +322,8 @@ impl<'a> Prepare<'a> {
                 near_normalization.extend(section.near_normalization(&resolved, &domain.name));
             }
         }
-        let identity = RunIdentity::new("dedup", &inputs, json!({ "dedup": section, "tasks": self.tasks }));
+        let settings = json!({ "dedup": section, "tasks": self.tasks, "near_normalization": near_normalization });
+        let identity = RunIdentity::new("dedup", &inputs, settings);
         let restart = self.force && self.stage.runs(Stage::DedupSignatures);
         if restart {
             for (dir, _) in &parts {

@@ -14,6 +14,9 @@ pub struct StepStats {
     pub bytes_out: u64,
     /// reason → documents removed for it
     pub removed: BTreeMap<String, u64>,
+    /// reason → documents kept but flagged for it (decontamination in `mark` mode)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub marked: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -60,6 +63,9 @@ impl StageStats {
             mine.bytes_out += s.bytes_out;
             for (reason, n) in &s.removed {
                 *mine.removed.entry(reason.clone()).or_default() += n;
+            }
+            for (reason, n) in &s.marked {
+                *mine.marked.entry(reason.clone()).or_default() += n;
             }
         }
     }

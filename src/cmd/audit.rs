@@ -84,6 +84,10 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
                 let top: Vec<String> = top.iter().take(4).map(|(r, n)| format!("{r} {n}")).collect();
                 outln!("{}: {removed} removed while preparing ({})", d.name, top.join(", "));
             }
+            if !d.marked.is_empty() {
+                let marked: Vec<String> = d.marked.iter().map(|(r, n)| format!("{r} {n}")).collect();
+                outln!("{}: draws of documents marked contaminated: {}", d.name, marked.join(", "));
+            }
         }
         for f in &audit.flags {
             outln!("FLAG {f}");

@@ -26,8 +26,8 @@ use super::filter::FilterStage;
 
 Writes OUT/kept/part-*.parquet, OUT/removed/part-*.parquet (reason `contaminated_BENCHMARK: item
 ID: \"matched words\"`) and OUT/stats.json (removals per benchmark). The benchmark is the eval
-file's name up to its first dot. In a prepare config: a `type = \"decontaminate\"` entry last in a
-domain's filters, with the same settings.")]
+file's name up to its first dot. In a prepare config: a [decontaminate] section with the same
+settings and `domains = [...]` (default all) runs after each domain's filters, before dedup.")]
 pub struct DecontaminateArgs {
     /// Input files or glob patterns (.parquet, .jsonl, .jsonl.gz, .jsonl.zst).
     #[arg(required = true)]

@@ -90,7 +90,9 @@ impl FilterStage {
         let chain = FilterChain::new(self.configs.iter().map(FilterConfig::build).collect::<Result<_, _>>()?);
         let split = (self.slice.tasks > 1).then_some(self.slice.task);
         let _lock = util::fsutil::FolderLock::for_run(&self.out, split, self.slice.tasks)?;
-        Folder::stage(&self.out).claim(&RunIdentity::new(self.name, &self.inputs, self.settings), run.force)?;
+        let mut settings = self.settings;
+        pipeline::filter::add_file_checksums(&mut settings, &self.configs)?;
+        Folder::stage(&self.out).claim(&RunIdentity::new(self.name, &self.inputs, settings), run.force)?;
         let progress = TextProgress::new(self.name, quiet);
         let stats = run_filter_stage(&self.inputs, &self.options, &chain, &self.out, self.slice, &|p| {
             crate::failpoint::after_batch();

@@ -70,7 +70,9 @@ pub struct DedupSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "cli", arg(long, value_enum))]
     pub numbers: Option<Numbers>,
-    /// Domains whose numbers are kept whatever `numbers` says (prepare only), e.g. math and code.
+    /// Domains whose numbers are kept whatever `numbers` says (prepare only). Default, when
+    /// neither this nor `numbers` is set under the default preset: the domains named `math` or
+    /// `code` (or starting with `math_`, `code-`, ...), where numbers tell documents apart.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "cli", arg(skip))]
     pub keep_numbers_in: Option<Vec<String>>,
@@ -159,7 +161,11 @@ impl DedupSettings {
     /// The near-dedup normalisation of a domain's documents.
     pub fn near_normalization(&self, config: &DedupConfig, domain: &str) -> Option<Normalization> {
         let near = config.near.as_ref()?;
-        let keep = self.keep_numbers_in.as_ref().is_some_and(|list| list.iter().any(|d| d == domain));
+        let keep = match &self.keep_numbers_in {
+            Some(list) => list.iter().any(|d| d == domain),
+            // FineWeb's preset maps every number to 0, as datatrove does.
+            None => self.numbers.is_none() && self.preset == Preset::Default && is_math_or_code(domain),
+        };
         Some(if keep { Normalization::FinewebKeepNumbers } else { near.normalization })
     }
 
@@ -170,6 +176,13 @@ impl DedupSettings {
             .filter(|n| self.domains.as_ref().is_none_or(|list| list.iter().any(|x| x == n)))
             .collect()
     }
+}
+
+/// A domain named `math` or `code`, alone or as the first word of its name (`math_web`,
+/// `code-python`).
+fn is_math_or_code(domain: &str) -> bool {
+    let first = domain.split(['_', '-', '.', '/']).next().unwrap_or_default();
+    first.eq_ignore_ascii_case("math") || first.eq_ignore_ascii_case("code")
 }
 
 #[cfg(test)]
@@ -200,6 +213,20 @@ mod tests {
         let c = zero.resolve().unwrap();
         assert_eq!(zero.near_normalization(&c, "web"), Some(Normalization::Fineweb));
         assert_eq!(zero.near_normalization(&c, "math"), Some(Normalization::FinewebKeepNumbers));
+        // By default math and code keep their numbers, unless the config says otherwise.
+        let default = DedupSettings::default();
+        let c = default.resolve().unwrap();
+        for (domain, keeps) in
+            [("math", true), ("code-python", true), ("Math_web", true), ("web", false), ("mathematica", false)]
+        {
+            let wanted = if keeps { Normalization::FinewebKeepNumbers } else { Normalization::Fineweb };
+            assert_eq!(default.near_normalization(&c, domain), Some(wanted), "{domain}");
+        }
+        for said in ["keep_numbers_in = []", "numbers = \"zero\"", "preset = \"fineweb\""] {
+            let s: DedupSettings = toml::from_str(said).unwrap();
+            let c = s.resolve().unwrap();
+            assert_eq!(s.near_normalization(&c, "math"), Some(Normalization::Fineweb), "{said}");
+        }
         let rows: DedupSettings = toml::from_str("rows = 9").unwrap();
         assert!(matches!(rows.resolve(), Err(SettingsError::MinHash(_))));
     }

@@ -84,6 +84,17 @@ impl FilterConfig {
         }
     }
 
+    /// The files this filter reads (a model, a list, evaluation sets).
+    pub fn files(&self) -> Vec<&Path> {
+        match self {
+            Self::Language(c) => vec![c.model.as_path()],
+            Self::Quality(c) => vec![c.model.as_path()],
+            Self::UrlBlocklist(c) => vec![c.file.as_path()],
+            Self::Decontaminate(c) => c.against.iter().map(PathBuf::as_path).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Settings that no document could satisfy, or that are out of their range.
     pub fn check(&self) -> Result<(), FilterError> {
         let bad = |m: String| Err(FilterError::Config(m));
@@ -128,6 +139,24 @@ impl FilterConfig {
             Self::Quality(c) => Box::new(QualityFilter::new(c)?),
         })
     }
+}
+
+/// Add `file_checksums` (path → checksum of each file the filters read) to a run's identity
+/// `settings`, so that a rerun after a model, list or evaluation set changed in place is a
+/// different run, not a resume. Filters that read no file leave the identity as it was.
+pub fn add_file_checksums(
+    settings: &mut serde_json::Value,
+    configs: &[FilterConfig],
+) -> Result<(), crate::file_error::FileError> {
+    let mut sums = serde_json::Map::new();
+    for path in configs.iter().flat_map(FilterConfig::files) {
+        let sum = util::fsutil::file_checksum(path).map_err(crate::file_error::FileError::at(path))?;
+        sums.insert(path.to_string_lossy().into_owned(), sum.into());
+    }
+    if !sums.is_empty() {
+        settings["file_checksums"] = sums.into();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -398,7 +398,7 @@ impl Filter for DecontaminateFilter {
             Mode::Remove => Verdict::drop(format!("contaminated_{benchmark}: item {}: \"{span}\"", item.id)),
             Mode::Mark => {
                 doc.set_label("contamination", format!("{benchmark}: item {}", item.id));
-                Verdict::Keep
+                Verdict::Mark(format!("contaminated_{benchmark}: item {}", item.id).into())
             }
         }
     }
@@ -497,7 +497,7 @@ mod tests {
     fn mark_mode_keeps_and_labels() {
         let (_dir, f) = filter(&[("q1", LONG, "72")], |c| c.mode = Mode::Mark);
         let mut doc = Document::new("d".into(), LONG.into(), Arc::from("x"), 0);
-        assert_eq!(f.apply(&mut doc), Verdict::Keep);
+        assert_eq!(f.apply(&mut doc), Verdict::Mark("contaminated_gsm8k: item q1".into()));
         assert_eq!(doc.label("contamination"), Some("gsm8k: item q1"));
         assert_eq!(f.outputs(), vec![OutputColumn::Label("contamination")]);
     }

@@ -20,13 +20,16 @@ pub mod url_blocklist;
 use std::borrow::Cow;
 
 use crate::document::Document;
-pub use config::{FilterConfig, FilterError};
+pub use config::{FilterConfig, FilterError, add_file_checksums};
 
 /// What a filter decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Keep,
     Drop(Cow<'static, str>),
+    /// Kept, and counted in the step's `marked` stats under this reason (the filter labels the
+    /// document itself).
+    Mark(Cow<'static, str>),
 }
 
 impl Verdict {
@@ -58,12 +61,10 @@ pub struct FilterChain {
 /// The outcome of a document through the chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChainOutcome {
-    Kept,
+    /// Kept; `marks` holds the steps that flagged it, with their reasons.
+    Kept { marks: Vec<(usize, Cow<'static, str>)> },
     /// Dropped by the filter at `step` (index into the chain) for `reason`.
-    Dropped {
-        step: usize,
-        reason: Cow<'static, str>,
-    },
+    Dropped { step: usize, reason: Cow<'static, str> },
 }
 
 impl FilterChain {
@@ -93,12 +94,15 @@ impl FilterChain {
     /// Run the chain; `bytes_in[i]` receives the text length entering step `i` (for stats).
     pub fn apply(&self, doc: &mut Document, bytes_in: &mut Vec<u64>) -> ChainOutcome {
         bytes_in.clear();
+        let mut marks = Vec::new();
         for (step, filter) in self.filters.iter().enumerate() {
             bytes_in.push(doc.text.len() as u64);
-            if let Verdict::Drop(reason) = filter.apply(doc) {
-                return ChainOutcome::Dropped { step, reason };
+            match filter.apply(doc) {
+                Verdict::Keep => {}
+                Verdict::Drop(reason) => return ChainOutcome::Dropped { step, reason },
+                Verdict::Mark(reason) => marks.push((step, reason)),
             }
         }
-        ChainOutcome::Kept
+        ChainOutcome::Kept { marks }
     }
 }
