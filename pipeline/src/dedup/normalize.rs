@@ -78,6 +78,61 @@ fn simplify(text: &str, numbers_to_zero: bool) -> String {
     python::strip(&stripped).to_string()
 }
 
+/// The words of `normalize(text, FinewebKeepNumbers)` joined by single spaces, in one pass over
+/// the characters: lowercase, then punctuation and whitespace end a word, then NFD without
+/// non-spacing marks, character by character. Decontamination needs only the words, and
+/// lowercasing and decomposing whole texts was most of its time. The words are the same as the
+/// normalised text's, except where NFD's canonical reordering would swap two combining marks that
+/// are not non-spacing ones (a few musical symbols). A text with a capital sigma, whose lowercase
+/// depends on its neighbours, takes the whole-text path.
+pub fn words_keeping_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    if text.contains('Σ') {
+        let normalised = normalize(text, Normalization::FinewebKeepNumbers);
+        for word in normalised.split(' ').filter(|w| !w.is_empty()) {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(word);
+        }
+        return out;
+    }
+    // Whether a word ended since the last character written.
+    let mut gap = false;
+    let emit = |c: char, gap: &mut bool, out: &mut String| {
+        if *gap && !out.is_empty() {
+            out.push(' ');
+        }
+        *gap = false;
+        out.push(c);
+    };
+    for c in text.chars() {
+        if c.is_ascii() {
+            let c = c.to_ascii_lowercase();
+            if is_punctuation_string(c) || python::is_space(c) {
+                gap = true;
+            } else {
+                emit(c, &mut gap, &mut out);
+            }
+            continue;
+        }
+        for lower in c.to_lowercase() {
+            if is_punctuation_string(lower) || python::is_space(lower) {
+                gap = true;
+            } else if lower.is_ascii() {
+                emit(lower, &mut gap, &mut out);
+            } else {
+                unicode_normalization::char::decompose_canonical(lower, |d| {
+                    if get_general_category(d) != GeneralCategory::NonspacingMark {
+                        emit(d, &mut gap, &mut out);
+                    }
+                });
+            }
+        }
+    }
+    out
+}
+
 /// [`simplify`] for ASCII text in one pass over the bytes (most web text is ASCII): the same
 /// output, at several times the speed.
 fn simplify_ascii(bytes: &[u8], numbers_to_zero: bool) -> String {
@@ -141,6 +196,24 @@ mod tests {
             for zero in [true, false] {
                 assert_eq!(simplify_ascii(text.as_bytes(), zero), simplify_general(&text, zero), "{text:?} {zero}");
             }
+        }
+    }
+
+    #[test]
+    fn words_in_one_pass_are_the_normalised_texts_words() {
+        let alphabet: Vec<char> =
+            "aZ09.,;:!?-_ ()$+/'\"\t\n\u{a0}\u{2000}\u{3000}éÉñÑüß\u{301}\u{308}İIıΣσςΑάΆ—–“”‘’…·ﬁ漢字٣٤ÅÅẞǅ\u{1c}"
+                .chars()
+                .collect();
+        let mut state = 11u64;
+        for _ in 0..20_000 {
+            let len = (util::rng::splitmix64(&mut state) % 24) as usize;
+            let text: String = (0..len)
+                .map(|_| alphabet[(util::rng::splitmix64(&mut state) % alphabet.len() as u64) as usize])
+                .collect();
+            let normalised = normalize(&text, Normalization::FinewebKeepNumbers);
+            let wanted: Vec<&str> = normalised.split(' ').filter(|w| !w.is_empty()).collect();
+            assert_eq!(words_keeping_numbers(&text), wanted.join(" "), "{text:?}");
         }
     }
 

@@ -25,8 +25,7 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{Filter, FilterError, Verdict};
-use crate::dedup::Normalization;
-use crate::dedup::normalize::normalize;
+use crate::dedup::normalize::words_keeping_numbers;
 use crate::document::{Document, OutputColumn};
 use crate::file_error::FileError;
 
@@ -160,11 +159,6 @@ impl Hasher for Prehashed {
 }
 
 type PrehashedMap<V> = HashMap<u64, V, BuildHasherDefault<Prehashed>>;
-
-/// Text after FineWeb's normalisation with numbers kept: single spaces between words.
-fn normalised(text: &str) -> String {
-    normalize(text, Normalization::FinewebKeepNumbers).into_owned()
-}
 
 fn words(normalised: &str) -> Vec<&str> {
     normalised.split(' ').filter(|w| !w.is_empty()).collect()
@@ -318,13 +312,13 @@ impl DecontaminateFilter {
     }
 
     fn add(&mut self, benchmark: usize, id: String, text: &str, answer: Option<&str>) {
-        let text = normalised(text);
+        let text = words_keeping_numbers(text);
         let words = words(&text);
         if words.len() < self.config.min_item_words {
             return;
         }
         let index = self.items.len() as u32;
-        let answer = answer.map(|a| format!(" {} ", normalised(a))).filter(|a| !a.trim().is_empty());
+        let answer = answer.map(|a| format!(" {} ", words_keeping_numbers(a))).filter(|a| !a.trim().is_empty());
         self.items.push(Item { benchmark, id, answer });
         let hashes = hash_words(&words);
         if words.len() < self.config.ngram {
@@ -347,7 +341,7 @@ impl DecontaminateFilter {
 
     /// The first item the document holds (in word order), and the words that matched.
     fn find(&self, text: &str) -> Option<(&Item, String)> {
-        let text = normalised(text);
+        let text = words_keeping_numbers(text);
         let words = words(&text);
         let hashes = hash_words(&words);
         let padded = std::cell::OnceCell::new();
