@@ -127,8 +127,15 @@ fn stages_as_separate_tasks_give_the_same_datasets_and_slurm_chains_them() {
             }
             ok(midtrain(&args, &[]));
         }
+        if matches!(stage, "filter" | "dedup-apply" | "tokenize") {
+            ok(midtrain(&["prepare", c, "--stage", stage, "--tasks", "2", "--finalize"], &[]));
+        }
     }
     let script = ok(midtrain(&["prepare", c, "--emit-slurm", "8"], &[]));
+    let cut = ok(midtrain(
+        &["prepare", c, "--emit-slurm", "2500", "--slurm-max-array-size", "1001", "--slurm-throttle", "50"],
+        &[],
+    ));
     fs::remove_file(&cw).unwrap();
     fs::remove_file(&cs).unwrap();
     for domain in ["web", "code", "math", "books", "instruct"] {
@@ -150,13 +157,22 @@ fn stages_as_separate_tasks_give_the_same_datasets_and_slurm_chains_them() {
         };
         assert_eq!(shards(&whole), shards(&split), "{domain}");
     }
-    assert!(script.contains("--array=0-7") && script.matches("sbatch").count() == 6, "{script}");
-    assert!(script.contains("--dependency=afterok:$dep") && script.contains("--stage dedup-clusters"));
-    let check = Command::new("bash").arg("-n").stdin(std::process::Stdio::piped()).arg("/dev/stdin").spawn();
-    if let Ok(mut child) = check {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-        assert!(child.wait().unwrap().success(), "the script parses");
+    // Six stages, three of them arrays followed by a finalize job, then verify: ten jobs.
+    assert_eq!(script.matches("$(submit ").count(), 10, "{script}");
+    assert!(!script.contains("dedup-signatures --finalize"), "no summary to write there");
+    assert!(script.contains("0-7)") && script.contains("--dependency=afterok:$dep"), "{script}");
+    assert!(script.contains("--stage dedup-clusters -q") && script.contains("--stage tokenize --finalize -q"));
+    assert!(script.contains("--cpus-per-task=2 --mem=4G") && script.contains("--open-mode=append"), "{script}");
+    assert!(script.contains(" verify "), "a last job verifies the datasets");
+    // 2,500 tasks under MaxArraySize 1001: arrays 0-999, 0-999, 0-499 with offsets, throttled.
+    assert!(cut.contains("0-999%50)") && cut.contains("0-499%50)") && cut.contains("$((2000 + SLURM_ARRAY_TASK_ID))"));
+    for text in [&script, &cut] {
+        let check = Command::new("bash").arg("-n").stdin(std::process::Stdio::piped()).arg("/dev/stdin").spawn();
+        if let Ok(mut child) = check {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            assert!(child.wait().unwrap().success(), "the script parses");
+        }
     }
 }
 
@@ -288,4 +304,84 @@ fn special_token_strings_in_documents_are_counted_and_never_become_an_eos_unless
     assert!(!out.status.success());
     assert!(err.contains("row index 0") && err.contains("<|endoftext|>") && err.contains("pages.parquet"), "{err}");
     assert!(!refuse.join("manifest.json").exists());
+}
+
+/// A prepare config over `inputs` (six parquet parts of the fixture web dump) with dedup and a
+/// tokenizer, writing to `output`.
+fn split_web_config(dir: &Path, inputs: &Path, output: &Path) -> PathBuf {
+    let path = dir.join(format!("{}.toml", output.file_name().unwrap().to_string_lossy()));
+    let text = format!(
+        "output = {output:?}\nbatch_size = 16\n[[domain]]\nname = \"web\"\ninputs = [{glob:?}]\n\
+         [[domain.filters]]\ntype = \"length\"\nmin_words = 5\n[dedup]\n\
+         [tokenizer]\npath = {tokenizer:?}\neos = \"<|endoftext|>\"\n",
+        glob = inputs.join("*.parquet"),
+        tokenizer = root().join("fixtures/tokenizer.json"),
+    );
+    fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn array_tasks_started_at_the_same_moment_finish_every_stage_in_one_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = tmp.path().join("in");
+    fs::create_dir_all(&inputs).unwrap();
+    let texts = column(&root().join("fixtures/dumps/web.parquet"), "text");
+    for (i, chunk) in texts.chunks(texts.len().div_ceil(6)).enumerate() {
+        write_texts(&inputs.join(format!("web-{i}.parquet")), chunk);
+    }
+    let whole = tmp.path().join("whole");
+    ok(midtrain(&["prepare", split_web_config(tmp.path(), &inputs, &whole).to_str().unwrap()], &[]));
+    // What a dataset's bytes are: everything but the json files that record the output path.
+    let outputs = |out: &Path| -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = all_files(&out.join("web"));
+        files.retain(|p, _| p.components().count() == 1 && !p.to_string_lossy().ends_with(".json"));
+        files
+    };
+    let reference = outputs(&whole);
+    assert!(reference.keys().any(|p| p.to_string_lossy().ends_with(".bin")), "{:?}", reference.keys());
+
+    let binary = env!("CARGO_BIN_EXE_midtrain");
+    for trial in 0..4 {
+        let out = tmp.path().join(format!("trial{trial}"));
+        let config = split_web_config(tmp.path(), &inputs, &out);
+        let c = config.to_str().unwrap();
+        for stage in ["filter", "dedup-signatures", "dedup-pairs", "dedup-clusters", "dedup-apply", "tokenize"] {
+            let split = !matches!(stage, "dedup-pairs" | "dedup-clusters");
+            // Every task of the array at once, as Slurm starts them.
+            let children: Vec<_> = (0..if split { 3 } else { 1 })
+                .map(|task| {
+                    let mut cmd = Command::new(binary);
+                    cmd.args(["prepare", c, "--stage", stage, "--tasks", "3", "-q"]);
+                    if split {
+                        cmd.args(["--task", &task.to_string()]);
+                    }
+                    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+                })
+                .collect();
+            for child in children {
+                let done = child.wait_with_output().unwrap();
+                assert!(done.status.success(), "trial {trial}, {stage}: {}", String::from_utf8_lossy(&done.stderr));
+            }
+            if matches!(stage, "filter" | "dedup-apply" | "tokenize") {
+                ok(midtrain(&["prepare", c, "--stage", stage, "--tasks", "3", "--finalize"], &[]));
+            }
+        }
+        assert_eq!(outputs(&out), reference, "trial {trial}: the same bytes as one process");
+    }
+
+    // A finalize before every task is done names the missing parts and fails; a later stage
+    // that finds its input unfinished exits non-zero too.
+    let early = tmp.path().join("early");
+    let c = split_web_config(tmp.path(), &inputs, &early);
+    let c = c.to_str().unwrap();
+    ok(midtrain(&["prepare", c, "--stage", "filter", "--tasks", "3", "--task", "1"], &[]));
+    let finalize = midtrain(&["prepare", c, "--stage", "filter", "--tasks", "3", "--finalize"], &[]);
+    let stderr = String::from_utf8_lossy(&finalize.stderr);
+    assert!(
+        !finalize.status.success() && stderr.contains("part-00000, part-00002, part-00003, part-00005"),
+        "{stderr}"
+    );
+    let tokenize = midtrain(&["prepare", c, "--stage", "tokenize", "--tasks", "3", "--task", "0"], &[]);
+    assert_eq!(tokenize.status.code(), Some(3), "{}", String::from_utf8_lossy(&tokenize.stderr));
 }

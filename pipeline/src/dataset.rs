@@ -25,7 +25,7 @@ use crate::document::{Document, OutputColumn};
 use crate::file_error::FileError;
 use crate::output::RemovedWriter;
 use crate::read::{self, ReadError, ReadOptions};
-use crate::run_folder::{Folder, Progress, RunFolderError, TaskSlice, part_name};
+use crate::run_folder::{Folder, Parts, Progress, RunFolderError, TaskSlice, part_name};
 use crate::tokenize::{DocumentEncoding, TextTokenizer, TokenizeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -454,8 +454,8 @@ pub fn claim_dataset_folder(
     Ok(None)
 }
 
-/// Tokenize the inputs `slice` owns into shards, resuming finished parts. Returns one
-/// [`PartDone`] per input once every part of every task is finished, `None` before.
+/// Tokenize the inputs `slice` owns into shards, skipping finished parts; each part's marker
+/// (`parts/NNNNN.json`) is written after its shards.
 pub fn tokenize_inputs(
     inputs: &[PathBuf],
     tokenizer: &TextTokenizer,
@@ -463,29 +463,37 @@ pub fn tokenize_inputs(
     out: &Path,
     slice: TaskSlice,
     progress: &(dyn Fn(Progress) + Sync),
-) -> Result<Option<Vec<PartDone>>, DatasetError> {
+) -> Result<(), DatasetError> {
     std::fs::create_dir_all(out.join("parts")).map_err(io_err(out))?;
-    let mut parts = Vec::new();
     let mut seen = Progress::default();
-    let mut complete = true;
-    for (i, input) in inputs.iter().enumerate() {
+    for (i, input) in inputs.iter().enumerate().filter(|(i, _)| slice.owns(*i)) {
         let marker = part_marker(out, i);
-        let part: PartDone = match std::fs::read(&marker).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
-            Some(done) => done,
-            None if !slice.owns(i) => {
-                complete = false;
-                continue;
-            }
-            None => {
-                let done = tokenize_part(input, i, tokenizer, options, out, &mut seen, progress)?;
-                let bytes = serde_json::to_vec_pretty(&done).expect("serialisable");
-                write_atomic(&marker, &bytes).map_err(io_err(&marker))?;
-                done
-            }
-        };
-        parts.push(part);
+        if read_marker(&marker).is_some() {
+            continue;
+        }
+        let done = tokenize_part(input, i, tokenizer, options, out, &mut seen, progress)?;
+        let bytes = serde_json::to_vec_pretty(&done).expect("serialisable");
+        write_atomic(&marker, &bytes).map_err(io_err(&marker))?;
     }
-    Ok(complete.then_some(parts))
+    Ok(())
+}
+
+/// One [`PartDone`] per input once every part's marker exists, else the missing markers.
+pub fn finished_parts(inputs: usize, out: &Path) -> Parts<Vec<PartDone>> {
+    let mut parts = Vec::new();
+    let mut missing = Vec::new();
+    for i in 0..inputs {
+        let marker = part_marker(out, i);
+        match read_marker(&marker) {
+            Some(done) => parts.push(done),
+            None => missing.push(marker.display().to_string()),
+        }
+    }
+    if missing.is_empty() { Parts::Complete(parts) } else { Parts::Missing(missing) }
+}
+
+fn read_marker(path: &Path) -> Option<PartDone> {
+    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 /// The tokenize stage's figures for `stats.json`.

@@ -24,7 +24,7 @@ use crate::file_error::FileError;
 use crate::filter::{ChainOutcome, FilterChain};
 use crate::output::PartWriter;
 use crate::read::{self, ReadError, ReadOptions};
-use crate::run_folder::{Progress, RunFolderError, TaskSlice, part_name};
+use crate::run_folder::{Parts, Progress, RunFolderError, TaskSlice, part_name};
 use crate::stats::StageStats;
 use util::fsutil::write_atomic;
 
@@ -42,9 +42,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
     move |e| FileError::at(path)(e).into()
 }
 
-/// Run the filter stage over the inputs `slice` owns, into `out` (claimed beforehand with
-/// [`Folder::stage`](crate::run_folder::Folder::stage)). Returns the summed stats, written to `stats.json`, once every
-/// part of every task is finished; `None` while other tasks' parts are missing.
+/// Filter the inputs `slice` owns into `out` (claimed beforehand with
+/// [`Folder::stage`](crate::run_folder::Folder::stage)), skipping parts already finished. Each
+/// part's `stats/part-NNNNN.json` is its done-marker, written after its outputs.
 pub fn run_filter_stage(
     inputs: &[PathBuf],
     read_options: &ReadOptions,
@@ -52,34 +52,46 @@ pub fn run_filter_stage(
     out: &Path,
     slice: TaskSlice,
     progress: &(dyn Fn(Progress) + Sync),
-) -> Result<Option<StageStats>, StageError> {
-    let mut total = StageStats::with_steps(step_names(chain));
+) -> Result<(), StageError> {
     let mut seen = Progress::default();
-    let mut complete = true;
-    for (i, input) in inputs.iter().enumerate() {
-        let stats_path = out.join("stats").join(format!("{}.json", part_name(i)));
-        let part = match std::fs::read(&stats_path).ok().and_then(|b| serde_json::from_slice::<StageStats>(&b).ok()) {
-            Some(done) => done,
-            None if slice.owns(i) => {
-                let part = filter_file(input, i, read_options, chain, out, &mut seen, progress)?;
-                let bytes = serde_json::to_vec_pretty(&part).expect("serialisable");
-                write_atomic(&stats_path, &bytes).map_err(io(&stats_path))?;
-                part
-            }
-            None => {
-                complete = false;
-                continue;
-            }
-        };
-        total.merge(&part);
+    for (i, input) in inputs.iter().enumerate().filter(|(i, _)| slice.owns(*i)) {
+        let stats_path = part_stats_path(out, i);
+        if read_part(&stats_path).is_some() {
+            continue;
+        }
+        let part = filter_file(input, i, read_options, chain, out, &mut seen, progress)?;
+        let bytes = serde_json::to_vec_pretty(&part).expect("serialisable");
+        write_atomic(&stats_path, &bytes).map_err(io(&stats_path))?;
     }
-    if !complete {
-        return Ok(None);
+    Ok(())
+}
+
+/// The stage's summary: once every one of the `inputs` parts has its done-marker, their stats
+/// summed into `stats.json` (which marks the stage finished); else the parts still missing.
+pub fn finish_filter_stage(inputs: usize, chain: &FilterChain, out: &Path) -> Result<Parts<StageStats>, StageError> {
+    let mut total = StageStats::with_steps(step_names(chain));
+    let mut missing = Vec::new();
+    for i in 0..inputs {
+        match read_part(&part_stats_path(out, i)) {
+            Some(part) => total.merge(&part),
+            None => missing.push(part_name(i)),
+        }
+    }
+    if !missing.is_empty() {
+        return Ok(Parts::Missing(missing));
     }
     let stats_path = out.join("stats.json");
     let bytes = serde_json::to_vec_pretty(&total).expect("serialisable");
     write_atomic(&stats_path, &bytes).map_err(io(&stats_path))?;
-    Ok(Some(total))
+    Ok(Parts::Complete(total))
+}
+
+fn part_stats_path(out: &Path, index: usize) -> PathBuf {
+    out.join("stats").join(format!("{}.json", part_name(index)))
+}
+
+fn read_part(path: &Path) -> Option<StageStats> {
+    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 fn step_names(chain: &FilterChain) -> Vec<String> {

@@ -23,7 +23,7 @@ mod verify;
 
 pub use document::{Document, KNOWN_COLUMNS, Removal};
 pub use file_error::{FileError, FileFault};
-pub use filter_stage::{StageError, run_filter_stage};
+pub use filter_stage::{StageError, finish_filter_stage, run_filter_stage};
 pub use quality_train::{QualitySettings, QualityTrainError, QualityTrainOptions, train_quality_classifier};
 pub use stats::StageStats;
 pub use tokenize::{EosSpec, SpecialTokensInText, TextTokenizer, TokenizeError};

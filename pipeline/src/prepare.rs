@@ -19,9 +19,9 @@ use crate::dataset::{self, DatasetError, DatasetOptions, Formats};
 use crate::dedup::{self, DedupError, DedupJob, DedupSettings, DedupStats, SettingsError};
 use crate::file_error::FileError;
 use crate::filter::{FilterChain, FilterConfig, FilterError};
-use crate::filter_stage::{StageError, run_filter_stage};
+use crate::filter_stage::{StageError, finish_filter_stage, run_filter_stage};
 use crate::read::{self, ReadError, ReadOptions};
-use crate::run_folder::{Folder, Progress, RunFolderError, RunIdentity, TaskSlice, part_name};
+use crate::run_folder::{Folder, Parts, Progress, RunFolderError, RunIdentity, TaskSlice, part_name};
 use crate::stats::StageStats;
 use crate::tokenize::{EosSpec, TextTokenizer, TokenizeError};
 
@@ -51,6 +51,13 @@ pub enum PrepareError {
         #[source]
         source: Box<PrepareError>,
     },
+    #[error(
+        "{dir}: not finished: {} of its parts have no done-marker ({}); run their tasks (the same stage with \
+         --task I), then finalize again",
+        parts.len(),
+        parts.join(", ")
+    )]
+    PartsMissing { dir: PathBuf, parts: Vec<String> },
     #[error("{0}")]
     Settings(String),
     /// The observer could not report (stdout closed, say).
@@ -90,6 +97,18 @@ impl Stage {
     }
 }
 
+/// What of a stage this machine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Every task's files, then the stage's summary.
+    All,
+    /// One task's files only (an array task); the summary is the finalize step's.
+    Task(usize),
+    /// Only the summary (`stats.json`, `manifest.json`, ...), once every task's done-markers
+    /// exist; an error naming the missing parts otherwise.
+    Finalize,
+}
+
 /// A step's result: finished, or not yet.
 #[derive(Debug)]
 pub enum Outcome<T> {
@@ -100,7 +119,7 @@ pub enum Outcome<T> {
 /// What a step that is not finished waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Waiting {
-    /// This task's files are done; whichever task of the stage finishes last writes its summary.
+    /// This task's files are done; the finalize step writes the stage's summary.
     OtherTasks,
     /// `domain`'s `stage` is not finished (every task of it must be).
     Stage { stage: &'static str, domain: String },
@@ -145,8 +164,10 @@ pub trait Observer: Sync {
 pub struct Prepare<'a> {
     config: &'a PrepareConfig,
     stage: Stage,
-    /// The slices this machine runs (one with `--task`, else every task in turn).
+    /// The slices this machine runs (one with `--task`, none to finalize, else every task in turn).
     slices: Vec<TaskSlice>,
+    /// Whether this run writes the stages' summaries.
+    finalize: bool,
     tasks: usize,
     force: bool,
     /// Loaded up front, so that a mistake in `[tokenizer]` shows before hours of filtering.
@@ -162,26 +183,37 @@ struct DomainPlan<'a> {
 }
 
 impl<'a> Prepare<'a> {
-    /// A run of `stage` over `only` (every domain when empty), as `task` of `tasks` (every task
-    /// in turn without one).
+    /// A run of `stage` over `only` (every domain when empty), doing `part` of a run split into
+    /// `tasks`.
     pub fn new(
         config: &'a PrepareConfig,
         only: &[String],
         stage: Stage,
-        task: Option<usize>,
+        part: Part,
         tasks: usize,
         force: bool,
     ) -> Result<Self, PrepareError> {
+        let task = match part {
+            Part::Task(task) => Some(task),
+            _ => None,
+        };
+        if part == Part::Finalize && !matches!(stage, Stage::Filter | Stage::DedupApply | Stage::Tokenize) {
+            return Err(PrepareError::Settings(
+                "--finalize writes a split stage's summary: use it with --stage filter, dedup-apply or tokenize".into(),
+            ));
+        }
         if let Some(unknown) = only.iter().find(|d| !config.domains.iter().any(|c| &c.name == *d)) {
             return Err(PrepareError::Settings(format!("no domain named {unknown:?}")));
         }
         if tasks == 0 || task.is_some_and(|t| t >= tasks) {
             return Err(PrepareError::Settings("--task must be below --tasks (and --tasks at least 1)".into()));
         }
-        let slices = match task {
-            Some(task) => vec![TaskSlice { task, tasks }],
-            None => (0..tasks).map(|task| TaskSlice { task, tasks }).collect(),
+        let slices = match part {
+            Part::Task(task) => vec![TaskSlice { task, tasks }],
+            Part::Finalize => Vec::new(),
+            Part::All => (0..tasks).map(|task| TaskSlice { task, tasks }).collect(),
         };
+        let finalize = task.is_none();
         let tokenizer = config.tokenizer.as_ref().map(load_tokenizer).transpose()?;
         let mut domains = Vec::new();
         for domain in config.domains.iter().filter(|d| only.is_empty() || only.contains(&d.name)) {
@@ -197,7 +229,7 @@ impl<'a> Prepare<'a> {
             .map_err(PrepareError::in_domain(&domain.name))?;
             domains.push(plan);
         }
-        Ok(Self { config, stage, slices, tasks, force, tokenizer, domains })
+        Ok(Self { config, stage, slices, finalize, tasks, force, tokenizer, domains })
     }
 
     /// Run the stages this run covers, in order.
@@ -234,12 +266,18 @@ impl<'a> Prepare<'a> {
         Folder::stage(&out).claim(&RunIdentity::new("filter", &domain.inputs, settings), self.force)?;
         let options = domain.config.read_options(config.batch_size, config.on_error);
         let chain = domain.chain.as_ref().expect("built for a run that filters");
-        let mut stats = None;
         for &slice in &self.slices {
-            stats = run_filter_stage(&domain.inputs, &options, chain, &out, slice, &|p| observer.progress(name, p))?;
+            run_filter_stage(&domain.inputs, &options, chain, &out, slice, &|p| observer.progress(name, p))?;
         }
         observer.finished(name);
-        let outcome = stats.map_or(Outcome::Waiting(Waiting::OtherTasks), Outcome::Done);
+        let outcome = if self.finalize {
+            match finish_filter_stage(domain.inputs.len(), chain, &out)? {
+                Parts::Complete(stats) => Outcome::Done(stats),
+                Parts::Missing(parts) => return Err(PrepareError::PartsMissing { dir: out, parts }),
+            }
+        } else {
+            Outcome::Waiting(Waiting::OtherTasks)
+        };
         observer.outcome(&StepOutcome::Filtered { domain: name, out: &out, outcome }).map_err(PrepareError::Report)
     }
 
@@ -297,8 +335,13 @@ impl<'a> Prepare<'a> {
                 dedup::apply(&job, slice.task, &progress)?;
             }
             observer.finished("dedup");
-            let finished = dedup::finish(&job)?;
-            report(finished.map_or(Outcome::Waiting(Waiting::OtherTasks), Outcome::Done))?;
+            if !self.finalize {
+                return report(Outcome::Waiting(Waiting::OtherTasks));
+            }
+            match dedup::finish(&job)? {
+                Parts::Complete(done) => report(Outcome::Done(done))?,
+                Parts::Missing(parts) => return Err(PrepareError::PartsMissing { dir: out, parts }),
+            }
         }
         Ok(())
     }
@@ -388,13 +431,17 @@ impl<'a> Prepare<'a> {
             return report(Outcome::Done(DatasetDone::AlreadyPrepared { documents: m.documents, tokens: m.tokens }));
         }
         let work = format!("{} tokenize", domain.name);
-        let mut parts = None;
         for &slice in &self.slices {
-            parts =
-                dataset::tokenize_inputs(&inputs, tokenizer, &options, &out, slice, &|p| observer.progress(&work, p))?;
+            dataset::tokenize_inputs(&inputs, tokenizer, &options, &out, slice, &|p| observer.progress(&work, p))?;
         }
         observer.finished(&work);
-        let Some(parts) = parts else { return report(Outcome::Waiting(Waiting::OtherTasks)) };
+        if !self.finalize {
+            return report(Outcome::Waiting(Waiting::OtherTasks));
+        }
+        let parts = match dataset::finished_parts(inputs.len(), &out) {
+            Parts::Complete(parts) => parts,
+            Parts::Missing(parts) => return Err(PrepareError::PartsMissing { dir: out, parts }),
+        };
         let done = finish_dataset(&out, in_dedup, &parts, tokenizer, &options)?;
         report(Outcome::Done(done))
     }
@@ -474,18 +521,67 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, PrepareEr
     Ok(serde_json::from_slice(&bytes).map_err(FileError::at(path))?)
 }
 
-/// A Slurm script running `exe prepare CONFIG` stage by stage, each stage a job array of `tasks`
-/// (or one job for the stages that do not split), chained with `afterok`.
+/// What every job of the Slurm script asks for, and how arrays are cut.
+#[derive(Clone, Debug)]
+pub struct SlurmOptions {
+    pub cpus: usize,
+    pub mem: String,
+    pub time: String,
+    pub partition: Option<String>,
+    /// Anything else, passed to every `sbatch` as it is (`--account=x`, `--qos=y`).
+    pub extra: Vec<String>,
+    /// Largest array index the cluster accepts plus one (Slurm's `MaxArraySize`, 1001 by default).
+    pub max_array_size: usize,
+    /// At most this many tasks of an array at once (`%K`).
+    pub throttle: Option<usize>,
+}
+
+impl Default for SlurmOptions {
+    fn default() -> Self {
+        Self {
+            cpus: 2,
+            mem: "4G".into(),
+            time: "24:00:00".into(),
+            partition: None,
+            extra: Vec::new(),
+            max_array_size: 1001,
+            throttle: None,
+        }
+    }
+}
+
+/// `text` as one word for the shell, whatever it holds.
+fn shell_quote(text: &str) -> String {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-=:,+%@".contains(&b)) {
+        return text.to_string();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// A Slurm script running `exe prepare CONFIG` stage by stage: each split stage a job array of
+/// `tasks` (cut into arrays of at most `max_array_size - 1` indices), then a one-task finalize
+/// job that writes the stage's summary or fails naming the missing parts; each job `afterok` the
+/// previous. The last job verifies every dataset.
 pub fn slurm_script(
     exe: &Path,
     config_path: &Path,
     config: &PrepareConfig,
     tasks: usize,
+    slurm: &SlurmOptions,
 ) -> Result<String, PrepareError> {
     if tasks == 0 {
         return Err(PrepareError::Settings("--emit-slurm needs at least 1 task".into()));
     }
-    let cmd = format!("{} prepare {} --tasks {tasks}", exe.display(), config_path.display());
+    if slurm.max_array_size < 2 || slurm.cpus == 0 || slurm.throttle == Some(0) {
+        return Err(PrepareError::Settings(
+            "--slurm-max-array-size must be at least 2, --slurm-cpus and --slurm-throttle at least 1".into(),
+        ));
+    }
+    let base = format!(
+        "{} prepare {} --tasks {tasks}",
+        shell_quote(&exe.to_string_lossy()),
+        shell_quote(&config_path.to_string_lossy())
+    );
     let mut stages: Vec<(&str, &str, bool)> = vec![("filter", "filter", true)];
     if config.dedup.is_some() {
         stages.extend([
@@ -498,30 +594,72 @@ pub fn slurm_script(
     if config.tokenizer.is_some() {
         stages.push(("tokenize", "tokenize", true));
     }
+    let mut options = vec![
+        format!("--cpus-per-task={}", slurm.cpus),
+        format!("--mem={}", slurm.mem),
+        format!("--time={}", slurm.time),
+        "--open-mode=append".to_string(),
+    ];
+    options.extend(slurm.partition.iter().map(|p| format!("--partition={p}")));
+    options.extend(slurm.extra.iter().cloned());
+    let options: Vec<String> = options.iter().map(|o| shell_quote(o)).collect();
     let mut s = format!(
         "#!/usr/bin/env bash\n\
-         # midtrain prepare as Slurm job arrays, generated by `midtrain prepare --emit-slurm {tasks}`.\n\
-         # Every stage resumes where it stopped: resubmitting this script after a failure redoes\n\
-         # only unfinished files. OUTPUT ({}) must be on a filesystem all nodes share.\n\
-         # Edit SBATCH_OPTS to your cluster.\n\
+         # midtrain prepare as Slurm jobs, generated by `midtrain prepare --emit-slurm {tasks}`.\n\
+         # Each split stage is a job array, then a finalize job that writes the stage's summary (it\n\
+         # fails, naming the missing parts, if a task did not finish). After a failure, fix the cause\n\
+         # and run this script again: every stage resumes, redoing only unfinished files.\n\
+         # OUTPUT ({}) must be on a filesystem all nodes share. Logs: logs/STAGE-JOB_TASK.log.\n\
          set -euo pipefail\n\
-         SBATCH_OPTS=\"--cpus-per-task=8 --mem=32G --time=24:00:00\"\n\
+         SBATCH_OPTS=({})\n\
          mkdir -p logs\n\
-         dep=\"\"\n",
-        config.output.display()
+         dep=\"\"\n\
+         # submit NAME WRAP [ARRAY-ARGS]: one sbatch after the previous jobs; prints the job id.\n\
+         submit() {{\n  \
+           sbatch --parsable \"${{SBATCH_OPTS[@]}}\" --job-name=\"midtrain-$1\" ${{dep:+--dependency=afterok:$dep}} \\\n    \
+           --output=\"logs/$1-%A_%a.log\" ${{3:+--array=$3}} --wrap=\"$2\"\n\
+         }}\n",
+        config.output.display(),
+        options.join(" ")
     );
+    let throttle = slurm.throttle.map(|k| format!("%{k}")).unwrap_or_default();
+    let chunk = slurm.max_array_size - 1;
     for (name, stage, array) in stages {
-        let (array_opt, task_opt) = if array {
-            (format!(" --array=0-{}", tasks - 1), " --task \\$SLURM_ARRAY_TASK_ID")
+        let cmd = format!("{base} --stage {stage}");
+        if array {
+            s.push_str("ids=\"\"\n");
+            for offset in (0..tasks).step_by(chunk) {
+                let count = chunk.min(tasks - offset);
+                let task = if offset == 0 {
+                    "$SLURM_ARRAY_TASK_ID".to_string()
+                } else {
+                    format!("$(({offset} + SLURM_ARRAY_TASK_ID))")
+                };
+                let wrap = shell_quote(&format!("{cmd} --task {task} -q"));
+                s.push_str(&format!("ids=\"${{ids:+$ids:}}$(submit {name} {wrap} 0-{}{throttle})\"\n", count - 1));
+            }
+            s.push_str(&format!("echo \"{name}: jobs $ids\"\ndep=$ids\n"));
+            if stage == "dedup-signatures" {
+                continue; // no summary: the pairs stage checks every task's signatures
+            }
+            let wrap = shell_quote(&format!("{cmd} --finalize -q"));
+            s.push_str(&format!("dep=$(submit {name}-finalize {wrap})\necho \"{name}-finalize: job $dep\"\n"));
         } else {
-            (String::new(), "")
-        };
-        s.push_str(&format!(
-            "id=$(sbatch --parsable $SBATCH_OPTS --job-name=midtrain-{name}{array_opt} ${{dep:+--dependency=afterok:$dep}} \\\n    \
-             --output=logs/{name}-%A_%a.log --wrap=\"{cmd} --stage {stage}{task_opt} -q\")\n\
-             echo \"{name}: job $id\"\n\
-             dep=$id\n"
-        ));
+            let wrap = shell_quote(&format!("{cmd} -q"));
+            s.push_str(&format!("dep=$(submit {name} {wrap})\necho \"{name}: job $dep\"\n"));
+        }
+    }
+    if config.tokenizer.is_some() {
+        let verify: Vec<String> = config
+            .domains
+            .iter()
+            .map(|d| {
+                let dir = config.output.join(&d.name);
+                format!("{} verify {}", shell_quote(&exe.to_string_lossy()), shell_quote(&dir.to_string_lossy()))
+            })
+            .collect();
+        let wrap = shell_quote(&verify.join(" && "));
+        s.push_str(&format!("dep=$(submit verify {wrap})\necho \"verify: job $dep\"\n"));
     }
     Ok(s)
 }

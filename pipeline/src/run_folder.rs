@@ -28,6 +28,13 @@ impl RunIdentity {
     }
 }
 
+/// A split stage's parts: all finished (and summarised), or the names of those still missing.
+#[derive(Debug)]
+pub enum Parts<T> {
+    Complete(T),
+    Missing(Vec<String>),
+}
+
 /// Cumulative progress, reported after each batch.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Progress {
@@ -65,6 +72,8 @@ pub enum RunFolderError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Lock(#[from] util::fsutil::LockError),
     #[error("{path}: unreadable identity file; use --force to start over")]
     Unreadable { path: PathBuf },
     #[error("{path}: holds {what} (other inputs or settings); choose another folder or pass --force")]
@@ -105,6 +114,7 @@ impl Folder<'_> {
     /// Claim the folder for `identity`: create it, or check that it holds the same run (to
     /// resume). With `force`, the stage's outputs are removed first.
     pub fn claim(&self, identity: &impl Serialize, force: bool) -> Result<(), RunFolderError> {
+        let _claiming = util::fsutil::FolderLock::claiming(self.dir)?;
         let identity_path = self.dir.join(self.identity_file);
         if force && self.dir.is_dir() {
             for entry in std::fs::read_dir(self.dir).map_err(io(self.dir))? {
@@ -142,5 +152,35 @@ impl Folder<'_> {
         }
         let bytes = serde_json::to_vec_pretty(identity).expect("serialisable");
         write_atomic(&identity_path, &bytes).map_err(io(&identity_path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_claiming_a_new_folder_at_the_same_moment_all_succeed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let identity = RunIdentity::new("filter", &[PathBuf::from("in.parquet")], serde_json::json!({ "n": 1 }));
+        for round in 0..40 {
+            let dir = tmp.path().join(format!("r{round}"));
+            let start = std::sync::Barrier::new(6);
+            let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+                let claims: Vec<_> = (0..6)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            Folder::stage(&dir).claim(&identity, false).map_err(|e| e.to_string())
+                        })
+                    })
+                    .collect();
+                claims.into_iter().map(|c| c.join().unwrap()).collect()
+            });
+            assert!(results.iter().all(Result::is_ok), "round {round}: {results:?}");
+        }
+        let other = RunIdentity::new("filter", &[PathBuf::from("other.parquet")], serde_json::json!({ "n": 1 }));
+        let refused = Folder::stage(&tmp.path().join("r0")).claim(&other, false).unwrap_err();
+        assert!(matches!(refused, RunFolderError::AnotherRun { .. }), "{refused}");
     }
 }

@@ -131,8 +131,10 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
             dedup::apply(&job, task, &report)?;
             progress.finish();
             match dedup::finish(&job)? {
-                Some((stage, clusters)) => print(&stage, &clusters, args.json)?,
-                None => eprintln!("task {task} applied; stats.json follows when every task is applied"),
+                pipeline::run_folder::Parts::Complete((stage, clusters)) => print(&stage, &clusters, args.json)?,
+                pipeline::run_folder::Parts::Missing(_) => {
+                    eprintln!("task {task} applied; stats.json follows when every task is applied")
+                }
             }
         }
     }

@@ -5,8 +5,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use pipeline::filter::{FilterChain, FilterConfig};
 use pipeline::read::{self, Predicate, ReadOptions};
-use pipeline::run_filter_stage;
+use pipeline::run_folder::Parts;
 use pipeline::run_folder::{Folder, RunIdentity, TaskSlice};
+use pipeline::{finish_filter_stage, run_filter_stage};
 
 use crate::progress::TextProgress;
 
@@ -94,15 +95,17 @@ impl FilterStage {
         pipeline::filter::add_file_checksums(&mut settings, &self.configs)?;
         Folder::stage(&self.out).claim(&RunIdentity::new(self.name, &self.inputs, settings), run.force)?;
         let progress = TextProgress::new(self.name, quiet);
-        let stats = run_filter_stage(&self.inputs, &self.options, &chain, &self.out, self.slice, &|p| {
+        run_filter_stage(&self.inputs, &self.options, &chain, &self.out, self.slice, &|p| {
             crate::failpoint::after_batch();
             progress.update(p)
         })
         .with_context(|| format!("{} into {}", self.name, self.out.display()))?;
         progress.finish();
-        match stats {
-            Some(stats) => crate::print::print_stage_stats(&stats, run.json)?,
-            None => eprintln!(
+        // This task's parts are written before it looks at the others', so of tasks that end
+        // together the last to look sees every part: some task always writes the summary.
+        match finish_filter_stage(self.inputs.len(), &chain, &self.out)? {
+            Parts::Complete(stats) => crate::print::print_stage_stats(&stats, run.json)?,
+            Parts::Missing(_) => eprintln!(
                 "task {} of {} done; stats.json follows when every task is done",
                 self.slice.task, self.slice.tasks
             ),

@@ -110,12 +110,15 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
         eprintln!("{}", tokenizer.describe());
     }
     let progress = TextProgress::new("tokenize", quiet);
-    let parts = dataset::tokenize_inputs(&inputs, &tokenizer, &options, &args.out, TaskSlice::ALL, &|p| {
+    dataset::tokenize_inputs(&inputs, &tokenizer, &options, &args.out, TaskSlice::ALL, &|p| {
         crate::failpoint::after_batch();
         progress.update(p)
     })
-    .with_context(|| format!("tokenizing into {}", args.out.display()))?
-    .expect("one task owns every part");
+    .with_context(|| format!("tokenizing into {}", args.out.display()))?;
+    let parts = match dataset::finished_parts(inputs.len(), &args.out) {
+        pipeline::run_folder::Parts::Complete(parts) => parts,
+        pipeline::run_folder::Parts::Missing(m) => anyhow::bail!("unreadable part markers: {}", m.join(", ")),
+    };
     progress.finish();
     let removed_parts: Vec<PathBuf> = (0..inputs.len())
         .map(|i| args.out.join("removed").join(format!("{}.parquet", pipeline::run_folder::part_name(i))))

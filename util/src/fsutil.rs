@@ -162,6 +162,16 @@ impl FolderLock {
         Ok(lock)
     }
 
+    /// Wait for, then hold alone, the right to claim `dir`: the tasks of a split run start
+    /// together and each checks the folder, then writes its identity; under this lock one does
+    /// both before the next looks. Held for a moment, and released by the OS if its holder dies.
+    pub fn claiming(dir: &Path) -> Result<Self, LockError> {
+        let name = format!("{LOCK_FILE}.claim");
+        let file = open_lock_file(dir, &name)?;
+        file.lock().map_err(|source| LockError::Io { path: dir.join(name), source })?;
+        Ok(Self { _files: vec![file] })
+    }
+
     /// [`FolderLock::exclusive`] for a whole run, [`FolderLock::task`] for one task of a split run.
     pub fn for_slice(dir: &Path, task: Option<usize>, tasks: usize) -> Result<Self, LockError> {
         match task {

@@ -17,7 +17,7 @@ use crate::document::Removal;
 use crate::file_error::FileError;
 use crate::output::PartWriter;
 use crate::read::{self, ReadError, ReadOptions};
-use crate::run_folder::{Progress, part_name};
+use crate::run_folder::{Parts, Progress, part_name};
 use crate::stats::StageStats;
 use util::fsutil::write_atomic;
 
@@ -500,19 +500,23 @@ pub fn apply(job: &DedupJob, task: usize, progress: &(dyn Fn(Progress) + Sync)) 
 }
 
 /// Sum the parts' stats and the cluster stats into `OUT/stats.json` once every part is applied
-/// (`None` while another task's parts are not).
-pub fn finish(job: &DedupJob) -> Result<Option<(StageStats, DedupStats)>, DedupError> {
+/// (else the parts not applied yet, as `FOLDER/NAME`).
+pub fn finish(job: &DedupJob) -> Result<Parts<(StageStats, DedupStats)>, DedupError> {
     let mut total = StageStats::with_steps(["read".to_string(), "where".to_string(), "dedup".to_string()]);
+    let mut missing = Vec::new();
     for i in 0..job.inputs.len() {
         let (dir, name) = job.part(i);
-        let Some(part) = read_json::<StageStats>(&dir.join("stats").join(format!("{name}.json"))) else {
-            return Ok(None);
-        };
-        total.merge(&part);
+        match read_json::<StageStats>(&dir.join("stats").join(format!("{name}.json"))) {
+            Some(part) => total.merge(&part),
+            None => missing.push(dir.join(name).display().to_string()),
+        }
+    }
+    if !missing.is_empty() {
+        return Ok(Parts::Missing(missing));
     }
     let clusters = read_stats(job)?;
     write_json(&job.out.join("stats.json"), &serde_json::json!({ "stage": total, "dedup": clusters }))?;
-    Ok(Some((total, clusters)))
+    Ok(Parts::Complete((total, clusters)))
 }
 
 /// The clusters stage's summary (`NotReady` before that stage has run).
@@ -532,8 +536,10 @@ pub fn run_all(job: &DedupJob, progress: &(dyn Fn(Progress) + Sync)) -> Result<(
         apply(job, task, progress)?;
     }
     // Every part was applied just now, so only an unreadable part summary ends here.
-    finish(job)?.ok_or_else(|| DedupError::NotReady {
-        marker: job.out.clone(),
-        missing: "the apply stage of every part".into(),
-    })
+    match finish(job)? {
+        Parts::Complete(done) => Ok(done),
+        Parts::Missing(_) => {
+            Err(DedupError::NotReady { marker: job.out.clone(), missing: "the apply stage of every part".into() })
+        }
+    }
 }

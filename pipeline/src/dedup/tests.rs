@@ -13,6 +13,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::*;
 use crate::read::ReadOptions;
+use crate::run_folder::Parts;
 
 fn dupes() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dumps/dupes.parquet")
@@ -217,10 +218,11 @@ fn tasks_run_stage_by_stage_and_refuse_to_go_ahead_early() {
     pairs(&j).unwrap();
     clusters(&j).unwrap();
     apply(&j, 1, &|_| {}).unwrap();
-    assert!(finish(&j).unwrap().is_none(), "input 0 is not applied yet: waiting, not an error");
+    let Parts::Missing(missing) = finish(&j).unwrap() else { panic!("input 0 is not applied yet") };
+    assert_eq!(missing.len(), 1, "{missing:?}");
     assert!(!out.join("stats.json").exists());
     apply(&j, 0, &|_| {}).unwrap();
-    let (stage, stats) = finish(&j).unwrap().expect("every part is applied");
+    let Parts::Complete((stage, stats)) = finish(&j).unwrap() else { panic!("every part is applied") };
     assert_eq!(stage.documents_read, stats.documents);
 }
 
