@@ -10,7 +10,7 @@ ALL_CORPORA = $(foreach c,web wiki books code math instruct,$(CORPORA)/$(c).parq
 SMOLLM2 ?= .models/smollm2-135m
 TINYSTORIES ?= ../shared/models/tinystories-656k
 
-.PHONY: build demo test lint fmt bench fixtures parity clean experiment-context experiment-schedules
+.PHONY: build demo test lint fmt bench fixtures parity slurm-test clean experiment-context experiment-schedules
 
 build:
 	$(CARGO) build --bin midtrain
@@ -59,6 +59,11 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## slurm-test: `prepare --emit-slurm 3` of the fixtures on a real one-node Slurm (installs
+## slurm-wlm and munge with apt-get if missing), compared with a one-process run; not in `make test`
+slurm-test: build
+	scripts/slurm/test.sh $(TARGET_DIR)/debug/midtrain
 
 ## bench: throughput benchmarks; numbers go to docs/benchmarks.md
 bench: build
