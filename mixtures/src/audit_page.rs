@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::audit::Audit;
+use crate::audit::{Audit, DomainAudit};
 use util::html::{COLORS, escape};
 
 /// Grouped horizontal bars: for each row, one bar per series (values in 0..=1).
@@ -157,25 +157,26 @@ pub fn html(audit: &Audit) -> String {
         let _ = write!(page, "<h3>{}</h3>", escape(&d.name));
         page.push_str(&histogram(&d.length_histogram, COLORS[i % COLORS.len()]));
     }
-    page.push_str(
-        "<h2>Removed while preparing</h2><table><tr><th>domain</th><th>step: reason</th><th>documents</th></tr>",
-    );
+    counts_table(&mut page, audit, "Removed while preparing", ["step: reason", "documents"], |d| &d.removed);
+    if audit.domains.iter().any(|d| !d.marked.is_empty()) {
+        counts_table(&mut page, audit, "Marked contaminated, kept", ["benchmark", "draws"], |d| &d.marked);
+    }
+    util::html::page(&format!("midtrain audit: {}", audit.name), &page)
+}
+
+/// A table of one row per (domain, key) of a per-domain count map.
+fn counts_table(
+    page: &mut String,
+    audit: &Audit,
+    title: &str,
+    [key, count]: [&str; 2],
+    counts: impl Fn(&DomainAudit) -> &std::collections::BTreeMap<String, u64>,
+) {
+    let _ = write!(page, "<h2>{title}</h2><table><tr><th>domain</th><th>{key}</th><th>{count}</th></tr>");
     for d in &audit.domains {
-        for (reason, n) in &d.removed {
-            let _ = write!(page, "<tr><td>{}</td><td>{}</td><td>{n}</td></tr>", escape(&d.name), escape(reason));
+        for (k, n) in counts(d) {
+            let _ = write!(page, "<tr><td>{}</td><td>{}</td><td>{n}</td></tr>", escape(&d.name), escape(k));
         }
     }
     page.push_str("</table>");
-    if audit.domains.iter().any(|d| !d.marked.is_empty()) {
-        page.push_str(
-            "<h2>Marked contaminated, kept</h2><table><tr><th>domain</th><th>benchmark</th><th>draws</th></tr>",
-        );
-        for d in &audit.domains {
-            for (benchmark, n) in &d.marked {
-                let _ = write!(page, "<tr><td>{}</td><td>{}</td><td>{n}</td></tr>", escape(&d.name), escape(benchmark));
-            }
-        }
-        page.push_str("</table>");
-    }
-    util::html::page(&format!("midtrain audit: {}", audit.name), &page)
 }

@@ -25,7 +25,7 @@ use crate::document::{Document, OutputColumn};
 use crate::file_error::FileError;
 use crate::output::RemovedWriter;
 use crate::read::{self, ReadError, ReadOptions};
-use crate::run_folder::{Folder, Parts, Progress, RunFolderError, TaskSlice, part_name};
+use crate::run_folder::{Folder, Parts, Progress, RunFolderError, TaskSlice, part_name, run_parts};
 use crate::tokenize::{DocumentEncoding, TextTokenizer, TokenizeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -466,34 +466,17 @@ pub fn tokenize_inputs(
 ) -> Result<(), DatasetError> {
     std::fs::create_dir_all(out.join("parts")).map_err(io_err(out))?;
     let mut seen = Progress::default();
-    for (i, input) in inputs.iter().enumerate().filter(|(i, _)| slice.owns(*i)) {
-        let marker = part_marker(out, i);
-        if read_marker(&marker).is_some() {
-            continue;
-        }
-        let done = tokenize_part(input, i, tokenizer, options, out, &mut seen, progress)?;
-        let bytes = serde_json::to_vec_pretty(&done).expect("serialisable");
-        write_atomic(&marker, &bytes).map_err(io_err(&marker))?;
-    }
-    Ok(())
+    run_parts(
+        inputs.len(),
+        slice,
+        |i| part_marker(out, i),
+        |i| tokenize_part(&inputs[i], i, tokenizer, options, out, &mut seen, progress),
+    )
 }
 
 /// One [`PartDone`] per input once every part's marker exists, else the missing markers.
 pub fn finished_parts(inputs: usize, out: &Path) -> Parts<Vec<PartDone>> {
-    let mut parts = Vec::new();
-    let mut missing = Vec::new();
-    for i in 0..inputs {
-        let marker = part_marker(out, i);
-        match read_marker(&marker) {
-            Some(done) => parts.push(done),
-            None => missing.push(marker.display().to_string()),
-        }
-    }
-    if missing.is_empty() { Parts::Complete(parts) } else { Parts::Missing(missing) }
-}
-
-fn read_marker(path: &Path) -> Option<PartDone> {
-    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    crate::run_folder::finished_parts(inputs, |i| part_marker(out, i), |i| part_marker(out, i).display().to_string())
 }
 
 /// The tokenize stage's figures for `stats.json`.

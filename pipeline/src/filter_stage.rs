@@ -24,7 +24,7 @@ use crate::file_error::FileError;
 use crate::filter::{ChainOutcome, FilterChain};
 use crate::output::PartWriter;
 use crate::read::{self, ReadError, ReadOptions};
-use crate::run_folder::{Parts, Progress, RunFolderError, TaskSlice, part_name};
+use crate::run_folder::{Parts, Progress, RunFolderError, TaskSlice, finished_parts, part_name, run_parts};
 use crate::stats::StageStats;
 use util::fsutil::write_atomic;
 
@@ -54,32 +54,23 @@ pub fn run_filter_stage(
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<(), StageError> {
     let mut seen = Progress::default();
-    for (i, input) in inputs.iter().enumerate().filter(|(i, _)| slice.owns(*i)) {
-        let stats_path = part_stats_path(out, i);
-        if read_part(&stats_path).is_some() {
-            continue;
-        }
-        let part = filter_file(input, i, read_options, chain, out, &mut seen, progress)?;
-        let bytes = serde_json::to_vec_pretty(&part).expect("serialisable");
-        write_atomic(&stats_path, &bytes).map_err(io(&stats_path))?;
-    }
-    Ok(())
+    run_parts(
+        inputs.len(),
+        slice,
+        |i| part_stats_path(out, i),
+        |i| filter_file(&inputs[i], i, read_options, chain, out, &mut seen, progress),
+    )
 }
 
 /// The stage's summary: once every one of the `inputs` parts has its done-marker, their stats
 /// summed into `stats.json` (which marks the stage finished); else the parts still missing.
 pub fn finish_filter_stage(inputs: usize, chain: &FilterChain, out: &Path) -> Result<Parts<StageStats>, StageError> {
+    let parts: Vec<StageStats> = match finished_parts(inputs, |i| part_stats_path(out, i), part_name) {
+        Parts::Complete(parts) => parts,
+        Parts::Missing(missing) => return Ok(Parts::Missing(missing)),
+    };
     let mut total = StageStats::with_steps(step_names(chain));
-    let mut missing = Vec::new();
-    for i in 0..inputs {
-        match read_part(&part_stats_path(out, i)) {
-            Some(part) => total.merge(&part),
-            None => missing.push(part_name(i)),
-        }
-    }
-    if !missing.is_empty() {
-        return Ok(Parts::Missing(missing));
-    }
+    parts.iter().for_each(|part| total.merge(part));
     let stats_path = out.join("stats.json");
     let bytes = serde_json::to_vec_pretty(&total).expect("serialisable");
     write_atomic(&stats_path, &bytes).map_err(io(&stats_path))?;
@@ -88,10 +79,6 @@ pub fn finish_filter_stage(inputs: usize, chain: &FilterChain, out: &Path) -> Re
 
 fn part_stats_path(out: &Path, index: usize) -> PathBuf {
     out.join("stats").join(format!("{}.json", part_name(index)))
-}
-
-fn read_part(path: &Path) -> Option<StageStats> {
-    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 fn step_names(chain: &FilterChain) -> Vec<String> {

@@ -7,8 +7,11 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use util::fsutil::write_atomic;
+
+use crate::file_error::FileError;
 
 /// What produced a stage's output folder; a rerun must match it to resume.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,6 +36,48 @@ impl RunIdentity {
 pub enum Parts<T> {
     Complete(T),
     Missing(Vec<String>),
+}
+
+/// Do each of the `count` parts that `slice` owns and whose done-marker (`marker(i)`: the part's
+/// result as JSON) is not there yet, then write its marker, so that a part is finished exactly
+/// when its marker exists. A task touches only its own parts.
+pub fn run_parts<T: Serialize + DeserializeOwned, E: From<FileError>>(
+    count: usize,
+    slice: TaskSlice,
+    marker: impl Fn(usize) -> PathBuf,
+    mut work: impl FnMut(usize) -> Result<T, E>,
+) -> Result<(), E> {
+    for i in (0..count).filter(|&i| slice.owns(i)) {
+        let path = marker(i);
+        if read_marker::<T>(&path).is_some() {
+            continue;
+        }
+        let done = work(i)?;
+        let bytes = serde_json::to_vec_pretty(&done).expect("serialisable");
+        write_atomic(&path, &bytes).map_err(FileError::at(&path))?;
+    }
+    Ok(())
+}
+
+/// Every part's result once all `count` markers exist, else the parts missing (`name(i)`).
+pub fn finished_parts<T: DeserializeOwned>(
+    count: usize,
+    marker: impl Fn(usize) -> PathBuf,
+    name: impl Fn(usize) -> String,
+) -> Parts<Vec<T>> {
+    let mut done = Vec::with_capacity(count);
+    let mut missing = Vec::new();
+    for i in 0..count {
+        match read_marker(&marker(i)) {
+            Some(part) => done.push(part),
+            None => missing.push(name(i)),
+        }
+    }
+    if missing.is_empty() { Parts::Complete(done) } else { Parts::Missing(missing) }
+}
+
+fn read_marker<T: DeserializeOwned>(path: &Path) -> Option<T> {
+    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 /// Cumulative progress, reported after each batch.

@@ -183,16 +183,22 @@ mod tests {
         out.strip_suffix('e').map(|s| s.trim_end().to_string()).unwrap_or(out)
     }
 
+    /// 20,000 strings of up to 23 characters drawn from `alphabet`.
+    fn random_strings(alphabet: &str, seed: u64) -> Vec<String> {
+        let alphabet: Vec<char> = alphabet.chars().collect();
+        let mut state = seed;
+        let mut pick = move || util::rng::splitmix64(&mut state);
+        (0..20_000)
+            .map(|_| {
+                let len = (pick() % 24) as usize;
+                (0..len).map(|_| alphabet[(pick() % alphabet.len() as u64) as usize]).collect()
+            })
+            .collect()
+    }
+
     #[test]
     fn the_ascii_path_gives_what_the_general_one_gives() {
-        let alphabet: Vec<char> =
-            "aZ09.,;:!?-_ ()[]$%+=/'\"\t\n\r\u{b}\u{c}\u{1c}\u{1f}\u{7f}\u{1}x5".chars().collect();
-        let mut state = 7u64;
-        for _ in 0..20_000 {
-            let len = (util::rng::splitmix64(&mut state) % 24) as usize;
-            let text: String = (0..len)
-                .map(|_| alphabet[(util::rng::splitmix64(&mut state) % alphabet.len() as u64) as usize])
-                .collect();
+        for text in random_strings("aZ09.,;:!?-_ ()[]$%+=/'\"\t\n\r\u{b}\u{c}\u{1c}\u{1f}\u{7f}\u{1}x5", 7) {
             for zero in [true, false] {
                 assert_eq!(simplify_ascii(text.as_bytes(), zero), simplify_general(&text, zero), "{text:?} {zero}");
             }
@@ -201,16 +207,10 @@ mod tests {
 
     #[test]
     fn words_in_one_pass_are_the_normalised_texts_words() {
-        let alphabet: Vec<char> =
-            "aZ09.,;:!?-_ ()$+/'\"\t\n\u{a0}\u{2000}\u{3000}éÉñÑüß\u{301}\u{308}İIıΣσςΑάΆ—–“”‘’…·ﬁ漢字٣٤ÅÅẞǅ\u{1c}"
-                .chars()
-                .collect();
-        let mut state = 11u64;
-        for _ in 0..20_000 {
-            let len = (util::rng::splitmix64(&mut state) % 24) as usize;
-            let text: String = (0..len)
-                .map(|_| alphabet[(util::rng::splitmix64(&mut state) % alphabet.len() as u64) as usize])
-                .collect();
+        for text in random_strings(
+            "aZ09.,;:!?-_ ()$+/'\"\t\n\u{a0}\u{2000}\u{3000}éÉñÑüß\u{301}\u{308}İIıΣσςΑάΆ—–“”‘’…·ﬁ漢字٣٤ÅÅẞǅ\u{1c}",
+            11,
+        ) {
             let normalised = normalize(&text, Normalization::FinewebKeepNumbers);
             let wanted: Vec<&str> = normalised.split(' ').filter(|w| !w.is_empty()).collect();
             assert_eq!(words_keeping_numbers(&text), wanted.join(" "), "{text:?}");
