@@ -157,11 +157,15 @@ fn stages_as_separate_tasks_give_the_same_datasets_and_slurm_chains_them() {
         };
         assert_eq!(shards(&whole), shards(&split), "{domain}");
     }
-    // Six stages, three of them arrays followed by a finalize job, then verify: ten jobs.
-    assert_eq!(script.matches("$(submit ").count(), 10, "{script}");
+    // filter and dedup-apply: an array and a finalize job; signatures an array; pairs and
+    // clusters one job; a tokenize array and finalize per domain (5); verify: 18 submissions.
+    assert_eq!(script.matches("$(submit ").count(), 18, "{script}");
     assert!(!script.contains("dedup-signatures --finalize"), "no summary to write there");
     assert!(script.contains("0-7)") && script.contains("--dependency=afterok:$dep"), "{script}");
-    assert!(script.contains("--stage dedup-clusters -q") && script.contains("--stage tokenize --finalize -q"));
+    assert!(script.contains("--stage dedup-clusters -q") && script.contains("--domain web --finalize -q"));
+    // A domain without dedup tokenizes as soon as its filter is finalized.
+    assert!(script.contains("dep=$filtered\nids=\"\"\nids=\"${ids:+$ids:}$(submit tokenize-code "), "{script}");
+    assert!(script.contains("dep=$deduplicated\nids=\"\"\nids=\"${ids:+$ids:}$(submit tokenize-web "), "{script}");
     assert!(script.contains("--cpus-per-task=2 --mem=4G") && script.contains("--open-mode=append"), "{script}");
     assert!(script.contains(" verify "), "a last job verifies the datasets");
     // 2,500 tasks under MaxArraySize 1001: arrays 0-999, 0-999, 0-499 with offsets, throttled.

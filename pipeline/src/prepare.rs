@@ -582,18 +582,6 @@ pub fn slurm_script(
         shell_quote(&exe.to_string_lossy()),
         shell_quote(&config_path.to_string_lossy())
     );
-    let mut stages: Vec<(&str, &str, bool)> = vec![("filter", "filter", true)];
-    if config.dedup.is_some() {
-        stages.extend([
-            ("dedup-sig", "dedup-signatures", true),
-            ("dedup-pairs", "dedup-pairs", false),
-            ("dedup-clusters", "dedup-clusters", false),
-            ("dedup-apply", "dedup-apply", true),
-        ]);
-    }
-    if config.tokenizer.is_some() {
-        stages.push(("tokenize", "tokenize", true));
-    }
     let mut options = vec![
         format!("--cpus-per-task={}", slurm.cpus),
         format!("--mem={}", slurm.mem),
@@ -624,30 +612,56 @@ pub fn slurm_script(
     );
     let throttle = slurm.throttle.map(|k| format!("%{k}")).unwrap_or_default();
     let chunk = slurm.max_array_size - 1;
-    for (name, stage, array) in stages {
-        let cmd = format!("{base} --stage {stage}");
-        if array {
-            s.push_str("ids=\"\"\n");
-            for offset in (0..tasks).step_by(chunk) {
-                let count = chunk.min(tasks - offset);
-                let task = if offset == 0 {
-                    "$SLURM_ARRAY_TASK_ID".to_string()
-                } else {
-                    format!("$(({offset} + SLURM_ARRAY_TASK_ID))")
-                };
-                let wrap = shell_quote(&format!("{cmd} --task {task} -q"));
-                s.push_str(&format!("ids=\"${{ids:+$ids:}}$(submit {name} {wrap} 0-{}{throttle})\"\n", count - 1));
-            }
-            s.push_str(&format!("echo \"{name}: jobs $ids\"\ndep=$ids\n"));
-            if stage == "dedup-signatures" {
-                continue; // no summary: the pairs stage checks every task's signatures
-            }
-            let wrap = shell_quote(&format!("{cmd} --finalize -q"));
-            s.push_str(&format!("dep=$(submit {name}-finalize {wrap})\necho \"{name}-finalize: job $dep\"\n"));
-        } else {
+    // One stage's jobs after `$dep`: an array of every task (then, with `finalize`, the job that
+    // writes its summary), or one job; `$dep` is then the last of them.
+    let stage = |s: &mut String, name: &str, args: &str, array: bool, finalize: bool| {
+        let cmd = format!("{base} {args}");
+        if !array {
             let wrap = shell_quote(&format!("{cmd} -q"));
             s.push_str(&format!("dep=$(submit {name} {wrap})\necho \"{name}: job $dep\"\n"));
+            return;
         }
+        s.push_str("ids=\"\"\n");
+        for offset in (0..tasks).step_by(chunk) {
+            let count = chunk.min(tasks - offset);
+            let task = if offset == 0 {
+                "$SLURM_ARRAY_TASK_ID".to_string()
+            } else {
+                format!("$(({offset} + SLURM_ARRAY_TASK_ID))")
+            };
+            let wrap = shell_quote(&format!("{cmd} --task {task} -q"));
+            s.push_str(&format!("ids=\"${{ids:+$ids:}}$(submit {name} {wrap} 0-{}{throttle})\"\n", count - 1));
+        }
+        s.push_str(&format!("echo \"{name}: jobs $ids\"\ndep=$ids\n"));
+        if finalize {
+            let wrap = shell_quote(&format!("{cmd} --finalize -q"));
+            s.push_str(&format!("dep=$(submit {name}-finalize {wrap})\necho \"{name}-finalize: job $dep\"\n"));
+        }
+    };
+    stage(&mut s, "filter", "--stage filter", true, true);
+    s.push_str("filtered=$dep\n");
+    if let Some(dedup) = &config.dedup {
+        // The signatures have no summary: the pairs stage checks every task's.
+        stage(&mut s, "dedup-sig", "--stage dedup-signatures", true, false);
+        stage(&mut s, "dedup-pairs", "--stage dedup-pairs", false, false);
+        stage(&mut s, "dedup-clusters", "--stage dedup-clusters", false, false);
+        stage(&mut s, "dedup-apply", "--stage dedup-apply", true, true);
+        s.push_str("deduplicated=$dep\n");
+        if config.tokenizer.is_some() {
+            // Each domain tokenizes once what it reads is finished: its filter, or the dedup.
+            let deduplicated = dedup.domain_names(&config.domains);
+            s.push_str("tokenized=\"\"\n");
+            for d in &config.domains {
+                let after = if deduplicated.contains(&d.name.as_str()) { "deduplicated" } else { "filtered" };
+                s.push_str(&format!("dep=${after}\n"));
+                let args = format!("--stage tokenize --domain {}", shell_quote(&d.name));
+                stage(&mut s, &format!("tokenize-{}", d.name), &args, true, true);
+                s.push_str("tokenized=\"${tokenized:+$tokenized:}$dep\"\n");
+            }
+            s.push_str("dep=$tokenized\n");
+        }
+    } else if config.tokenizer.is_some() {
+        stage(&mut s, "tokenize", "--stage tokenize", true, true);
     }
     if config.tokenizer.is_some() {
         let verify: Vec<String> = config

@@ -81,6 +81,11 @@ config local
 start=$(date +%s)
 (cd "$W/run" && bash "$W/prepare.sh")
 while [ -n "$(squeue -h -o %i)" ]; do
+  if squeue -h -o %r | grep -q DependencyNeverSatisfied; then
+    echo "slurm-test: a job failed, its dependants can never run:" >&2
+    scontrol -o show job | grep -v 'JobState=COMPLETED' | grep -o 'JobId=[0-9]* JobName=[^ ]*\|JobState=[A-Z_]*\|StdOut=[^ ]*' >&2
+    exit 1
+  fi
   [ $(( $(date +%s) - start )) -lt 900 ] || { echo "slurm-test: jobs still queued after 15 min" >&2; squeue; exit 1; }
   sleep 2
 done

@@ -104,11 +104,13 @@ pub fn run(args: PrepareArgs, quiet: bool) -> Result<ExitCode> {
     };
     let prepare =
         Prepare::new(&config, &args.domains, args.stage, part, args.split.tasks, args.force).with_context(in_config)?;
-    // A finalize step shares the folder like one more task: it writes only summaries.
+    // The tasks of different stages and domains run side by side on a cluster (a domain
+    // tokenizes while others deduplicate); each piece is exclusive only against its own copy.
     let tasks = args.split.tasks;
+    let piece = format!("{:?}-{}", args.stage, args.domains.join("+")).to_lowercase();
     let _lock = match part {
-        Part::Task(task) => util::fsutil::FolderLock::for_run(&config.output, Some(task), tasks)?,
-        Part::Finalize => util::fsutil::FolderLock::for_run(&config.output, Some(tasks), tasks + 1)?,
+        Part::Task(task) => util::fsutil::FolderLock::shared_as(&config.output, &format!("{piece}-{task}-of-{tasks}"))?,
+        Part::Finalize => util::fsutil::FolderLock::shared_as(&config.output, &format!("{piece}-finalize"))?,
         Part::All => util::fsutil::FolderLock::for_run(&config.output, None, tasks)?,
     };
     let printer = Printer { quiet, json: args.json, bars: Mutex::new(HashMap::new()), waited: AtomicBool::new(false) };

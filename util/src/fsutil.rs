@@ -93,7 +93,7 @@ fn remove_stale_temps_below(dir: &Path, depth: usize) -> io::Result<usize> {
     Ok(removed)
 }
 
-/// The lock file's name inside a locked folder (task locks add `.task-I-of-N`).
+/// The lock file's name inside a locked folder (task locks add `.task-ROLE`, e.g. `.task-3-of-8`).
 pub const LOCK_FILE: &str = ".midtrain.lock";
 
 #[derive(Debug, thiserror::Error)]
@@ -134,13 +134,22 @@ impl FolderLock {
 
     /// Lock `dir` for task `task` of `tasks`: shared with the other tasks, exclusive per task.
     pub fn task(dir: &Path, task: usize, tasks: usize) -> Result<Self, LockError> {
+        Self::shared_as(dir, &format!("{task}-of-{tasks}"))
+    }
+
+    /// Lock `dir` for one piece of a split run named `role` (a stage, its domains and a task):
+    /// shared with every other piece, exclusive per role, so that two copies of one piece are
+    /// refused while the tasks of different stages run side by side.
+    pub fn shared_as(dir: &Path, role: &str) -> Result<Self, LockError> {
         let shared = open_lock_file(dir, LOCK_FILE)?;
         match shared.try_lock_shared() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(held(dir, &[LOCK_FILE])),
             Err(fs::TryLockError::Error(source)) => return Err(LockError::Io { path: dir.join(LOCK_FILE), source }),
         }
-        let name = format!("{LOCK_FILE}.task-{task}-of-{tasks}");
+        let role: String =
+            role.chars().map(|c| if c.is_ascii_alphanumeric() || "-_+".contains(c) { c } else { '_' }).collect();
+        let name = format!("{LOCK_FILE}.task-{role}");
         let own = open_lock_file(dir, &name)?;
         match own.try_lock() {
             Ok(()) => {
@@ -328,6 +337,26 @@ mod tests {
         assert!(err.contains("split-run tasks") && err.contains(&format!("pid {}", std::process::id())), "{err}");
         drop(a);
         assert!(FolderLock::task(dir.path(), 0, 2).is_ok());
+        // Task 0 of two stages at once (a domain tokenizes while others deduplicate).
+        let _sig = FolderLock::shared_as(dir.path(), "dedupsignatures--0-of-2").unwrap();
+        let _tok = FolderLock::shared_as(dir.path(), "tokenize-code-0-of-2").unwrap();
+        assert!(FolderLock::shared_as(dir.path(), "tokenize-code-0-of-2").is_err(), "but each piece once");
+        // One claim at a time: the second waits for the first to be dropped.
+        let claim = FolderLock::claiming(dir.path()).unwrap();
+        let released = std::sync::atomic::AtomicBool::new(false);
+        let waited = std::thread::scope(|s| {
+            let second = s.spawn(|| {
+                let _second = FolderLock::claiming(dir.path()).unwrap();
+                released.load(std::sync::atomic::Ordering::SeqCst)
+            });
+            for _ in 0..1_000_000 {
+                std::hint::spin_loop(); // give the second claim time to start waiting
+            }
+            released.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(claim);
+            second.join().unwrap()
+        });
+        assert!(waited, "the second claim got the lock before the first was released");
     }
 
     #[test]
