@@ -180,11 +180,14 @@ pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
     std::fs::create_dir_all(out).map_err(io_err(out))?;
     let mut shards = Vec::new();
     let mut streams = Vec::new();
+    // OLMo-core reads token files as one unsigned dtype; Megatron's int32 files are uint32 there.
+    let mut wide_tokens = false;
     for (d_index, d) in plan.domains.iter().enumerate() {
         let mut docs = Vec::new();
         for dataset in &d.datasets {
             let manifest = DatasetManifest::load(dataset)?;
             manifest.verify_checksums(dataset)?;
+            wide_tokens |= manifest.dtype != shards::shard::TokenDtype::Uint16;
             for (entry, prefix) in manifest.shards.iter().zip(manifest.shard_prefixes(dataset)) {
                 let reader = ShardReader::open(&prefix).map_err(ManifestError::from)?;
                 let shard_index = shards.len() as u32;
@@ -279,7 +282,8 @@ pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
         order_file: "order.bin".into(),
         order_checksum: format!("{:032x}", hasher.digest128()),
     };
-    write_exports(&mixture, out)?;
+    let max_epochs: Vec<f64> = plan.domains.iter().map(|d| d.max_epochs).collect();
+    write_exports(&mixture, &max_epochs, if wide_tokens { "uint32" } else { "uint16" }, out)?;
     let mut json = serde_json::to_vec_pretty(&mixture).expect("serialisable");
     json.push(b'\n');
     write_atomic(&out.join("mixture.json"), &json).map_err(io_err(&out.join("mixture.json")))?;
@@ -287,8 +291,10 @@ pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
 }
 
 /// `megatron_data_path.txt`: `--data-path` weights and prefixes (a shard's weight is its
-/// domain's share split by the shard's tokens); `olmo_data.yaml`: the token files per domain.
-fn write_exports(mixture: &Mixture, out: &Path) -> Result<(), BuildError> {
+/// domain's share split by the shard's tokens); `olmo_data.yaml`: OLMo-core's
+/// `SourceMixtureList` (each domain's token files, target ratio and most repetitions), with the
+/// token dtype OLMo-core must read them as.
+fn write_exports(mixture: &Mixture, max_epochs: &[f64], olmo_dtype: &str, out: &Path) -> Result<(), BuildError> {
     let mut blend = String::new();
     for d in &mixture.domains {
         let shards: Vec<&MixtureShard> = mixture.shards.iter().filter(|s| s.domain == d.name).collect();
@@ -299,17 +305,25 @@ fn write_exports(mixture: &Mixture, out: &Path) -> Result<(), BuildError> {
         }
     }
     write_atomic(&out.join("megatron_data_path.txt"), blend.as_bytes()).map_err(io_err(out))?;
+    let quoted = |s: &str| serde_json::to_string(s).expect("a string");
     let mut yaml = format!(
-        "# OLMo-style data config for mixture {:?} (token files: uint16/int32 .bin arrays, EOS between documents)\n",
-        mixture.name
+        "# OLMo-core sources of mixture {name}, for olmo_core.data.source_mixture.SourceMixtureList.from_yaml.\n\
+         # Token files: dtype {olmo_dtype} (NumpyDatasetDType.{olmo_dtype} in NumpyFSLDatasetConfig), EOS after\n\
+         # every document. The mixture holds {tokens} tokens: pass requested_tokens = {tokens} to\n\
+         # SourceMixtureDatasetConfig; max_repetition_ratio is the recipe's max_epochs.\n\
+         sources:\n",
+        name = quoted(&mixture.name),
+        tokens = mixture.tokens,
     );
-    yaml.push_str("data:\n  paths:\n");
-    for s in &mixture.shards {
-        yaml.push_str(&format!("    - {}.bin\n", s.prefix.display()));
-    }
-    yaml.push_str("  domains:\n");
-    for d in &mixture.domains {
-        yaml.push_str(&format!("    {}: {{share: {:.10}, tokens: {}}}\n", d.name, d.share, d.tokens));
+    for (d, max_epochs) in mixture.domains.iter().zip(max_epochs) {
+        yaml.push_str(&format!(
+            "- source_name: {}\n  target_ratio: {:.10}\n  max_repetition_ratio: {max_epochs}\n  paths:\n",
+            quoted(&d.name),
+            d.share
+        ));
+        for s in mixture.shards.iter().filter(|s| s.domain == d.name) {
+            yaml.push_str(&format!("  - {}\n", quoted(&format!("{}.bin", s.prefix.display()))));
+        }
     }
     write_atomic(&out.join("olmo_data.yaml"), yaml.as_bytes()).map_err(io_err(out))
 }
@@ -446,7 +460,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let plan = crate::plan::plan(&recipe(dir.path(), 1)).unwrap();
         let out = dir.path().join("m");
-        build(&plan, &out).unwrap();
+        let mixture = build(&plan, &out).unwrap();
         let blend = std::fs::read_to_string(out.join("megatron_data_path.txt")).unwrap();
         let mut sum = 0.0;
         for line in blend.lines() {
@@ -456,6 +470,8 @@ mod tests {
         }
         assert!((sum - 1.0).abs() < 1e-6);
         let yaml = std::fs::read_to_string(out.join("olmo_data.yaml")).unwrap();
-        assert_eq!(yaml.matches(".bin\n").count(), 3);
+        assert_eq!(yaml.matches(".bin\"\n").count(), 3, "{yaml}");
+        assert!(yaml.contains("dtype uint16"), "{yaml}");
+        assert_eq!(yaml.matches("- source_name: ").count(), mixture.domains.len(), "{yaml}");
     }
 }

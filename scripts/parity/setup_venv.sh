@@ -10,6 +10,7 @@
 #   transformers  torch transformers tokenizers numpy
 #   tokenizers    tokenizers
 #   fasttext      fasttext-numpy2-wheel numpy
+#   olmo          ai2-olmo-core numpy (pulls torch)
 #
 # A group is skipped when all of its modules already import in the venv, so re-running is cheap.
 # Environment: PYTHON (interpreter used to create the venv, default python3),
@@ -36,6 +37,7 @@ group_packages() {
     transformers) echo "torch transformers tokenizers numpy" ;;
     tokenizers) echo "tokenizers" ;;
     fasttext) echo "fasttext-numpy2-wheel numpy" ;;
+    olmo) echo "ai2-olmo-core numpy" ;;
     *) return 1 ;;
   esac
 }
@@ -46,13 +48,14 @@ group_modules() {
     transformers) echo "torch transformers tokenizers numpy" ;;
     tokenizers) echo "tokenizers" ;;
     fasttext) echo "fasttext numpy" ;;
+    olmo) echo "olmo_core.data.source_mixture numpy" ;;
     *) return 1 ;;
   esac
 }
 
 for g in "$@"; do
   if ! group_packages "$g" >/dev/null; then
-    echo "setup_venv: unknown group '$g' (known: megatron datatrove transformers tokenizers fasttext)" >&2
+    echo "setup_venv: unknown group '$g' (known: megatron datatrove transformers tokenizers fasttext olmo)" >&2
     exit 2
   fi
 done
