@@ -61,6 +61,31 @@ fn plan_enforces_the_floor_and_build_realises_the_shares() {
     ok(midtrain(&["mix", "build", r, "--out", again.to_str().unwrap()]));
     assert_eq!(common::all_files(&out), common::all_files(&again));
 
+    // Megatron knows nothing of max_epochs: a run of more samples than the blend holds within
+    // them is refused, exactly at the boundary.
+    let capacity = plan["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["share"].as_f64().unwrap() > 0.0)
+        .map(|d| {
+            let (available, epochs) = (d["available_tokens"].as_f64().unwrap(), d["max_epochs"].as_f64().unwrap());
+            (available * epochs / d["share"].as_f64().unwrap()).floor() as u64
+        })
+        .min()
+        .unwrap();
+    let samples = (capacity - 1) / 512;
+    let megatron = |n: u64| {
+        let out = tmp.path().join(format!("megatron-{n}"));
+        let n = n.to_string();
+        midtrain(&["mix", "build", r, "--out", out.to_str().unwrap(), "--megatron-samples", &n, "--seq-length", "512"])
+    };
+    ok(megatron(samples));
+    let refused = megatron(samples + 1);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("exceeds its max_epochs"), "{stderr}");
+    assert!(stderr.contains(&format!("the blend holds {capacity}")), "{stderr}");
+
     // The audit agrees with an independent count from order.bin, the shards and the sidecars.
     let html = tmp.path().join("audit.html");
     let audit = midtrain(&[

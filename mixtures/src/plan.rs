@@ -182,6 +182,19 @@ pub fn plan(recipe: &Recipe) -> Result<Plan, PlanError> {
     })
 }
 
+/// What a weighted blend of the plan's domains (Megatron's `--data-path`, which knows nothing
+/// of `max_epochs`) can draw before some domain repeats more often than its recipe allows:
+/// domain i gives `share_i` of every token, so the blend holds
+/// `min_i(available_i × max_epochs_i / share_i)` tokens. Returns those tokens and the domain
+/// that binds.
+pub fn blend_capacity(plan: &Plan) -> Option<(u64, &str)> {
+    plan.domains
+        .iter()
+        .filter(|d| d.share > 0.0)
+        .map(|d| ((d.available_tokens as f64 * d.max_epochs / d.share).floor() as u64, d.name.as_str()))
+        .min_by_key(|&(tokens, _)| tokens)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,6 +47,13 @@ struct BuildArgs {
     /// Replace a mixture already in --out.
     #[arg(long)]
     force: bool,
+    /// The samples a Megatron run will draw from `megatron_data_path.txt` (--train-samples):
+    /// refused when the blend would repeat a domain past its max_epochs.
+    #[arg(long, value_name = "N")]
+    megatron_samples: Option<u64>,
+    /// Tokens per Megatron sample (--seq-length), for --megatron-samples.
+    #[arg(long, value_name = "L", default_value_t = 4096)]
+    seq_length: u64,
     #[arg(long)]
     json: bool,
 }
@@ -114,6 +121,20 @@ pub fn run(args: MixArgs) -> Result<ExitCode> {
                     a.out.display()
                 );
             }
+            let capacity = mixtures::plan::blend_capacity(&plan);
+            if let (Some(samples), Some((tokens, domain))) = (a.megatron_samples, capacity) {
+                // A GPT sample of L tokens reads L + 1 (the last one is the next sample's first).
+                let wanted = samples.saturating_mul(a.seq_length).saturating_add(1);
+                if wanted > tokens {
+                    bail!(
+                        "--megatron-samples {samples} × --seq-length {} needs {wanted} tokens, but the blend holds {tokens} \
+                         before {domain:?} exceeds its max_epochs ({} samples): Megatron would repeat it more often \
+                         than the recipe allows. Ask for fewer samples, or raise {domain:?}'s max_epochs",
+                        a.seq_length,
+                        (tokens - 1) / a.seq_length
+                    );
+                }
+            }
             let mixture = mixtures::build::build(&plan, &a.out)?;
             if a.json {
                 outln!("{}", serde_json::to_string(&mixture)?);
@@ -123,6 +144,14 @@ pub fn run(args: MixArgs) -> Result<ExitCode> {
                 for d in &mixture.domains {
                     let realised = d.tokens as f64 / mixture.tokens.max(1) as f64;
                     outln!("  {:<14} realised {:>6.2}% (planned {:>6.2}%)", d.name, 100.0 * realised, 100.0 * d.share);
+                }
+                if let Some((tokens, domain)) = capacity {
+                    outln!(
+                        "megatron_data_path.txt holds {tokens} tokens within every max_epochs ({} samples of {}; \
+                         {domain} binds): check a run with --megatron-samples",
+                        tokens.saturating_sub(1) / a.seq_length,
+                        a.seq_length
+                    );
                 }
             }
         }
