@@ -52,7 +52,7 @@ struct BuildArgs {
     #[arg(long, value_name = "N")]
     megatron_samples: Option<u64>,
     /// Tokens per Megatron sample (--seq-length), for --megatron-samples.
-    #[arg(long, value_name = "L", default_value_t = 4096)]
+    #[arg(long, value_name = "L", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
     seq_length: u64,
     #[arg(long)]
     json: bool,
@@ -113,14 +113,6 @@ pub fn run(args: MixArgs) -> Result<ExitCode> {
         }
         MixCommand::Build(a) => {
             let plan = plan(&Recipe::load(&a.recipe)?)?;
-            let _lock = util::fsutil::FolderLock::for_run(&a.out, None, 1)?;
-            if a.out.join("mixture.json").is_file() && !a.force {
-                bail!(
-                    "{}: holds a mixture already; a run that trains on it would read another order. \
-                     Choose another --out, or pass --force to replace it",
-                    a.out.display()
-                );
-            }
             let capacity = mixtures::plan::blend_capacity(&plan);
             if let (Some(samples), Some((tokens, domain))) = (a.megatron_samples, capacity) {
                 // A GPT sample of L tokens reads L + 1 (the last one is the next sample's first).
@@ -131,9 +123,17 @@ pub fn run(args: MixArgs) -> Result<ExitCode> {
                          before {domain:?} exceeds its max_epochs ({} samples): Megatron would repeat it more often \
                          than the recipe allows. Ask for fewer samples, or raise {domain:?}'s max_epochs",
                         a.seq_length,
-                        (tokens - 1) / a.seq_length
+                        tokens.saturating_sub(1) / a.seq_length
                     );
                 }
+            }
+            let _lock = util::fsutil::FolderLock::for_run(&a.out, None, 1)?;
+            if a.out.join("mixture.json").is_file() && !a.force {
+                bail!(
+                    "{}: holds a mixture already; a run that trains on it would read another order. \
+                     Choose another --out, or pass --force to replace it",
+                    a.out.display()
+                );
             }
             let mixture = mixtures::build::build(&plan, &a.out)?;
             if a.json {
