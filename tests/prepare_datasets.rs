@@ -388,4 +388,6 @@ fn array_tasks_started_at_the_same_moment_finish_every_stage_in_one_pass() {
     );
     let tokenize = midtrain(&["prepare", c, "--stage", "tokenize", "--tasks", "3", "--task", "0"], &[]);
     assert_eq!(tokenize.status.code(), Some(3), "{}", String::from_utf8_lossy(&tokenize.stderr));
+    let whole_stage = midtrain(&["prepare", c, "--tasks", "3", "--task", "0"], &[]);
+    assert!(String::from_utf8_lossy(&whole_stage.stderr).contains("name it with --stage"), "{whole_stage:?}");
 }

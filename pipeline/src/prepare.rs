@@ -197,6 +197,13 @@ impl<'a> Prepare<'a> {
             Part::Task(task) => Some(task),
             _ => None,
         };
+        if matches!(part, Part::Task(_)) && stage == Stage::All {
+            return Err(PrepareError::Settings(
+                "--task runs one task's share of one stage: name it with --stage (each stage's summary is then \
+                 written by --finalize before the next stage can start)"
+                    .into(),
+            ));
+        }
         if part == Part::Finalize && !matches!(stage, Stage::Filter | Stage::DedupApply | Stage::Tokenize) {
             return Err(PrepareError::Settings(
                 "--finalize writes a split stage's summary: use it with --stage filter, dedup-apply or tokenize".into(),

@@ -29,7 +29,7 @@ OUTPUT/NAME/dedup/ and the shared OUTPUT/_dedup/; with [tokenizer], the dataset 
 OUTPUT/NAME/: shards NAME_PPPPP_KKKK.bin/.idx, sidecars .docs.parquet, removed.parquet (every
 removed document with its step and reason), stats.json and manifest.json (written last).
 A rerun resumes (finished input files and stages are skipped; a finished dataset is left alone);
---force redoes. With --task i --tasks n, task i handles input files i, i+n, ...; then
+--force redoes. With --stage S --task i --tasks n, task i handles input files i, i+n, ...; then
 `--stage S --tasks n --finalize` writes the stage's summary, or fails naming the parts missing.
 Exits 3 when a stage waits for an earlier one. See README.md for the config format.")]
 pub struct PrepareArgs {
