@@ -104,13 +104,16 @@ pub fn run(args: PrepareArgs, quiet: bool) -> Result<ExitCode> {
     };
     let prepare =
         Prepare::new(&config, &args.domains, args.stage, part, args.split.tasks, args.force).with_context(in_config)?;
-    // The tasks of different stages and domains run side by side on a cluster (a domain
-    // tokenizes while others deduplicate); each piece is exclusive only against its own copy.
+    // The jobs of different stages and domains run side by side on a cluster (a domain
+    // tokenizes while others deduplicate): each piece is exclusive only against its own copy.
+    // Only a run of every stage holds the folder alone (and clears what a killed run left).
     let tasks = args.split.tasks;
     let piece = format!("{:?}-{}", args.stage, args.domains.join("+")).to_lowercase();
+    let shared = |role: String| util::fsutil::FolderLock::shared_as(&config.output, &role);
     let _lock = match part {
-        Part::Task(task) => util::fsutil::FolderLock::shared_as(&config.output, &format!("{piece}-{task}-of-{tasks}"))?,
-        Part::Finalize => util::fsutil::FolderLock::shared_as(&config.output, &format!("{piece}-finalize"))?,
+        Part::Task(task) => shared(format!("{piece}-{task}-of-{tasks}"))?,
+        Part::Finalize => shared(format!("{piece}-finalize"))?,
+        Part::All if args.stage != Stage::All => shared(format!("{piece}-all-of-{tasks}"))?,
         Part::All => util::fsutil::FolderLock::for_run(&config.output, None, tasks)?,
     };
     let printer = Printer { quiet, json: args.json, bars: Mutex::new(HashMap::new()), waited: AtomicBool::new(false) };
@@ -217,7 +220,7 @@ impl Observer for Printer {
 /// Why a step is not finished, and what comes when it is.
 fn follows(on: &Waiting, what: &str) -> String {
     match on {
-        Waiting::OtherTasks => format!("{what} follow when every task is done (the finalize step)"),
+        Waiting::OtherTasks => format!("{what}: written by the finalize step once every task is done"),
         Waiting::Stage { stage, domain } => {
             format!("waits for the {stage} stage of domain {domain:?} (every task of it must finish)")
         }
