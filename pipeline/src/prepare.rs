@@ -306,20 +306,14 @@ impl<'a> Prepare<'a> {
             Outcome::Done(job) => job,
             Outcome::Waiting(on) => return report(Outcome::Waiting(on)),
         };
+        // Domains whose normalisation is not the preset's: those keeping their numbers.
+        let preset = job.config.near.as_ref().map(|near| near.normalization);
         let keeping: Vec<&str> = domains
             .iter()
-            .filter(|d| {
-                section.near_normalization(&job.config, d) == Some(crate::dedup::Normalization::FinewebKeepNumbers)
-            })
             .map(String::as_str)
+            .filter(|d| section.near_normalization(&job.config, d) != preset)
             .collect();
-        if !keeping.is_empty()
-            && job
-                .config
-                .near
-                .as_ref()
-                .is_some_and(|n| n.normalization != crate::dedup::Normalization::FinewebKeepNumbers)
-        {
+        if !keeping.is_empty() {
             observer.note(&format!(
                 "near-dedup keeps the numbers of {} (numbers tell their documents apart)",
                 keeping.join(", ")

@@ -48,7 +48,8 @@ pub struct PrepareArgs {
     /// tokenize: what the job after each array runs.
     #[arg(long, conflicts_with = "task")]
     finalize: bool,
-    /// Print a Slurm script that runs every stage as job arrays of N tasks, with dependencies.
+    /// Print a Slurm script that runs every stage as job arrays of N tasks, with dependencies
+    /// (each array followed by its --finalize job; resources from the --slurm-* options).
     #[arg(long, value_name = "N")]
     emit_slurm: Option<usize>,
     /// CPUs per Slurm task (the script's --cpus-per-task).
@@ -60,6 +61,7 @@ pub struct PrepareArgs {
     /// Time limit per Slurm job (--time).
     #[arg(long, value_name = "TIME", default_value_t = SlurmOptions::default().time)]
     slurm_time: String,
+    /// The Slurm partition every job runs in (--partition); default: the cluster's.
     #[arg(long, value_name = "NAME")]
     slurm_partition: Option<String>,
     /// Any other sbatch option, for every job (repeatable): --slurm-arg=--account=lab.
