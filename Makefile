@@ -150,7 +150,7 @@ parity: demo
 		$(TARGET_DIR)/release/midtrain dedup $(CORPORA)/math.parquet --numbers $$n --out out/parity-dedup-math-$$n -q \
 			|| exit 1; \
 		.venv-parity/bin/python scripts/parity/dedup_keepers.py out/parity-dedup-math-$$n \
-			--corpus $(CORPORA)/math.parquet --numbers $$n --min-share 0.9 || exit 1; done
+			--corpus $(CORPORA)/math.parquet --numbers $$n --min-share 0.99 || exit 1; done
 	.venv-parity/bin/python scripts/parity/tokenize_check.py --midtrain $(TARGET_DIR)/release/midtrain \
 		--tokenizer fixtures/tokenizer.json --corpus $(ALL_CORPORA) --edge-cases
 	$(MAKE) $(SMOLLM2)/tokenizer.json

@@ -84,8 +84,9 @@ pub struct Removal {
     pub step: String,
     /// Why, in the step's words (`gopher_short_doc`, `bad_json: ...`).
     pub reason: String,
-    /// Dedup only: the duplicate cluster, the id of the document kept for it, and the estimated
-    /// Jaccard similarity of the two (1 for an exact copy).
+    /// Dedup only: the duplicate cluster, the id of the document kept for it, and the
+    /// Jaccard similarity of the two (exact with verification, the MinHash estimate without; 1
+    /// for an exact copy).
     pub cluster_id: Option<u64>,
     pub kept_id: Option<String>,
     pub similarity: Option<f32>,

@@ -329,7 +329,7 @@ impl<'a> Prepare<'a> {
             dedup::pairs(&job)?;
         }
         if self.stage.runs(Stage::DedupClusters) {
-            dedup::clusters(&job)?;
+            dedup::clusters(&job, &progress)?;
         }
         if self.stage.runs(Stage::DedupApply) {
             for slice in &self.slices {

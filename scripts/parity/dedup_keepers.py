@@ -10,9 +10,10 @@ word n-gram sets of the removed text and its keeper's, after the normalisation m
 preset uses: datatrove's own `simplify_text` (numbers -> 0 unless --numbers keep) when datatrove
 is installed, else an approximation of it. Prints the distribution, the share at or above
 --threshold, the worst pairs, and exits 1 when that share is below --min-share. midtrain's own
-estimate (the `similarity` column, MinHash with bands x rows hashes) is shown beside it: it is what
-the keeper check uses, so it reaches the threshold by construction; the exact value can fall
-below by the estimate's error. Needs pyarrow (and datatrove for the exact normalisation).
+value (the `similarity` column: the exact Jaccard of its shingle hashes when it verifies, the
+MinHash estimate with --preset fineweb) is shown beside it, and the count where the two differ by
+more than 1e-4 (different normalisation or shingling). Needs pyarrow (and datatrove for the exact
+normalisation).
 """
 
 import argparse
@@ -97,11 +98,13 @@ def main() -> int:
     for cut in sorted({0.3, 0.4, args.threshold, 0.6, 0.8}):
         print(f"  exact Jaccard to the keeper < {cut:.2f}: {sum(j < cut for j in values):6d}")
     print(f"  median {values[len(values) // 2]:.3f}, share >= {args.threshold}: {above:.4f}")
-    estimates = [s for _, s, _, _ in scored if s is not None]
-    if estimates:
-        print(f"  midtrain's estimate >= {args.threshold}: {sum(s >= args.threshold for s in estimates)} of {len(estimates)}")
+    recorded = [(j, s) for j, s, _, _ in scored if s is not None and s == s]
+    if recorded:
+        reach = sum(s >= args.threshold for _, s in recorded)
+        differ = sum(abs(j - s) > 1e-4 for j, s in recorded)
+        print(f"  midtrain's similarity >= {args.threshold}: {reach} of {len(recorded)}; differs from this exact J: {differ}")
     for j, s, i, k in scored[: args.show]:
-        print(f"  J={j:.3f} (estimate {s}) {i} for {k}")
+        print(f"  J={j:.3f} (midtrain {s}) {i} for {k}")
         print(f"      removed: {texts[i][:100]!r}")
         print(f"      keeper:  {texts[k][:100]!r}")
     if args.min_share is not None and above < args.min_share:

@@ -112,7 +112,7 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
         Stage::Signatures => dedup::signatures(&job, task, &report)?,
         Stage::Pairs => dedup::pairs(&job)?,
         Stage::Clusters => {
-            let stats = dedup::clusters(&job)?;
+            let stats = dedup::clusters(&job, &report)?;
             progress.finish();
             if args.json {
                 outln!("{}", serde_json::to_string(&stats)?);

@@ -1,5 +1,5 @@
 //! A page for a person to review what dedup removed: the largest clusters, each removal beside
-//! the document it was removed for, with the estimated similarity of the two.
+//! the document it was removed for, with the similarity of the two.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;

@@ -18,7 +18,8 @@ pub(super) trait Documents {
     fn quality(&self, doc: u64) -> f32;
     /// Equal hashes of the exactly normalised text.
     fn same_text(&self, a: u64, b: u64) -> bool;
-    /// Estimated Jaccard similarity of the shingles; `None` without MinHash signatures.
+    /// Jaccard similarity of the shingles (exact with verification); `None` where a document has
+    /// no shingles.
     fn similarity(&self, a: u64, b: u64) -> Option<f64>;
 }
 

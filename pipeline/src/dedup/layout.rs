@@ -203,8 +203,9 @@ impl RemovalReason {
     }
 }
 
-/// A removed document, the document it is removed for (its keeper), why, and its estimated
-/// similarity to the keeper (NaN where there are no signatures; 1 for an exact copy).
+/// A removed document, the document it is removed for (its keeper), why, and its
+/// similarity to the keeper (exact with verification, else the MinHash estimate; NaN where
+/// there are no shingles; 1 for an exact copy).
 #[derive(Clone, Copy, Debug)]
 pub struct RemovalRecord {
     pub doc: u64,

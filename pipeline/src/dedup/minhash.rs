@@ -150,8 +150,9 @@ impl MinHasher {
         &self.params
     }
 
-    /// Signature of already-normalised text; `None` when it has no shingles.
-    pub fn signature(&self, normalized: &str) -> Option<Vec<u64>> {
+    /// Calls `each` with the hash of every shingle of already-normalised text, in text order
+    /// (repeats included); false when the text has no shingles.
+    fn for_each_shingle(&self, normalized: &str, mut each: impl FnMut(u64)) -> bool {
         let words: Vec<&str> = match self.params.words {
             WordSplit::Whitespace => python::split_whitespace(normalized).collect(),
             WordSplit::Spacy => split_into_words(normalized),
@@ -162,11 +163,9 @@ impl MinHasher {
             self.params.ngram
         };
         if n == 0 || words.len() < n {
-            return None;
+            return false;
         }
-        let mut signature = vec![u64::MAX; self.params.num_hashes()];
         let mut joined = String::new();
-        let mut seen = std::collections::HashSet::with_capacity(words.len());
         for gram in words.windows(n) {
             joined.clear();
             for (i, w) in gram.iter().enumerate() {
@@ -175,9 +174,19 @@ impl MinHasher {
                 }
                 joined.push_str(w);
             }
-            let h = xxh64(joined.as_bytes(), 0);
+            each(xxh64(joined.as_bytes(), 0));
+        }
+        true
+    }
+
+    /// Signature of already-normalised text; `None` when it has no shingles.
+    pub fn signature(&self, normalized: &str) -> Option<Vec<u64>> {
+        let mut signature = vec![u64::MAX; self.params.num_hashes()];
+        // About one shingle per six bytes of English text: few regrowths of the set.
+        let mut seen = std::collections::HashSet::with_capacity(normalized.len() / 6 + 1);
+        let any = self.for_each_shingle(normalized, |h| {
             if !seen.insert(h) {
-                continue; // a repeated shingle cannot lower any minimum
+                return; // a repeated shingle cannot lower any minimum
             }
             for ((slot, &a), &b) in signature.iter_mut().zip(&self.a).zip(&self.b) {
                 let v = mod_mersenne_61(h.wrapping_mul(a).wrapping_add(b));
@@ -185,8 +194,18 @@ impl MinHasher {
                     *slot = v;
                 }
             }
-        }
-        Some(signature)
+        });
+        any.then_some(signature)
+    }
+
+    /// The distinct shingle hashes of already-normalised text, sorted: the set whose Jaccard
+    /// similarity a signature estimates (empty when the text has no shingles).
+    pub fn shingle_set(&self, normalized: &str) -> Vec<u64> {
+        let mut set = Vec::new();
+        self.for_each_shingle(normalized, |h| set.push(h));
+        set.sort_unstable();
+        set.dedup();
+        set
     }
 
     /// The signature cut into bands, each padded to [`MAX_ROWS`] values.
@@ -297,6 +316,18 @@ mod tests {
         let est = estimated_jaccard(&compact(&h.signature(&a).unwrap()), &compact(&h.signature(&b).unwrap()));
         assert!((est - truth).abs() < 0.1, "estimate {est} vs true {truth}");
         assert_eq!(h.signature(&a), h.signature(&a), "deterministic");
+    }
+
+    #[test]
+    fn shingle_sets_are_the_distinct_shingles() {
+        let h = MinHasher::new(params(2));
+        let set = h.shingle_set("a b a b c");
+        let expected: std::collections::BTreeSet<u64> =
+            ["a b", "b a", "b c"].iter().map(|s| xxh64(s.as_bytes(), 0)).collect();
+        assert_eq!(set, expected.into_iter().collect::<Vec<_>>());
+        assert!(h.shingle_set("one").is_empty());
+        let lenient = MinHasher::new(MinHashParams { shingle_short_documents: true, ..params(5) });
+        assert_eq!(lenient.shingle_set("only four words here"), [xxh64(b"only four words here", 0)]);
     }
 
     #[test]

@@ -7,15 +7,17 @@
 //! 1. [`signatures`] (per task): hash every document; band keys, text hashes, compact
 //!    signatures and ids go to sorted files, spilling runs beyond the memory budget;
 //! 2. [`pairs`] (once): merge every task's band files, equal keys give candidate pairs;
-//! 3. [`clusters`] (once): verify candidates, union-find, pick keepers, list removals;
+//! 3. [`clusters`] (once): verify candidates on their exact shingle sets (read again from the
+//!    inputs, see [`shingle_sets`]), pick keepers, list removals;
 //! 4. [`apply`] (per task): re-read the task's inputs and write kept and removed parquet.
 //!
 //! Documents are numbered by input file and row, so the same documents are removed however
 //! the files are split into tasks. The index never holds text: per document it keeps
 //! `bands × 72` bytes of band records and 24 bytes of text-hash record in sort buffers (spilled
 //! to disk as sorted runs beyond the memory budget); the doc record (40 bytes + the id) and
-//! the verification signature (4 bytes per hash) go straight to disk. Clustering holds
-//! 8 + 8 bytes per document that appears in a candidate pair.
+//! the compact signature (4 bytes per hash) go straight to disk. Clustering holds 8 + 8 bytes
+//! per accepted pair and 24 per document in a candidate pair; with verification the shingle
+//! sets of those documents go to a memory-mapped file (8 bytes per distinct shingle).
 
 mod explain;
 mod keepers;
@@ -24,6 +26,7 @@ pub mod minhash;
 pub mod normalize;
 pub mod records;
 mod settings;
+mod shingle_sets;
 mod stages;
 pub mod union_find;
 
@@ -54,7 +57,9 @@ pub enum Keeper {
 pub struct NearConfig {
     pub minhash: MinHashParams,
     pub normalization: Normalization,
-    /// Keep a candidate pair only when its estimated Jaccard similarity reaches this.
+    /// Keep a candidate pair only when the exact Jaccard similarity of its shingle sets reaches
+    /// this (and, unless the keeper rule is `Root`, remove a document only for a keeper at least
+    /// this similar).
     pub verify_threshold: Option<f64>,
 }
 
@@ -74,7 +79,7 @@ pub struct DedupConfig {
 
 impl DedupConfig {
     /// midtrain's default: exact dedup, then 3-word shingles in 20 bands × 6 rows (candidates
-    /// from Jaccard ≈ 0.6 down), each candidate verified at an estimated Jaccard ≥ 0.5. Chosen
+    /// from Jaccard ≈ 0.6 down), each candidate verified at an exact Jaccard ≥ 0.5. Chosen
     /// on a labelled set for recall of edited copies and copies wrapped in boilerplate without
     /// merging documents that share only boilerplate (see docs/benchmarks.md).
     pub fn recommended() -> Self {

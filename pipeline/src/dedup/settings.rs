@@ -58,7 +58,7 @@ pub struct DedupSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "cli", arg(long))]
     pub seed: Option<u32>,
-    /// Keep candidate pairs whose estimated Jaccard similarity reaches this; 0 disables.
+    /// Keep candidate pairs whose exact Jaccard similarity reaches this; 0 disables.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "cli", arg(long))]
     pub verify_threshold: Option<f64>,

@@ -12,6 +12,7 @@ use super::layout::*;
 use super::minhash::{MinHasher, compact, estimated_jaccard};
 use super::normalize::{Normalization, normalize};
 use super::records::{Record, RecordError, RecordFile, RecordWriter, SortedRuns, merge_sorted};
+use super::shingle_sets::ShingleSets;
 use super::{DedupConfig, Keeper, keepers};
 use crate::document::Removal;
 use crate::file_error::FileError;
@@ -32,6 +33,12 @@ pub enum DedupError {
     /// A stage ran before the one it needs finished (the stages run in order).
     #[error("{marker}: {missing} is not finished; run it first")]
     NotReady { marker: PathBuf, missing: String },
+    /// Verification re-reads the inputs; they must hold the documents the signatures saw.
+    #[error(
+        "{input}: {found} of the {expected} documents of its candidate pairs are still there: the \
+         input changed after the signatures stage; rerun dedup with --force"
+    )]
+    InputChanged { input: PathBuf, expected: usize, found: usize },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DedupError + '_ {
@@ -354,8 +361,35 @@ impl keepers::Documents for DocLookup {
     }
 }
 
-/// Stage 3: verify candidates, choose keepers (see [`keepers`]), list removals.
-pub fn clusters(job: &DedupJob) -> Result<DedupStats, DedupError> {
+/// The documents with their exact shingle sets: what verification compares.
+struct Verified<'a> {
+    lookup: &'a DocLookup,
+    sets: &'a ShingleSets,
+}
+
+impl keepers::Documents for Verified<'_> {
+    fn quality(&self, doc: u64) -> f32 {
+        self.lookup.quality(doc)
+    }
+    fn same_text(&self, a: u64, b: u64) -> bool {
+        self.lookup.same_text(a, b)
+    }
+    fn similarity(&self, a: u64, b: u64) -> Option<f64> {
+        self.sets.jaccard(a, b)
+    }
+}
+
+/// Every document of the exact pairs and the near candidate pairs, sorted.
+fn paired_documents(sources: &[(RecordFile<PairRecord>, bool)]) -> Vec<u64> {
+    let mut docs: Vec<u64> = sources.iter().flat_map(|(file, _)| file.iter().flat_map(|p| [p.a, p.b])).collect();
+    docs.sort_unstable();
+    docs.dedup();
+    docs
+}
+
+/// Stage 3: verify candidates (exactly, on the shingle sets read again from the inputs), choose
+/// keepers (see [`keepers`]), list removals.
+pub fn clusters(job: &DedupJob, progress: &(dyn Fn(Progress) + Sync)) -> Result<DedupStats, DedupError> {
     let dir = job.work.join("clusters");
     if let Some(stats) = read_json::<DedupStats>(&dir.join("done.json")) {
         return Ok(stats);
@@ -385,18 +419,19 @@ pub fn clusters(job: &DedupJob) -> Result<DedupStats, DedupError> {
     }
     // With verification, each distinct near pair is checked once (pairs repeat across bands).
     let threshold = job.config.near.as_ref().and_then(|n| n.verify_threshold);
+    let sets = match threshold {
+        Some(_) => Some(ShingleSets::build(job, &paired_documents(&sources), &dir.join("shingles.bin"), progress)?),
+        None => None,
+    };
     let mut verdicts: std::collections::HashMap<PairRecord, bool> = std::collections::HashMap::new();
     let mut accepted: Vec<PairRecord> = Vec::new();
     for (file, near) in &sources {
         let pairs: Vec<PairRecord> = file.iter().collect();
-        if let (Some(t), true) = (threshold, *near) {
+        if let (Some(t), Some(sets), true) = (threshold, &sets, *near) {
             let mut new: Vec<PairRecord> = pairs.iter().filter(|p| !verdicts.contains_key(p)).copied().collect();
             new.sort_unstable();
             new.dedup();
-            let checked: Vec<bool> = new
-                .par_iter()
-                .map(|p| estimated_jaccard(&lookup.signature(p.a), &lookup.signature(p.b)) >= t)
-                .collect();
+            let checked: Vec<bool> = new.par_iter().map(|p| sets.jaccard(p.a, p.b).is_some_and(|j| j >= t)).collect();
             stats.verified_pairs += checked.iter().filter(|&&k| k).count() as u64;
             verdicts.extend(new.into_iter().zip(checked));
             accepted.extend(pairs.into_iter().filter(|p| verdicts[p]));
@@ -409,11 +444,20 @@ pub fn clusters(job: &DedupJob) -> Result<DedupStats, DedupError> {
     }
     drop(verdicts);
 
-    let grouping = match threshold {
-        Some(t) if job.config.keep != Keeper::Root => keepers::verified(&accepted, job.config.keep, t, &lookup),
+    let grouping = match (&sets, threshold) {
+        (Some(sets), Some(t)) => {
+            let docs = Verified { lookup: &lookup, sets };
+            match job.config.keep {
+                Keeper::Root => keepers::by_component(&accepted, job.config.keep, &docs),
+                keep => keepers::verified(&accepted, keep, t, &docs),
+            }
+        }
         _ => keepers::by_component(&accepted, job.config.keep, &lookup),
     };
     drop(accepted);
+    if let Some(sets) = sets {
+        sets.remove()?;
+    }
     stats.clusters = grouping.sizes.len() as u64;
     for &size in grouping.sizes.values() {
         *stats.cluster_sizes.entry(size).or_default() += 1;
@@ -531,7 +575,7 @@ pub fn run_all(job: &DedupJob, progress: &(dyn Fn(Progress) + Sync)) -> Result<(
         signatures(job, task, progress)?;
     }
     pairs(job)?;
-    clusters(job)?;
+    clusters(job, progress)?;
     for task in 0..job.tasks {
         apply(job, task, progress)?;
     }

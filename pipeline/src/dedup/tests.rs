@@ -216,7 +216,7 @@ fn tasks_run_stage_by_stage_and_refuse_to_go_ahead_early() {
     assert!(err.contains("task 1 of 2 is not finished"), "{err}");
     signatures(&j, 1, &|_| {}).unwrap();
     pairs(&j).unwrap();
-    clusters(&j).unwrap();
+    clusters(&j, &|_| {}).unwrap();
     apply(&j, 1, &|_| {}).unwrap();
     let Parts::Missing(missing) = finish(&j).unwrap() else { panic!("input 0 is not applied yet") };
     assert_eq!(missing.len(), 1, "{missing:?}");
@@ -250,7 +250,7 @@ fn corrupted_intermediate_files_are_detected() {
     let mut text = std::fs::read(&ids).unwrap();
     text[0] ^= 1;
     std::fs::write(&ids, text).unwrap();
-    let err = clusters(&j).unwrap_err().to_string();
+    let err = clusters(&j, &|_| {}).unwrap_err().to_string();
     assert!(err.contains("ids.txt") && err.contains("corrupted"), "{err}");
 }
 
@@ -328,7 +328,7 @@ fn a_chain_of_near_copies_removes_only_what_is_like_its_keeper() {
         .unwrap()
         .as_primitive::<arrow::datatypes::Float32Type>()
         .value(0);
-    assert!((0.5..0.7).contains(&similarity), "{similarity}");
+    assert!((similarity - 58.0 / 98.0).abs() < 1e-6, "exact, not estimated: {similarity}");
     // The review page shows the removal beside its keeper, with the similarity.
     let html = explain(&verified, 10).unwrap();
     assert!(html.contains("1 removed for a") && html.contains(&format!("{similarity:.3}")), "{html}");
@@ -365,4 +365,55 @@ fn problems_that_differ_only_in_their_numbers_stay_when_numbers_are_kept() {
     let keep = tmp.path().join("keep");
     run(&job(vec![input], &keep, settings.resolve().unwrap(), 1));
     assert!(removed(&keep).is_empty());
+}
+
+#[test]
+fn a_near_removal_needs_the_exact_similarity_to_reach_the_threshold() {
+    // Pairs of 60-word documents, the second a copy with 4 to 10 words replaced: true Jaccard of
+    // word 3-grams from about 0.35 to 0.65. One row per band makes every pair a candidate (P = 1 − (1 − J)^40); its 40
+    // hashes estimate J to ±0.08, so deciding on the estimate would remove some pairs below 0.5
+    // and keep some above.
+    let tmp = tempfile::tempdir().unwrap();
+    let shingles =
+        |words: &[String]| -> std::collections::HashSet<String> { words.windows(3).map(|w| w.join(" ")).collect() };
+    let mut state = 7u64;
+    let (mut lines, mut expected, mut below) = (Vec::new(), Vec::new(), 0);
+    for k in 0..60usize {
+        let a: Vec<String> = (k * 1000..k * 1000 + 60).map(word).collect();
+        let mut b = a.clone();
+        for r in 0..4 + k % 7 {
+            let at = (util::rng::splitmix64(&mut state) % 60) as usize;
+            b[at] = word(k * 1000 + 500 + r);
+        }
+        let (sa, sb) = (shingles(&a), shingles(&b));
+        let j = sa.intersection(&sb).count() as f64 / sa.union(&sb).count() as f64;
+        lines.push(format!(r#"{{"id":"a{k}","text":"{}"}}"#, a.join(" ")));
+        lines.push(format!(r#"{{"id":"b{k}","text":"{}"}}"#, b.join(" ")));
+        if j >= 0.5 {
+            expected.push((format!("b{k}"), j));
+        } else {
+            below += 1;
+        }
+    }
+    assert!(below >= 10 && expected.len() >= 10, "{below} below, {} above", expected.len());
+    let input = tmp.path().join("pairs.jsonl");
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let mut config = DedupConfig::recommended();
+    let near = config.near.as_mut().unwrap();
+    (near.minhash.bands, near.minhash.rows) = (40, 1);
+    let out = tmp.path().join("out");
+    let stats = run(&job(vec![input], &out, config, 1));
+    assert_eq!(stats.verified_pairs, expected.len() as u64, "distinct pairs at J >= 0.5");
+    assert!(!out.join("work/clusters/shingles.bin").exists(), "the sets are removed after clustering");
+
+    let part = std::fs::read_dir(out.join("removed")).unwrap().next().unwrap().unwrap().path();
+    let batch = &batches(&part)[0];
+    let similarity = batch.column_by_name("similarity").unwrap().as_primitive::<arrow::datatypes::Float32Type>();
+    let got: Vec<(String, f64)> =
+        strings(batch, "id").into_iter().enumerate().map(|(i, id)| (id.unwrap(), similarity.value(i) as f64)).collect();
+    let key = |v: &Vec<(String, f64)>| v.iter().map(|(id, _)| id.clone()).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(key(&got), key(&expected), "removed exactly the pairs at J >= 0.5");
+    for ((id, got), (_, want)) in got.iter().zip(&expected) {
+        assert!((got - want).abs() < 1e-6, "{id}: similarity {got}, exact {want}");
+    }
 }
