@@ -223,10 +223,23 @@ impl PrepareConfig {
 
     /// `[decontaminate]` as the last filter of each domain it names.
     fn append_decontamination(&mut self) {
-        let Some(section) = &self.decontaminate else { return };
+        if let Some(section) = &self.decontaminate {
+            for d in &mut self.domains {
+                if section.domains.as_ref().is_none_or(|names| names.contains(&d.name)) {
+                    d.filters.push(FilterConfig::Decontaminate(section.check.clone()));
+                }
+            }
+        }
+        // A decontamination step learns a domain's boilerplate from its own inputs unless told
+        // otherwise.
         for d in &mut self.domains {
-            if section.domains.as_ref().is_none_or(|names| names.contains(&d.name)) {
-                d.filters.push(FilterConfig::Decontaminate(section.check.clone()));
+            for f in &mut d.filters {
+                if let FilterConfig::Decontaminate(c) = f
+                    && c.boilerplate.is_none()
+                {
+                    c.boilerplate = Some(d.inputs.iter().map(PathBuf::from).collect());
+                    c.boilerplate_text_column = d.text_column.clone();
+                }
             }
         }
     }
@@ -246,8 +259,9 @@ impl PrepareConfig {
             }
         }
         if let Some(section) = &mut self.decontaminate {
-            for eval_set in &mut section.check.against {
-                *eval_set = resolve_against(base, eval_set);
+            let check = &mut section.check;
+            for path in check.against.iter_mut().chain(check.boilerplate.iter_mut().flatten()) {
+                *path = resolve_against(base, path);
             }
         }
     }
@@ -387,7 +401,12 @@ mod tests {
             };
             assert_eq!(last.against, [dir.path().join("evals/gsm8k.jsonl")]);
             assert_eq!((last.mode, last.ngram), (crate::filter::decontaminate::Mode::Mark, 13));
+            let own = dir.path().join(if d.name == "web" { "w" } else { "m" });
+            assert_eq!(last.boilerplate, Some(vec![own]), "the boilerplate sample is the domain's inputs");
         }
+        let c = load("against = [\"e.jsonl\"]\nboilerplate = [\"sample/*.parquet\"]\n").unwrap();
+        let Some(FilterConfig::Decontaminate(last)) = c.domains[1].filters.last() else { panic!() };
+        assert_eq!(last.boilerplate, Some(vec![dir.path().join("sample/*.parquet")]));
         assert_eq!(c.domains[0].filters.len(), 2, "after the domain's own filters");
         let c = load("against = [\"e.jsonl\"]\ndomains = [\"math\"]\n").unwrap();
         assert_eq!((c.domains[0].filters.len(), c.domains[1].filters.len()), (1, 1));

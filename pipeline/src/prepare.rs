@@ -273,6 +273,9 @@ impl<'a> Prepare<'a> {
         Folder::stage(&out).claim(&RunIdentity::new("filter", &domain.inputs, settings), self.force)?;
         let options = domain.config.read_options(config.batch_size, config.on_error);
         let chain = domain.chain.as_ref().expect("built for a run that filters");
+        for line in chain.notes() {
+            observer.note(&format!("{name}: {line}"));
+        }
         for &slice in &self.slices {
             run_filter_stage(&domain.inputs, &options, chain, &out, slice, &|p| observer.progress(name, p))?;
         }

@@ -14,8 +14,8 @@ use super::filter::FilterStage;
 ///
 /// Items and documents are compared as words after FineWeb's normalisation with numbers kept.
 /// An item of at least --ngram words matches through any of its n-grams, a shorter one through
-/// its whole text; n-grams shared by more than --max-items-per-ngram items (template text) do
-/// not match alone.
+/// its whole text; n-grams shared by more than --max-items-per-ngram items (template text), or
+/// common in a sample of the corpus (boilerplate), do not match alone.
 #[derive(Args)]
 #[command(after_help = "Examples:
   midtrain decontaminate out/prepared/math/filtered/kept/*.parquet --against evals/gsm8k.jsonl \\
@@ -56,6 +56,16 @@ pub struct DecontaminateArgs {
     /// An n-gram in more items than this does not match alone.
     #[arg(long, default_value_t = 10)]
     max_items_per_ngram: usize,
+    /// Documents whose common phrases do not match alone (default: the inputs); their text
+    /// column is --text-column.
+    #[arg(long, num_args = 1..)]
+    boilerplate: Option<Vec<PathBuf>>,
+    /// How many documents of the boilerplate sample are read (0: no sample).
+    #[arg(long, default_value_t = 20_000)]
+    boilerplate_documents: usize,
+    /// An n-gram in more than this share of the sample's documents is boilerplate.
+    #[arg(long, default_value_t = 0.001)]
+    max_boilerplate_share: f64,
     /// remove, or mark (keep, with a `contamination` label).
     #[arg(long, value_enum, default_value_t = Mode::Remove)]
     mode: Mode,
@@ -86,6 +96,11 @@ pub fn run(args: DecontaminateArgs, quiet: bool) -> Result<ExitCode> {
         min_item_words: args.min_item_words,
         max_items_per_ngram: args.max_items_per_ngram,
         mode: args.mode,
+        // Every task reads the same sample: the beginning of all the inputs, not of its share.
+        boilerplate: Some(args.boilerplate.unwrap_or_else(|| inputs.clone())),
+        boilerplate_text_column: args.input.read_options().text_column,
+        boilerplate_documents: args.boilerplate_documents,
+        max_boilerplate_share: args.max_boilerplate_share,
         ..DecontaminateConfig::new(args.against, args.columns)
     });
     let options = ReadOptions { batch_size: args.run.batch_size, ..args.input.read_options() };

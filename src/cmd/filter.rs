@@ -94,6 +94,9 @@ impl FilterStage {
         let mut settings = self.settings;
         pipeline::filter::add_file_checksums(&mut settings, &self.configs)?;
         Folder::stage(&self.out).claim(&RunIdentity::new(self.name, &self.inputs, settings), run.force)?;
+        if !quiet {
+            chain.notes().iter().for_each(|line| eprintln!("{line}"));
+        }
         let progress = TextProgress::new(self.name, quiet);
         run_filter_stage(&self.inputs, &self.options, &chain, &self.out, self.slice, &|p| {
             crate::failpoint::after_batch();

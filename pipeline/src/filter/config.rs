@@ -29,6 +29,9 @@ pub enum FilterError {
     /// A setting out of range, or a filter that needs a file named without one.
     #[error("{0}")]
     Config(String),
+    /// The boilerplate sample could not be read.
+    #[error(transparent)]
+    Read(#[from] Box<crate::read::ReadError>),
 }
 
 /// One filter with its settings; every field has the reference default.
@@ -79,7 +82,10 @@ impl FilterConfig {
             Self::Language(c) => fix(&mut c.model),
             Self::Quality(c) => fix(&mut c.model),
             Self::UrlBlocklist(c) => fix(&mut c.file),
-            Self::Decontaminate(c) => c.against.iter_mut().for_each(fix),
+            Self::Decontaminate(c) => {
+                c.against.iter_mut().for_each(fix);
+                c.boilerplate.iter_mut().flatten().for_each(fix);
+            }
             _ => {}
         }
     }

@@ -8,10 +8,19 @@
 //! benchmark's template, not of one item: it does not match alone. With `require_answer`, a match
 //! counts only when the item's answer is in the document too.
 //!
-//! Memory: 16 bytes per distinct item n-gram plus each item's id, answer and benchmark, so a
+//! Boilerplate: an item can hold a phrase that is common in the corpus itself (a licence line, a
+//! site's footer, a stock sentence) and would flag every document that has it. Before matching,
+//! the first `boilerplate_documents` documents of `boilerplate` (prepare and `midtrain
+//! decontaminate`: the inputs, the same sample for every task) are searched for the items'
+//! n-grams; one held by more than `max_boilerplate_share` of them (and by at least 3) does not
+//! match alone, nor does a short item found whole that often. A sample document that holds half
+//! of an item's n-grams or more is a copy of the item, not evidence of boilerplate, so an item
+//! copied all over the corpus is still found.
+//!
+//! Memory: 16 bytes per distinct item n-gram (and 8 per n-gram seen in the boilerplate sample) plus each item's id, answer and benchmark, so a
 //! 10k-item set of 100-word items takes about 20 MB; documents are checked one at a time.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufRead, BufReader};
@@ -70,6 +79,19 @@ pub struct DecontaminateConfig {
     pub max_items_per_ngram: usize,
     #[serde(default)]
     pub mode: Mode,
+    /// Documents (files or globs, parquet or jsonl) whose common phrases do not match alone;
+    /// `None` in a prepare config or on the command line means the inputs; empty: no sample.
+    #[serde(default)]
+    pub boilerplate: Option<Vec<PathBuf>>,
+    /// The text column of the boilerplate documents.
+    #[serde(default = "default_text_column")]
+    pub boilerplate_text_column: String,
+    /// How many boilerplate documents are read, spread evenly over the files' beginnings.
+    #[serde(default = "default_boilerplate_documents")]
+    pub boilerplate_documents: usize,
+    /// An n-gram in more than this share of the sample's documents is boilerplate.
+    #[serde(default = "default_max_boilerplate_share")]
+    pub max_boilerplate_share: f64,
 }
 
 fn default_columns() -> Vec<String> {
@@ -87,6 +109,19 @@ fn default_min_item_words() -> usize {
 fn default_max_items_per_ngram() -> usize {
     10
 }
+fn default_text_column() -> String {
+    "text".into()
+}
+fn default_boilerplate_documents() -> usize {
+    20_000
+}
+fn default_max_boilerplate_share() -> f64 {
+    0.001
+}
+
+/// Sample documents that must hold an n-gram before it can be boilerplate, however small the
+/// sample.
+const MIN_BOILERPLATE_DOCUMENTS: usize = 3;
 
 impl DecontaminateConfig {
     /// Items from `columns` of the `against` files; every other setting at its default.
@@ -101,6 +136,10 @@ impl DecontaminateConfig {
             min_item_words: default_min_item_words(),
             max_items_per_ngram: default_max_items_per_ngram(),
             mode: Mode::Remove,
+            boilerplate: None,
+            boilerplate_text_column: default_text_column(),
+            boilerplate_documents: default_boilerplate_documents(),
+            max_boilerplate_share: default_max_boilerplate_share(),
         }
     }
 
@@ -118,6 +157,9 @@ impl DecontaminateConfig {
         if self.require_answer && self.answer_column.is_none() {
             return bad("require_answer needs answer_column");
         }
+        if !(0.0..=1.0).contains(&self.max_boilerplate_share) {
+            return bad("max_boilerplate_share must be a share, from 0 to 1");
+        }
         Ok(())
     }
 }
@@ -128,6 +170,18 @@ struct Item {
     id: String,
     /// Normalised answer, padded with spaces (for whole-word search).
     answer: Option<String>,
+    /// Distinct n-grams of the item (0 for a short item).
+    ngrams: u32,
+}
+
+/// What the boilerplate sample showed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BoilerplateSample {
+    /// Documents read.
+    pub documents: usize,
+    /// Item n-grams (and short items) held by too many of them: they do not match alone.
+    pub ngrams: usize,
+    pub short_items: usize,
 }
 
 pub struct DecontaminateFilter {
@@ -139,6 +193,11 @@ pub struct DecontaminateFilter {
     /// Hash of the first `min_item_words` words of each short item → (its words, hash of them
     /// all, item), shortest first: one pass over a document finds every short item.
     short: PrehashedMap<Vec<(usize, u64, u32)>>,
+    /// n-grams common in the boilerplate sample.
+    common: HashSet<u64, BuildHasherDefault<Prehashed>>,
+    /// Short items found whole in too many sample documents.
+    common_short: HashSet<u32>,
+    sample: BoilerplateSample,
 }
 
 /// The keys are hashes already: a map over them needs no second hash (SipHash was most of the
@@ -188,6 +247,36 @@ fn run_hash(word_hashes: &[u64]) -> u64 {
 
 fn hash_words(words: &[&str]) -> Vec<u64> {
     words.iter().map(|w| xxh3_64(w.as_bytes())).collect()
+}
+
+/// The texts of the first `documents` documents of `files` (globs expanded), as evenly from each
+/// file as their lengths allow, in file order: the same sample whichever task reads it.
+fn read_sample(files: &[PathBuf], text_column: &str, documents: usize) -> Result<Vec<String>, FilterError> {
+    let patterns: Vec<String> = files.iter().map(|f| f.to_string_lossy().into_owned()).collect();
+    let files = crate::read::expand_inputs(&patterns).map_err(Box::new)?;
+    let options = crate::read::ReadOptions {
+        text_column: text_column.to_string(),
+        id_column: None,
+        url_column: None,
+        ..Default::default()
+    };
+    let mut texts = Vec::new();
+    for (i, path) in files.iter().enumerate() {
+        // What earlier files could not give is asked of the later ones.
+        let quota = (documents - texts.len()).div_ceil(files.len() - i);
+        let want = texts.len() + quota;
+        for batch in crate::read::open(path, &options).map_err(Box::new)? {
+            let batch = batch.map_err(Box::new)?;
+            texts.extend(batch.documents.into_iter().map(|d| d.text).take(want - texts.len()));
+            if texts.len() >= want {
+                break;
+            }
+        }
+        if texts.len() >= documents {
+            break;
+        }
+    }
+    Ok(texts)
 }
 
 /// (id, text, answer) of each row of an evaluation set.
@@ -299,6 +388,9 @@ impl DecontaminateFilter {
             items: Vec::new(),
             long: PrehashedMap::default(),
             short: PrehashedMap::default(),
+            common: HashSet::default(),
+            common_short: HashSet::new(),
+            sample: BoilerplateSample::default(),
         };
         for path in &config.against {
             let benchmark = filter.benchmarks.len();
@@ -308,7 +400,74 @@ impl DecontaminateFilter {
                 filter.add(benchmark, id.unwrap_or_else(|| format!("row {row}")), &text, answer.as_deref());
             }
         }
+        if let Some(files) = config.boilerplate.as_deref().filter(|f| !f.is_empty() && config.boilerplate_documents > 0)
+        {
+            let texts = read_sample(files, &config.boilerplate_text_column, config.boilerplate_documents)?;
+            filter.learn_boilerplate(&texts);
+        }
         Ok(filter)
+    }
+
+    /// What the boilerplate sample showed (all zero without one).
+    pub fn boilerplate(&self) -> BoilerplateSample {
+        self.sample
+    }
+
+    /// Sample documents an n-gram may be in and still match alone.
+    fn limit(&self, documents: usize) -> usize {
+        ((self.config.max_boilerplate_share * documents as f64) as usize).max(MIN_BOILERPLATE_DOCUMENTS - 1)
+    }
+
+    /// Count, over the sample, the documents that hold each item n-gram (or short item) without
+    /// being a copy of the item; mark those held by too many.
+    fn learn_boilerplate(&mut self, texts: &[String]) {
+        use rayon::prelude::*;
+        let per_document: Vec<(Vec<u64>, Vec<u32>)> = texts.par_iter().map(|t| self.sample_hits(t)).collect();
+        let (mut grams, mut short) = (PrehashedMap::<u32>::default(), HashMap::<u32, u32>::new());
+        for (g, s) in &per_document {
+            g.iter().for_each(|&g| *grams.entry(g).or_default() += 1);
+            s.iter().for_each(|&i| *short.entry(i).or_default() += 1);
+        }
+        let limit = self.limit(texts.len()) as u32;
+        self.common = grams.into_iter().filter(|&(_, n)| n > limit).map(|(g, _)| g).collect();
+        self.common_short = short.into_iter().filter(|&(_, n)| n > limit).map(|(i, _)| i).collect();
+        self.sample = BoilerplateSample {
+            documents: texts.len(),
+            ngrams: self.common.len(),
+            short_items: self.common_short.len(),
+        };
+    }
+
+    /// The item n-grams a sample document holds (leaving out those of items it holds half or
+    /// more of: a copy), and the short items it holds whole.
+    fn sample_hits(&self, text: &str) -> (Vec<u64>, Vec<u32>) {
+        let text = words_keeping_numbers(text);
+        let hashes = hash_words(&words(&text));
+        let mut hits: Vec<(u32, u64)> = run_hashes(&hashes, self.config.ngram)
+            .into_iter()
+            .filter_map(|g| self.long.get(&g).map(|&(item, _)| (item, g)))
+            .collect();
+        hits.sort_unstable();
+        hits.dedup();
+        let mut grams = Vec::new();
+        for same in hits.chunk_by(|a, b| a.0 == b.0) {
+            if (same.len() as u64) * 2 < u64::from(self.items[same[0].0 as usize].ngrams) {
+                grams.extend(same.iter().map(|&(_, g)| g));
+            }
+        }
+        let mut short = Vec::new();
+        if !self.short.is_empty() {
+            for (at, prefix) in run_hashes(&hashes, self.config.min_item_words).into_iter().enumerate() {
+                for &(n, whole, item) in self.short.get(&prefix).map_or(&[][..], Vec::as_slice) {
+                    if at + n <= hashes.len() && run_hash(&hashes[at..at + n]) == whole {
+                        short.push(item);
+                    }
+                }
+            }
+            short.sort_unstable();
+            short.dedup();
+        }
+        (grams, short)
     }
 
     fn add(&mut self, benchmark: usize, id: String, text: &str, answer: Option<&str>) {
@@ -319,7 +478,7 @@ impl DecontaminateFilter {
         }
         let index = self.items.len() as u32;
         let answer = answer.map(|a| format!(" {} ", words_keeping_numbers(a))).filter(|a| !a.trim().is_empty());
-        self.items.push(Item { benchmark, id, answer });
+        self.items.push(Item { benchmark, id, answer, ngrams: 0 });
         let hashes = hash_words(&words);
         if words.len() < self.config.ngram {
             let prefix = run_hash(&hashes[..self.config.min_item_words]);
@@ -334,6 +493,7 @@ impl DecontaminateFilter {
         let mut grams = run_hashes(&hashes, self.config.ngram);
         grams.sort_unstable();
         grams.dedup();
+        self.items[index as usize].ngrams = grams.len() as u32;
         for g in grams {
             self.long.entry(g).and_modify(|(_, count)| *count += 1).or_insert((index, 1));
         }
@@ -355,6 +515,7 @@ impl DecontaminateFilter {
         for (at, g) in run_hashes(&hashes, self.config.ngram).into_iter().enumerate() {
             if let Some(&(item, count)) = self.long.get(&g)
                 && count as usize <= self.config.max_items_per_ngram
+                && !self.common.contains(&g)
                 && confirmed(&self.items[item as usize])
             {
                 best = Some((at, self.config.ngram, item));
@@ -369,6 +530,7 @@ impl DecontaminateFilter {
             for &(n, whole, item) in self.short.get(&prefix).map_or(&[][..], Vec::as_slice) {
                 if at + n <= hashes.len()
                     && run_hash(&hashes[at..at + n]) == whole
+                    && !self.common_short.contains(&item)
                     && confirmed(&self.items[item as usize])
                 {
                     best = Some((at, n, item));
@@ -395,6 +557,20 @@ impl Filter for DecontaminateFilter {
                 Verdict::Mark(format!("contaminated_{benchmark}: item {}", item.id).into())
             }
         }
+    }
+
+    fn note(&self) -> Option<String> {
+        let s = self.sample;
+        (s.documents > 0).then(|| {
+            format!(
+                "decontaminate: {} item n-grams and {} short items are boilerplate in {} sample documents \
+                 (held by more than {} of them): they do not match alone",
+                s.ngrams,
+                s.short_items,
+                s.documents,
+                self.limit(s.documents)
+            )
+        })
     }
 
     fn outputs(&self) -> Vec<OutputColumn> {
@@ -485,6 +661,51 @@ mod tests {
         let (_dir, f) = filter(&refs, |_| {});
         assert_eq!(verdict(&f, &format!("Instructions. {template} Good luck.")), Verdict::Keep);
         assert!(matches!(verdict(&f, &items[1].1), Verdict::Drop(_)), "an item's own words still match");
+    }
+
+    #[test]
+    fn phrases_common_in_the_boilerplate_sample_do_not_match_alone() {
+        let footer = "This page is shared under the terms of the creative commons attribution share alike licence";
+        let question = "What is the smallest prime number that is greater than forty and less than fifty";
+        let item = format!("{footer}. {question}?");
+        let short = "click here to read more";
+        // 50 sample documents: the footer or the short phrase beside other text, and 40 verbatim
+        // copies of LONG (a widely copied item is contamination, not boilerplate).
+        let dir = tempfile::tempdir().unwrap();
+        let sample = dir.path().join("web.jsonl");
+        let lines: Vec<String> = (0..50)
+            .map(|i| {
+                let text = match i % 5 {
+                    0 => format!("Recipe {i}: bake the bread for an hour. {footer}. {short}."),
+                    _ => format!("Post {i}. {LONG} Posted by a reader."),
+                };
+                serde_json::json!({ "text": text }).to_string()
+            })
+            .collect();
+        std::fs::write(&sample, lines.join("\n")).unwrap();
+        let items = [("b1", item.as_str(), "43"), ("q1", LONG, "72"), ("s1", short, "")];
+        let with_sample = |c: &mut DecontaminateConfig| c.boilerplate = Some(vec![sample.clone()]);
+        let (_d1, f) = filter(&items, with_sample);
+        // The footer's 8-grams are in 10 sample documents (limit: more than 2); LONG's are in 40,
+        // but each of those holds all of LONG.
+        let s = f.boilerplate();
+        assert_eq!((s.documents, s.short_items), (50, 1));
+        assert!(s.ngrams >= 8, "{s:?}");
+        let page = format!("A new recipe for soup. {footer}. Enjoy.");
+        assert_eq!(verdict(&f, &page), Verdict::Keep, "boilerplate alone");
+        assert_eq!(verdict(&f, &format!("Links. {short}. More links.")), Verdict::Keep, "a common short item");
+        let Verdict::Drop(reason) = verdict(&f, &format!("Quiz. {question}? Think.")) else {
+            panic!("the item's own words must still match")
+        };
+        assert!(reason.starts_with("contaminated_gsm8k: item b1: \"what is the smallest"), "{reason}");
+        assert!(matches!(verdict(&f, LONG), Verdict::Drop(_)), "copied all over the sample, still found");
+        assert!(f.note().unwrap().contains("are boilerplate in 50 sample documents (held by more than 2"));
+
+        // Without the sample the footer and the short phrase flag documents.
+        let (_d2, plain) = filter(&items, |_| {});
+        assert!(matches!(verdict(&plain, &page), Verdict::Drop(_)));
+        assert!(matches!(verdict(&plain, &format!("Links. {short}. More links.")), Verdict::Drop(_)));
+        assert_eq!(plain.note(), None);
     }
 
     #[test]

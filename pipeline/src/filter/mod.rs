@@ -51,6 +51,11 @@ pub trait Filter: Send + Sync {
     fn outputs(&self) -> Vec<OutputColumn> {
         Vec::new()
     }
+
+    /// A line for the user about what the filter learnt while it was built, if anything.
+    fn note(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Filters in order; the first drop decides.
@@ -74,6 +79,11 @@ impl FilterChain {
 
     pub fn filters(&self) -> &[Box<dyn Filter>] {
         &self.filters
+    }
+
+    /// The filters' notes (see [`Filter::note`]), in chain order.
+    pub fn notes(&self) -> Vec<String> {
+        self.filters.iter().filter_map(|f| f.note()).collect()
     }
 
     pub fn names(&self) -> Vec<String> {
