@@ -259,6 +259,67 @@ fn decontaminate_removes_documents_holding_an_eval_item_the_same_for_any_task_sp
 }
 
 #[test]
+fn boilerplate_is_learnt_from_every_input_so_a_task_split_decides_alike() {
+    // An eval passage scraped with a site footer. The footer is in 10 documents of the first
+    // input and 2 of the second: common in the whole corpus (more than 2 of 24 documents), not in
+    // the second input alone, so a task that sampled only its own share would remove those two.
+    let tmp = tempfile::tempdir().unwrap();
+    let footer = "Your email address will not be published and required fields are marked with a star";
+    let question = "How many distinct ways can seven identical marbles be placed into three labelled jars";
+    let evals = tmp.path().join("passages.jsonl");
+    fs::write(&evals, serde_json::json!({ "id": "p1", "text": format!("{question}? {footer}.") }).to_string()).unwrap();
+    let write = |name: &str, footers: usize, with_item: bool| {
+        let path = tmp.path().join(name);
+        let mut lines: Vec<String> = (0..12)
+            .map(|i| {
+                let text = if i < footers {
+                    format!("{name} post {i} about gardening and tomatoes. {footer}.")
+                } else {
+                    format!("{name} post {i} about cycling in the rain and mountains.")
+                };
+                serde_json::json!({ "id": format!("{name}-{i}"), "text": text }).to_string()
+            })
+            .collect();
+        if with_item {
+            lines[11] =
+                serde_json::json!({ "id": format!("{name}-11"), "text": format!("Homework: {question}?") }).to_string();
+        }
+        fs::write(&path, lines.join("\n")).unwrap();
+        path
+    };
+    let (a, b) = (write("a.jsonl", 10, false), write("b.jsonl", 2, true));
+    let run = |out: &Path, split: &[&str]| {
+        let mut args = vec!["decontaminate", a.to_str().unwrap(), b.to_str().unwrap(), "--against"];
+        args.extend([evals.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        args.extend(split);
+        midtrain(&args, 2)
+    };
+    let whole = tmp.path().join("whole");
+    let output = run(&whole, &[]);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("boilerplate in 24 sample documents"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ok(output);
+    assert_eq!(read_parts(&whole.join("removed"), "id"), ["b.jsonl-11"], "only the question, not the footer");
+    let split = tmp.path().join("split");
+    for task in ["1", "0"] {
+        ok(run(&split, &["--tasks", "2", "--task", task]));
+    }
+    let outputs = |dir: &Path| {
+        let mut files = all_files(dir);
+        files.retain(|p, _| !p.ends_with("run.json"));
+        files
+    };
+    assert_eq!(outputs(&whole), outputs(&split));
+    // Without the sample the footer flags all 12 of its documents.
+    let plain = tmp.path().join("plain");
+    ok(run(&plain, &["--boilerplate-documents", "0"]));
+    assert_eq!(read_parts(&plain.join("removed"), "id").len(), 13);
+}
+
+#[test]
 fn a_prepare_decontaminate_section_marks_the_domains_it_names_and_the_audit_counts_them() {
     let tmp = tempfile::tempdir().unwrap();
     let evals = write_math_eval_set(tmp.path());

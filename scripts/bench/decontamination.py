@@ -11,7 +11,14 @@ documents: --inject web documents, each with one eval question inserted at a par
 half verbatim and half lightly edited (case, punctuation and spacing changed; in questions of 26
 words or more one word in the middle replaced). Recall is reported for questions under 13 words
 and from 13 words separately. Throughput: the clean web text alone, one thread, whole command
-(index build included). Exits 1 when a --min/--max target is missed. Needs pyarrow.
+(index build included).
+
+Boilerplate (--boilerplate-items N): the N last eval items get a footer: one of the 13-word
+phrases found in the most web documents (cookie notices, share buttons, licence lines), as a
+benchmark whose passages were scraped with their page furniture would have. No question is
+injected from those items, so every clean document they flag is a false positive; the run is
+repeated with --boilerplate-documents 0 (no corpus sample) to show what the cut-off removes.
+Exits 1 when a --min/--max target is missed. Needs pyarrow.
 """
 
 import argparse
@@ -61,6 +68,30 @@ def removed_ids(out: str) -> dict:
     return ids
 
 
+def common_phrases(texts, n, min_docs):
+    """Raw n-word phrases in at least `min_docs` texts (compared lower-cased, letters and digits
+    only), most documents first."""
+    counts, raw = {}, {}
+    for text in texts:
+        words = text.split()
+        seen = set()
+        for k in range(len(words) - n + 1):
+            key = " ".join(re.sub(r"[^\w]", "", w.lower()) for w in words[k : k + n])
+            if key not in seen:
+                seen.add(key)
+                counts[key] = counts.get(key, 0) + 1
+                raw.setdefault(key, " ".join(words[k : k + n]))
+    common = sorted((c, k) for k, c in counts.items() if c >= min_docs)
+    common.reverse()
+    # One phrase per run of overlapping windows: skip those sharing 8+ words with a kept one.
+    kept = []
+    for _, k in common:
+        words = set(k.split())
+        if all(len(words & set(o.split())) < 8 for o in kept):
+            kept.append(k)
+    return [raw[k] for k in kept]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--midtrain", required=True)
@@ -71,6 +102,7 @@ def main() -> int:
     ap.add_argument("--min-verbatim", type=float)
     ap.add_argument("--min-edited", type=float)
     ap.add_argument("--max-fp", type=float)
+    ap.add_argument("--boilerplate-items", type=int, default=200)
     args = ap.parse_args()
     rng = random.Random(args.seed)
 
@@ -83,10 +115,15 @@ def main() -> int:
     wiki = pq.read_table(os.path.join(args.corpora, "wiki.parquet"), columns=["id", "text"])
     clean = list(zip(web.column("id").to_pylist(), web.column("text").to_pylist()))
     clean += list(zip(wiki.column("id").to_pylist(), wiki.column("text").to_pylist()))
+    footers = common_phrases(web.column("text").to_pylist(), 13, 20)[:50]
+    framed = args.boilerplate_items if footers else 0
+    for n in range(len(items) - framed, len(items)):
+        i, q, a = items[n]
+        items[n] = (i, f"{q}\n{footers[n % len(footers)]}", a)
     hosts = rng.sample(clean[: web.num_rows], min(args.inject, web.num_rows))
     injected = []  # (id, text, kind, short)
     for n, (host_id, host_text) in enumerate(hosts):
-        item_id, question, _ = rng.choice(items)
+        item_id, question, _ = rng.choice(items[: len(items) - framed])
         kind = "verbatim" if n % 2 == 0 else "edited"
         shown = question if kind == "verbatim" else edit(question, rng)
         short = len(question.split()) < 13
@@ -105,6 +142,8 @@ def main() -> int:
         base = [args.midtrain, "decontaminate", "--against", evals, "--columns", "question", "-q", "--force"]
         seconds = run(base + [corpus, "--out", out])
         flagged = removed_ids(out)
+        run(base + [corpus, "--out", out + "-nosample", "--boilerplate-documents", "0"])
+        flagged_without_sample = removed_ids(out + "-nosample")
         web_only = os.path.join(tmp, "web.parquet")
         pq.write_table(web, web_only)
         env = dict(os.environ, RAYON_NUM_THREADS="1")
@@ -128,7 +167,13 @@ def main() -> int:
             print(f"    missed ({kind}): {question_of[i.split('-', 3)[3]]!r}")
     fp = [(i, flagged[i]) for i, _ in clean if i in flagged]
     fp_rate = len(fp) / len(clean)
+    print(f"  {framed} items end with one of {len(footers)} common web phrases (each in 20+ web documents)")
     print(f"  clean documents flagged: {len(fp)} of {len(clean)} = {100 * fp_rate:.3f}%")
+    fp_plain = sum(i in flagged_without_sample for i, _ in clean)
+    print(f"  clean documents flagged without the boilerplate sample: {fp_plain} = {100 * fp_plain / len(clean):.3f}%")
+    lost = sum(i in flagged and i not in flagged_without_sample for i, _, _, _ in injected)
+    gained = sum(i in flagged_without_sample and i not in flagged for i, _, _, _ in injected)
+    print(f"  injected documents found only with the sample: {lost}; only without it: {gained}")
     for i, reason in fp[:5]:
         print(f"    {i}: {reason[:160]}")
     megabytes = sum(len(t.encode()) for t in web.column("text").to_pylist()) / 1e6
