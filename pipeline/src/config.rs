@@ -260,7 +260,10 @@ impl PrepareConfig {
         }
         if let Some(section) = &mut self.decontaminate {
             let check = &mut section.check;
-            for path in check.against.iter_mut().chain(check.boilerplate.iter_mut().flatten()) {
+            for entry in &mut check.against {
+                *entry = crate::filter::decontaminate::resolve_eval_set(base, entry);
+            }
+            for path in check.boilerplate.iter_mut().flatten() {
                 *path = resolve_against(base, path);
             }
         }

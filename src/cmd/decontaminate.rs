@@ -25,14 +25,16 @@ use super::filter::FilterStage;
   midtrain decontaminate IN... --against E.jsonl --out D --tasks 4 --task 0   # on each of 4 machines
 
 Writes OUT/kept/part-*.parquet, OUT/removed/part-*.parquet (reason `contaminated_BENCHMARK: item
-ID: \"matched words\"`) and OUT/stats.json (removals per benchmark). The benchmark is the eval
-file's name up to its first dot. In a prepare config: a [decontaminate] section with the same
-settings and `domains = [...]` (default all) runs after each domain's filters, before dedup.")]
+ID: \"matched words\"`) and OUT/stats.json (removals per benchmark). The benchmark is NAME in
+--against NAME=FILE, else the file's name up to its first dot. In a prepare config: a
+[decontaminate] section with the same settings and `domains = [...]` (default all) runs after
+each domain's filters, before dedup.")]
 pub struct DecontaminateArgs {
     /// Input files or glob patterns (.parquet, .jsonl, .jsonl.gz, .jsonl.zst).
     #[arg(required = true)]
     inputs: Vec<String>,
-    /// Evaluation sets (parquet or jsonl), one item per row.
+    /// Evaluation sets (parquet or jsonl), one item per row; NAME=FILE names the benchmark
+    /// (default: the file name up to its first dot).
     #[arg(long, required = true, num_args = 1..)]
     against: Vec<PathBuf>,
     /// Eval columns joined into an item's text (dotted names reach into jsonl objects).

@@ -83,20 +83,21 @@ impl FilterConfig {
             Self::Quality(c) => fix(&mut c.model),
             Self::UrlBlocklist(c) => fix(&mut c.file),
             Self::Decontaminate(c) => {
-                c.against.iter_mut().for_each(fix);
+                c.against.iter_mut().for_each(|p| *p = super::decontaminate::resolve_eval_set(base, p));
                 c.boilerplate.iter_mut().flatten().for_each(fix);
             }
             _ => {}
         }
     }
 
-    /// The files this filter reads (a model, a list, evaluation sets).
-    pub fn files(&self) -> Vec<&Path> {
+    /// The files this filter reads (a model, a list, evaluation sets; not the boilerplate
+    /// sample, which is the inputs or named by path like them).
+    pub fn files(&self) -> Vec<PathBuf> {
         match self {
-            Self::Language(c) => vec![c.model.as_path()],
-            Self::Quality(c) => vec![c.model.as_path()],
-            Self::UrlBlocklist(c) => vec![c.file.as_path()],
-            Self::Decontaminate(c) => c.against.iter().map(PathBuf::as_path).collect(),
+            Self::Language(c) => vec![c.model.clone()],
+            Self::Quality(c) => vec![c.model.clone()],
+            Self::UrlBlocklist(c) => vec![c.file.clone()],
+            Self::Decontaminate(c) => c.against.iter().map(|e| super::decontaminate::eval_set(e).1).collect(),
             _ => Vec::new(),
         }
     }
@@ -156,7 +157,7 @@ pub fn add_file_checksums(
 ) -> Result<(), crate::file_error::FileError> {
     let mut sums = serde_json::Map::new();
     for path in configs.iter().flat_map(FilterConfig::files) {
-        let sum = util::fsutil::file_checksum(path).map_err(crate::file_error::FileError::at(path))?;
+        let sum = util::fsutil::file_checksum(&path).map_err(crate::file_error::FileError::at(&path))?;
         sums.insert(path.to_string_lossy().into_owned(), sum.into());
     }
     if !sums.is_empty() {

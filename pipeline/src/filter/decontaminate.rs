@@ -53,7 +53,8 @@ pub enum Mode {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecontaminateConfig {
-    /// Evaluation sets (parquet or jsonl), one item per row; the file stem names the benchmark.
+    /// Evaluation sets (parquet or jsonl), one item per row, as `NAME=PATH` or a path whose file
+    /// name up to its first dot names the benchmark (see [`eval_set`]).
     pub against: Vec<PathBuf>,
     /// Columns joined into an item's text (dotted names reach into jsonl objects).
     #[serde(default = "default_columns")]
@@ -249,6 +250,31 @@ fn hash_words(words: &[&str]) -> Vec<u64> {
     words.iter().map(|w| xxh3_64(w.as_bytes())).collect()
 }
 
+/// The benchmark name and the file of an `against` entry: `NAME=PATH` (NAME of letters, digits,
+/// `_` and `-`), or a path named by its file name up to the first dot (`gsm8k.test.jsonl` is
+/// `gsm8k`).
+pub fn eval_set(entry: &Path) -> (String, PathBuf) {
+    let text = entry.to_string_lossy();
+    if let Some((name, path)) = text.split_once('=')
+        && !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return (name.to_string(), PathBuf::from(path));
+    }
+    let file = entry.file_name().and_then(|n| n.to_str()).unwrap_or("eval");
+    (file.split('.').next().unwrap_or(file).to_string(), entry.to_path_buf())
+}
+
+/// An `against` entry with its path resolved against `base`, its name kept.
+pub fn resolve_eval_set(base: &Path, entry: &Path) -> PathBuf {
+    match eval_set(entry) {
+        (name, path) if entry.to_string_lossy().starts_with(&format!("{name}=")) => {
+            PathBuf::from(format!("{name}={}", util::fsutil::resolve_against(base, &path).display()))
+        }
+        _ => util::fsutil::resolve_against(base, entry),
+    }
+}
+
 /// The texts of the first `documents` documents of `files` (globs expanded), as evenly from each
 /// file as their lengths allow, in file order: the same sample whichever task reads it.
 fn read_sample(files: &[PathBuf], text_column: &str, documents: usize) -> Result<Vec<String>, FilterError> {
@@ -392,11 +418,11 @@ impl DecontaminateFilter {
             common_short: HashSet::new(),
             sample: BoilerplateSample::default(),
         };
-        for path in &config.against {
+        for entry in &config.against {
             let benchmark = filter.benchmarks.len();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("eval");
-            filter.benchmarks.push(name.split('.').next().unwrap_or(name).to_string());
-            for (row, (id, text, answer)) in read_items(path, config)?.into_iter().enumerate() {
+            let (name, path) = eval_set(entry);
+            filter.benchmarks.push(name);
+            for (row, (id, text, answer)) in read_items(&path, config)?.into_iter().enumerate() {
                 filter.add(benchmark, id.unwrap_or_else(|| format!("row {row}")), &text, answer.as_deref());
             }
         }
@@ -706,6 +732,24 @@ mod tests {
         assert!(matches!(verdict(&plain, &page), Verdict::Drop(_)));
         assert!(matches!(verdict(&plain, &format!("Links. {short}. More links.")), Verdict::Drop(_)));
         assert_eq!(plain.note(), None);
+    }
+
+    #[test]
+    fn an_eval_set_can_be_named() {
+        assert_eq!(eval_set(Path::new("evals/gsm8k.test.jsonl")), ("gsm8k".into(), "evals/gsm8k.test.jsonl".into()));
+        assert_eq!(eval_set(Path::new("mmlu=data/test-0.parquet")), ("mmlu".into(), "data/test-0.parquet".into()));
+        assert_eq!(eval_set(Path::new("a/b=c.jsonl")).0, "b=c", "not a name: it holds a slash");
+        let base = Path::new("/cfg");
+        assert_eq!(resolve_eval_set(base, Path::new("mmlu=e/t.parquet")), PathBuf::from("mmlu=/cfg/e/t.parquet"));
+        assert_eq!(resolve_eval_set(base, Path::new("e/gsm8k.jsonl")), PathBuf::from("/cfg/e/gsm8k.jsonl"));
+        let (dir, _) = filter(&[("q1", LONG, "72")], |_| {});
+        let named = DecontaminateConfig::new(
+            vec![PathBuf::from(format!("gsm={}", dir.path().join("gsm8k.jsonl").display()))],
+            vec!["question".into()],
+        );
+        let f = DecontaminateFilter::new(&named).unwrap();
+        let Verdict::Drop(reason) = verdict(&f, LONG) else { panic!("missed") };
+        assert!(reason.starts_with("contaminated_gsm: item q1"), "{reason}");
     }
 
     #[test]
