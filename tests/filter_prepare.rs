@@ -21,6 +21,13 @@ fn midtrain(args: &[&str], threads: usize) -> Output {
         .expect("run midtrain")
 }
 
+/// Every file of a stage's output folder but its run identity (which names the task split).
+fn outputs(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = all_files(dir);
+    files.retain(|p, _| !p.ends_with("run.json"));
+    files
+}
+
 fn read_parts(dir: &Path, column: &str) -> Vec<String> {
     common::strings(dir, column)
 }
@@ -231,11 +238,6 @@ fn decontaminate_removes_documents_holding_an_eval_item_the_same_for_any_task_sp
     run(&split, &["--tasks", "2", "--task", "1"]);
     assert!(!split.join("stats.json").exists(), "no summary before every task is done");
     run(&split, &["--tasks", "2", "--task", "0"]);
-    let outputs = |dir: &Path| {
-        let mut files = all_files(dir);
-        files.retain(|p, _| !p.ends_with("run.json"));
-        files
-    };
     assert_eq!(outputs(&whole), outputs(&split));
 
     // Marked instead: every document stays, the contaminated ones labelled.
@@ -307,11 +309,6 @@ fn boilerplate_is_learnt_from_every_input_so_a_task_split_decides_alike() {
     for task in ["1", "0"] {
         ok(run(&split, &["--tasks", "2", "--task", task]));
     }
-    let outputs = |dir: &Path| {
-        let mut files = all_files(dir);
-        files.retain(|p, _| !p.ends_with("run.json"));
-        files
-    };
     assert_eq!(outputs(&whole), outputs(&split));
     // Without the sample the footer flags all 12 of its documents.
     let plain = tmp.path().join("plain");
