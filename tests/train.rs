@@ -141,6 +141,39 @@ fn a_killed_training_run_resumes_exactly_and_reports() {
     let special = score_text("a <|endoftext|> b", &["--json"]);
     let special: serde_json::Value = serde_json::from_str(&special).unwrap();
     assert!(special["ids"].as_array().unwrap().contains(&serde_json::json!(0)), "{special}");
+    // --text is encoded with the tokenizer's post-processor, as transformers' tokenizer(text)
+    // is: a tokenizer whose template starts every sequence with <|pad|> (id 1) puts it first.
+    let mut with_bos: serde_json::Value = serde_json::from_slice(&std::fs::read(&tokenizer).unwrap()).unwrap();
+    with_bos["post_processor"] = serde_json::json!({
+        "type": "TemplateProcessing",
+        "single": [{ "SpecialToken": { "id": "<|pad|>", "type_id": 0 } }, { "Sequence": { "id": "A", "type_id": 0 } }],
+        "pair": [{ "Sequence": { "id": "A", "type_id": 0 } }, { "Sequence": { "id": "B", "type_id": 1 } }],
+        "special_tokens": { "<|pad|>": { "id": "<|pad|>", "ids": [1], "tokens": ["<|pad|>"] } }
+    });
+    let bos_tokenizer = dir.path().join("bos-tokenizer.json");
+    std::fs::write(&bos_tokenizer, with_bos.to_string()).unwrap();
+    let ids = |extra: &[&str]| -> Vec<u64> {
+        let args = [&["score", ckpt.to_str().unwrap(), "--text", "The cat sat.", "--json"], extra].concat();
+        let v: serde_json::Value = serde_json::from_str(&ok(midtrain(&args, &[]))).unwrap();
+        v["ids"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap()).collect()
+    };
+    let plain = ids(&["--tokenizer", tokenizer.to_str().unwrap()]);
+    let bos = ids(&["--tokenizer", bos_tokenizer.to_str().unwrap()]);
+    assert_eq!((bos[0], &bos[1..]), (1, &plain[..]), "the post-processor's BOS first");
+    assert_eq!(ids(&["--tokenizer", bos_tokenizer.to_str().unwrap(), "--no-special-tokens"]), plain);
+    // Without --tokenizer: the checkpoint folder's own tokenizer.json, or an error saying so.
+    let with_tokenizer = dir.path().join("ckpt-with-tokenizer");
+    std::fs::create_dir(&with_tokenizer).unwrap();
+    for name in ["config.json", "model.safetensors"] {
+        std::fs::copy(ckpt.join(name), with_tokenizer.join(name)).unwrap();
+    }
+    std::fs::copy(&bos_tokenizer, with_tokenizer.join("tokenizer.json")).unwrap();
+    let args = ["score", with_tokenizer.to_str().unwrap(), "--text", "The cat sat.", "--json"];
+    let v: serde_json::Value = serde_json::from_str(&ok(midtrain(&args, &[]))).unwrap();
+    assert_eq!(v["ids"].as_array().unwrap()[0], 1);
+    std::fs::remove_file(with_tokenizer.join("tokenizer.json")).unwrap();
+    let none = midtrain(&args, &[]);
+    assert!(String::from_utf8_lossy(&none.stderr).contains("give --tokenizer FILE"), "{none:?}");
     let bad = midtrain(&["score", ckpt.to_str().unwrap(), "--tokens", "5 x"], &[]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("\"x\" is not a token id"));
 

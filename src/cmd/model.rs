@@ -15,12 +15,19 @@ use trainer::model::Llama;
   midtrain score out/run/checkpoints/step-00000040 --text \"The cat sat\" --tokenizer fixtures/tokenizer.json
   midtrain score CKPT --tokens \"5 17 9 3\" --json")]
 pub struct ScoreArgs {
-    /// An HF checkpoint folder (config.json + model.safetensors).
+    /// An HF checkpoint folder (config.json + model.safetensors or its shards).
     checkpoint: PathBuf,
-    #[arg(long, requires = "tokenizer", conflicts_with = "tokens")]
+    /// Text, encoded as transformers' tokenizer(text) does: with the tokenizer's post-processor
+    /// (the BOS of models trained with one), special-token strings read as the special tokens.
+    #[arg(long, conflicts_with = "tokens")]
     text: Option<String>,
+    /// A tokenizer.json (default: the checkpoint's).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// With --text: encode without the post-processor's special tokens
+    /// (add_special_tokens=False).
+    #[arg(long, requires = "text")]
+    no_special_tokens: bool,
     /// Token ids separated by spaces.
     #[arg(long)]
     tokens: Option<String>,
@@ -34,17 +41,20 @@ pub struct ScoreArgs {
 pub fn score(args: ScoreArgs) -> Result<ExitCode> {
     let ids: Vec<u32> = match (&args.text, &args.tokens) {
         (Some(text), None) => {
-            let path = args.tokenizer.as_ref().expect("clap requires it");
-            // Special-token strings typed in --text mean the special tokens, as in transformers.
-            let tokenizer = pipeline::tokenize::TextTokenizer::for_decoding(path)?
-                .with_special_tokens_in_text(pipeline::SpecialTokensInText::Keep);
-            tokenizer.encode_text(text)?
+            let path = args.tokenizer.clone().unwrap_or_else(|| args.checkpoint.join("tokenizer.json"));
+            let tokenizer = pipeline::tokenize::TextTokenizer::for_decoding(&path)
+                .with_context(|| "give --tokenizer FILE where the checkpoint has no tokenizer.json".to_string())?;
+            let encoding = tokenizer
+                .reference()
+                .encode(text.as_str(), !args.no_special_tokens)
+                .map_err(|e| anyhow::anyhow!("{}: cannot encode --text: {e}", path.display()))?;
+            encoding.get_ids().to_vec()
         }
         (None, Some(tokens)) => tokens
             .split_whitespace()
             .map(|t| t.parse::<u32>().with_context(|| format!("--tokens: {t:?} is not a token id")))
             .collect::<Result<_>>()?,
-        _ => bail!("give --text (with --tokenizer) or --tokens"),
+        _ => bail!("give --text or --tokens"),
     };
     let mut model = Llama::load(&args.checkpoint, &Device::Cpu)?;
     let scores = trainer::score(&mut model, &ids, args.logits)?;

@@ -56,8 +56,10 @@ pub enum ConfigError {
 pub enum ConfigProblem {
     #[error("the config is not a JSON object")]
     NotAnObject,
-    #[error("model_type {0:?} is not supported (only \"llama\")")]
-    ModelType(String),
+    #[error(
+        "model_type {model_type:?} (architectures {architectures:?}) is not supported: midtrain trains Llama models (model_type \"llama\", LlamaForCausalLM)"
+    )]
+    ModelType { model_type: String, architectures: Vec<String> },
     #[error("{0} = true is not supported")]
     Bias(&'static str),
     #[error("hidden_act {0:?} is not supported (only \"silu\")")]
@@ -120,7 +122,12 @@ impl LlamaConfig {
         if let Some(model_type) = obj.get("model_type").and_then(Value::as_str)
             && model_type != "llama"
         {
-            return Err(ConfigProblem::ModelType(model_type.to_string()));
+            let architectures = obj
+                .get("architectures")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default();
+            return Err(ConfigProblem::ModelType { model_type: model_type.to_string(), architectures });
         }
         for flag in ["attention_bias", "mlp_bias"] {
             if obj.get(flag).and_then(Value::as_bool) == Some(true) {

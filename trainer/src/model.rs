@@ -147,18 +147,26 @@ impl Llama {
         Self::from_tensors(config.clone(), tensors, device)
     }
 
-    /// Load `model.safetensors` of an HF checkpoint folder (any float dtype; trained in f32).
+    /// Load an HF checkpoint folder: `model.safetensors`, or the shards that
+    /// `model.safetensors.index.json` names (any float dtype; trained in f32).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let config = LlamaConfig::load(&dir.join("config.json"))?;
-        let path = dir.join("model.safetensors");
-        let tensors = candle_core::safetensors::load(&path, device)
-            .with_context(|| format!("{}: cannot read the weights", path.display()))?;
-        Self::from_tensors(config, tensors, device).with_context(|| format!("{}", path.display()))
+        let tensors = load_weights(dir, device)?;
+        Self::from_tensors(config, tensors, device).with_context(|| format!("{}", dir.display()))
     }
 
     pub fn from_tensors(config: LlamaConfig, mut tensors: HashMap<String, Tensor>, device: &Device) -> Result<Self> {
         if config.partial_rotary_factor != 1.0 {
             bail!("Llama rotates the whole head: partial_rotary_factor must be 1");
+        }
+        // A tied matrix may be stored under either name (transformers loads both).
+        if config.tie_word_embeddings {
+            let head = tensors.remove("lm_head.weight");
+            if !tensors.contains_key("model.embed_tokens.weight")
+                && let Some(head) = head
+            {
+                tensors.insert("model.embed_tokens.weight".to_string(), head);
+            }
         }
         let mut params = Vec::new();
         for (name, shape) in Self::parameter_shapes(&config) {
@@ -346,6 +354,63 @@ impl Llama {
 }
 
 /// Write tensors as safetensors with `{"format": "pt"}` (what transformers checks), atomically.
+/// Every tensor of a checkpoint folder: `model.safetensors`, or each shard listed in
+/// `model.safetensors.index.json` (`weight_map`: tensor name → file), read once per file.
+pub fn load_weights(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let single = dir.join("model.safetensors");
+    let index = dir.join("model.safetensors.index.json");
+    if single.is_file() || !index.is_file() {
+        if !single.is_file() {
+            bail!(
+                "{}: neither model.safetensors nor model.safetensors.index.json: not a safetensors checkpoint \
+                 (PyTorch .bin checkpoints: save them again with save_pretrained(safe_serialization=True))",
+                dir.display()
+            );
+        }
+        return candle_core::safetensors::load(&single, device)
+            .with_context(|| format!("{}: cannot read the weights", single.display()));
+    }
+    let text = std::fs::read_to_string(&index).with_context(|| format!("{}: cannot read", index.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", index.display()))?;
+    let map = value
+        .get("weight_map")
+        .and_then(serde_json::Value::as_object)
+        .with_context(|| format!("{}: no weight_map object", index.display()))?;
+    let mut files: Vec<&str> = Vec::new();
+    for (name, file) in map {
+        let file =
+            file.as_str().with_context(|| format!("{}: weight_map[{name:?}] is not a file name", index.display()))?;
+        ensure!(
+            !file.contains('/') && !file.contains('\\'),
+            "{}: weight_map[{name:?}] = {file:?} is not a file of this folder",
+            index.display()
+        );
+        files.push(file);
+    }
+    files.sort_unstable();
+    files.dedup();
+    let mut tensors = HashMap::new();
+    for file in files {
+        let path = dir.join(file);
+        let shard = candle_core::safetensors::load(&path, device)
+            .with_context(|| format!("{}: cannot read this shard of {}", path.display(), index.display()))?;
+        for (name, tensor) in shard {
+            ensure!(
+                map.get(&name).and_then(serde_json::Value::as_str) == Some(file),
+                "{}: holds {name:?}, which {} places elsewhere",
+                path.display(),
+                index.display()
+            );
+            tensors.insert(name, tensor);
+        }
+    }
+    for name in map.keys() {
+        ensure!(tensors.contains_key(name), "{}: lists {name:?}, which no shard holds", index.display());
+    }
+    Ok(tensors)
+}
+
 pub fn save_safetensors(path: &Path, tensors: impl IntoIterator<Item = (String, Tensor)>) -> Result<()> {
     let mut tensors: Vec<(String, Tensor)> = tensors.into_iter().collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
@@ -482,6 +547,81 @@ mod tests {
         tensors.remove("model.norm.weight");
         let err = Llama::from_tensors(config, tensors, &Device::Cpu).err().unwrap();
         assert!(err.to_string().contains("model.norm.weight"));
+    }
+
+    /// Log-probabilities of a fixed batch: what two loads of the same weights must agree on.
+    fn log_probs(model: &Llama) -> Vec<f32> {
+        model.target_log_probs(&toy_batch(50, 1, 6, |_| 0)).unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    #[test]
+    fn sharded_bf16_and_head_only_tied_checkpoints_load_as_transformers_writes_them() {
+        let model = tiny();
+        let tensors: Vec<(String, Tensor)> =
+            model.params().iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+
+        // Sharded: two files and the index transformers writes with `max_shard_size`.
+        let dir = tempfile::tempdir().unwrap();
+        model.config.save(dir.path()).unwrap();
+        let (first, second) = tensors.split_at(tensors.len() / 2);
+        let mut weight_map = serde_json::Map::new();
+        for (file, part) in [("model-00001-of-00002.safetensors", first), ("model-00002-of-00002.safetensors", second)]
+        {
+            save_safetensors(&dir.path().join(file), part.iter().cloned()).unwrap();
+            part.iter().for_each(|(n, _)| _ = weight_map.insert(n.clone(), file.into()));
+        }
+        let index = serde_json::json!({ "metadata": { "total_size": 0 }, "weight_map": weight_map });
+        std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+        assert_eq!(log_probs(&Llama::load(dir.path(), &Device::Cpu).unwrap()), log_probs(&model));
+        // A shard missing, or an index naming a tensor no shard holds, is named.
+        let mut broken = index.clone();
+        broken["weight_map"]["model.extra.weight"] = "model-00002-of-00002.safetensors".into();
+        std::fs::write(dir.path().join("model.safetensors.index.json"), broken.to_string()).unwrap();
+        let err = format!("{:#}", Llama::load(dir.path(), &Device::Cpu).err().unwrap());
+        assert!(err.contains("model.extra.weight") && err.contains("no shard holds"), "{err}");
+        std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+        std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+        let err = format!("{:#}", Llama::load(dir.path(), &Device::Cpu).err().unwrap());
+        assert!(err.contains("model-00002-of-00002.safetensors"), "{err}");
+        std::fs::remove_file(dir.path().join("model.safetensors.index.json")).unwrap();
+        let err = format!("{:#}", Llama::load(dir.path(), &Device::Cpu).err().unwrap());
+        assert!(err.contains("neither model.safetensors nor model.safetensors.index.json"), "{err}");
+
+        // bf16 weights: trained in f32, with the bf16 values.
+        let dir = tempfile::tempdir().unwrap();
+        model.config.save(dir.path()).unwrap();
+        let half = tensors.iter().map(|(n, t)| (n.clone(), t.to_dtype(DType::BF16).unwrap()));
+        save_safetensors(&dir.path().join("model.safetensors"), half).unwrap();
+        let loaded = Llama::load(dir.path(), &Device::Cpu).unwrap();
+        let rounded: HashMap<String, Tensor> = tensors
+            .iter()
+            .map(|(n, t)| (n.clone(), t.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap()))
+            .collect();
+        let expected = Llama::from_tensors(model.config.clone(), rounded, &Device::Cpu).unwrap();
+        assert_eq!(loaded.params()[0].1.dtype(), DType::F32);
+        assert_eq!(log_probs(&loaded), log_probs(&expected));
+        assert_ne!(log_probs(&loaded), log_probs(&model), "the values are bf16's");
+
+        // Tied, stored only as lm_head.weight (../shared/models/tinystories-656k's layout).
+        let config = LlamaConfig { tie_word_embeddings: true, ..model.config.clone() };
+        let tied = Llama::init(&config, 5, &Device::Cpu).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        config.save(dir.path()).unwrap();
+        let renamed = tied.params().iter().map(|(n, v)| {
+            let name = if n == "model.embed_tokens.weight" { "lm_head.weight".to_string() } else { n.clone() };
+            (name, v.as_tensor().clone())
+        });
+        save_safetensors(&dir.path().join("model.safetensors"), renamed).unwrap();
+        assert_eq!(log_probs(&Llama::load(dir.path(), &Device::Cpu).unwrap()), log_probs(&tied));
+
+        // Not a Llama: the error names what the config is.
+        let dir = tempfile::tempdir().unwrap();
+        let mut json = model.config.to_json();
+        json["model_type"] = "mistral".into();
+        json["architectures"] = serde_json::json!(["MistralForCausalLM"]);
+        std::fs::write(dir.path().join("config.json"), json.to_string()).unwrap();
+        let err = format!("{:#}", Llama::load(dir.path(), &Device::Cpu).err().unwrap());
+        assert!(err.contains("\"mistral\"") && err.contains("MistralForCausalLM"), "{err}");
     }
 
     #[test]
