@@ -5,6 +5,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 MIDTRAIN := $(TARGET_DIR)/debug/midtrain
 CORPORA ?= ../shared/corpora
+SHARED_MODELS ?= ../shared/models
 ALL_CORPORA = $(foreach c,web wiki books code math instruct,$(CORPORA)/$(c).parquet)
 # Real pre-trained tokenizers: SmolLM2's is fetched (with its model) into an ignored folder.
 SMOLLM2 ?= .models/smollm2-135m
@@ -136,6 +137,8 @@ parity: demo
 	$(MIDTRAIN) train trainer/configs/fixtures-anneal.toml --out out/parity-run
 	.venv-parity/bin/python scripts/parity/transformers_llama.py --midtrain $(MIDTRAIN) \
 		--checkpoint out/parity-run/checkpoints/step-00000040
+	.venv-parity/bin/python scripts/parity/score_checkpoint.py --midtrain $(MIDTRAIN) \
+		$(SHARED_MODELS)/tinystories-656k $(wildcard .models/smollm2-135m-bf16)
 	.venv-parity/bin/python scripts/parity/megatron_shards.py --midtrain $(MIDTRAIN) --fixtures fixtures/shards
 	$(CARGO) build --release --bin midtrain
 	.venv-parity/bin/python scripts/parity/datatrove_filters.py --midtrain $(TARGET_DIR)/release/midtrain \
