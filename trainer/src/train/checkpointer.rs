@@ -1,7 +1,9 @@
 //! A run's checkpoints: `checkpoints/step-N/` is an HF model folder (`config.json` +
 //! `model.safetensors`) with the trainer state beside it (`optimizer.safetensors`,
 //! `trainer_state.json`). A checkpoint is written into a temporary folder and renamed into
-//! place, so a folder named `step-N` is always complete.
+//! place, so a folder named `step-N` is always complete. The base checkpoint's tokenizer files,
+//! generation config and chat template are copied into each, so that it loads in
+//! `AutoTokenizer` / `AutoModelForCausalLM` (and `midtrain score --text`) as it is.
 
 use std::path::{Path, PathBuf};
 
@@ -16,12 +18,38 @@ pub const CHECKPOINTS_DIR: &str = "checkpoints";
 pub const STATE_FILE: &str = "trainer_state.json";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 
+/// Files of an HF folder that belong to the model without being its weights or config.
+const COMPANION_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "generation_config.json",
+    "chat_template.jinja",
+    "chat_template.json",
+];
+
+/// The companion files the folder `base` has, to copy into every checkpoint of a run from it.
+pub fn companion_files(base: &Path) -> Vec<PathBuf> {
+    COMPANION_FILES.iter().map(|name| base.join(name)).filter(|p| p.is_file()).collect()
+}
+
 fn step_dir_name(step: u64) -> String {
     format!("step-{step:08}")
 }
 
-/// Write model + trainer state for `state.step` under `run/checkpoints/`. Returns the folder.
-pub fn save(run: &Path, model: &Llama, optimizer: &AdamW, state: &TrainerState) -> Result<PathBuf> {
+/// Write model + trainer state for `state.step` under `run/checkpoints/`, with copies of
+/// `companions` (see [`companion_files`]). Returns the folder.
+pub fn save(
+    run: &Path,
+    model: &Llama,
+    optimizer: &AdamW,
+    state: &TrainerState,
+    companions: &[PathBuf],
+) -> Result<PathBuf> {
     let root = run.join(CHECKPOINTS_DIR);
     let dir = root.join(step_dir_name(state.step));
     let tmp = root.join(format!(".{}.partial", step_dir_name(state.step)));
@@ -31,6 +59,11 @@ pub fn save(run: &Path, model: &Llama, optimizer: &AdamW, state: &TrainerState) 
     std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
     model.config.save(&tmp)?;
     model.save_weights(&tmp)?;
+    for file in companions {
+        let name = file.file_name().context("a companion file has a name")?;
+        std::fs::copy(file, tmp.join(name))
+            .with_context(|| format!("{}: cannot copy into the checkpoint", file.display()))?;
+    }
     save_safetensors(&tmp.join(OPTIMIZER_FILE), optimizer.state_tensors()?)?;
     let text = serde_json::to_string_pretty(state)?;
     util::fsutil::write_atomic(&tmp.join(STATE_FILE), text.as_bytes())?;

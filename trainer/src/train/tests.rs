@@ -247,6 +247,35 @@ fn nan_weights_in_the_checkpoint_are_refused_by_name() {
 }
 
 #[test]
+fn checkpoints_carry_the_base_models_tokenizer_generation_config_and_chat_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), vec![stage("anneal", 128 * 2, 32)]);
+    let base = dir.path().join("base");
+    let model = Llama::init(&LlamaConfig::load(&dir.path().join("config.json")).unwrap(), 1, &Device::Cpu).unwrap();
+    std::fs::create_dir_all(&base).unwrap();
+    model.config.save(&base).unwrap();
+    model.save_weights(&base).unwrap();
+    let files = [
+        ("tokenizer.json", "{\"version\": \"1.0\"}"),
+        ("tokenizer_config.json", "{\"bos_token\": \"<s>\"}"),
+        ("generation_config.json", "{\"eos_token_id\": 2}"),
+        ("chat_template.jinja", "{% for m in messages %}{{ m.content }}{% endfor %}"),
+    ];
+    for (name, text) in files {
+        std::fs::write(base.join(name), text).unwrap();
+    }
+    std::fs::write(base.join("notes.txt"), "not the model's").unwrap();
+    config.model = ModelConfig { source: ModelSource::Checkpoint(base), final_lr: Some(1e-3) };
+    let run = dir.path().join("run");
+    train(&config, &run, &TrainOptions::default(), &mut |_| {}).unwrap();
+    let (_, last) = checkpointer::list(&run).unwrap().pop().unwrap();
+    for (name, text) in files {
+        assert_eq!(std::fs::read_to_string(last.join(name)).unwrap(), text, "{name}");
+    }
+    assert!(!last.join("notes.txt").exists(), "only the model's files");
+}
+
+#[test]
 fn token_ids_past_the_model_vocabulary_are_named_before_training() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), vec![stage("anneal", 128 * 2, 32)]);

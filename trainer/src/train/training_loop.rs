@@ -181,6 +181,9 @@ struct Trainer<'a> {
     optimizer: AdamW,
     state: TrainerState,
     metrics: MetricsLog,
+    /// Tokenizer files, generation config and chat template of the base (or branched-from)
+    /// checkpoint, copied into every checkpoint.
+    companions: Vec<PathBuf>,
 }
 
 /// The summed gradients of one optimizer step's micro-batches.
@@ -229,7 +232,13 @@ impl<'a> Trainer<'a> {
             checkpointer::load_optimizer(dir, &mut optimizer, state.optimizer_steps)?;
         }
         let metrics = MetricsLog::open(run, resume_from.as_ref().map(|_| state.step))?;
-        Ok(Self { config, run, options, model, params, optimizer, state, metrics })
+        let companions = match (&config.model.source, &options.branch_from) {
+            (ModelSource::Checkpoint(dir), _) | (ModelSource::Fresh(_), Some(dir)) => {
+                checkpointer::companion_files(dir)
+            }
+            (ModelSource::Fresh(_), None) => Vec::new(),
+        };
+        Ok(Self { config, run, options, model, params, optimizer, state, metrics, companions })
     }
 
     /// The rest of the current stage: its steps, evaluations and checkpoints.
@@ -282,7 +291,7 @@ impl<'a> Trainer<'a> {
             }
             if stage_done || self.state.step.is_multiple_of(config.checkpoint_every) {
                 self.metrics.sync()?;
-                let dir = checkpointer::save(self.run, &self.model, &self.optimizer, &self.state)?;
+                let dir = checkpointer::save(self.run, &self.model, &self.optimizer, &self.state, &self.companions)?;
                 on_event(Event::Checkpoint(&dir));
             }
             if self.options.stop_after.is_some_and(|n| self.state.step >= n) {
