@@ -103,29 +103,7 @@ fn filter_file(
     let mut stats = StageStats::with_steps(names.clone());
     for batch in read::open(input, read_options)? {
         let mut batch = batch?;
-        let read_bad = batch.removed.iter().filter(|r| r.step == "read").count() as u64;
-        let where_out = batch.documents.len() as u64;
-        let rows = where_out + batch.removed.len() as u64;
-        stats.documents_read += rows;
-        stats.bytes_read += batch.bytes;
-        let read_step = stats.step_mut("read");
-        read_step.documents_in += rows;
-        read_step.documents_out += rows - read_bad;
-        read_step.bytes_in += batch.bytes;
-        read_step.bytes_out += batch.bytes;
-        let passed_where_bytes: u64 = batch.documents.iter().map(|d| d.text.len() as u64).sum();
-        let where_step = stats.step_mut("where");
-        where_step.documents_in += rows - read_bad;
-        where_step.documents_out += where_out;
-        where_step.bytes_in += batch.bytes;
-        where_step.bytes_out += passed_where_bytes;
-        for r in &batch.removed {
-            let key = reason_key(&r.reason);
-            if r.step == "read" && r.reason.contains(read::ROWS_UNKNOWN) {
-                stats.rows_lost_unknown.push(format!("{}: {key}", r.source));
-            }
-            *stats.step_mut(&r.step).removed.entry(key).or_default() += 1;
-        }
+        let rows = count_read_and_where(&mut stats, &batch);
 
         let outcomes: Vec<(ChainOutcome, Vec<u64>)> = batch
             .documents
@@ -175,6 +153,35 @@ fn filter_file(
 
 /// What stats count a removal under: its reason up to the first `:` (the rest names the row's
 /// details: a JSON error, a benchmark item). Marks count the same way.
+/// Count a batch in the `read` and `where` steps (rows unreadable, rows the predicate dropped)
+/// and in the stage's totals; returns the batch's rows.
+pub(crate) fn count_read_and_where(stats: &mut StageStats, batch: &read::Batch) -> u64 {
+    let read_bad = batch.removed.iter().filter(|r| r.step == "read").count() as u64;
+    let where_out = batch.documents.len() as u64;
+    let rows = where_out + batch.removed.len() as u64;
+    stats.documents_read += rows;
+    stats.bytes_read += batch.bytes;
+    let read_step = stats.step_mut("read");
+    read_step.documents_in += rows;
+    read_step.documents_out += rows - read_bad;
+    read_step.bytes_in += batch.bytes;
+    read_step.bytes_out += batch.bytes;
+    let passed_where_bytes: u64 = batch.documents.iter().map(|d| d.text.len() as u64).sum();
+    let where_step = stats.step_mut("where");
+    where_step.documents_in += rows - read_bad;
+    where_step.documents_out += where_out;
+    where_step.bytes_in += batch.bytes;
+    where_step.bytes_out += passed_where_bytes;
+    for r in &batch.removed {
+        let key = reason_key(&r.reason);
+        if r.step == "read" && r.reason.contains(read::ROWS_UNKNOWN) {
+            stats.rows_lost_unknown.push(format!("{}: {key}", r.source));
+        }
+        *stats.step_mut(&r.step).removed.entry(key).or_default() += 1;
+    }
+    rows
+}
+
 fn reason_key(reason: &str) -> String {
     reason.split(':').next().unwrap_or(reason).to_string()
 }

@@ -498,17 +498,8 @@ pub fn apply(job: &DedupJob, task: usize, progress: &(dyn Fn(Progress) + Sync)) 
         });
         for batch in read::open(path, &job.read)? {
             let mut batch = batch?;
-            let rows = (batch.documents.len() + batch.removed.len()) as u64;
-            stats.documents_read += rows;
-            stats.bytes_read += batch.bytes;
+            let rows = crate::filter_stage::count_read_and_where(&mut stats, &batch);
             let mut removed: Vec<Removal> = std::mem::take(&mut batch.removed);
-            for r in &removed {
-                *stats
-                    .step_mut(&r.step)
-                    .removed
-                    .entry(r.reason.split(':').next().unwrap_or("").to_string())
-                    .or_default() += 1;
-            }
             let mut kept = Vec::with_capacity(batch.documents.len());
             for doc in &batch.documents {
                 let number = doc_number(file_index, doc.row);

@@ -224,6 +224,8 @@ fn tasks_run_stage_by_stage_and_refuse_to_go_ahead_early() {
     apply(&j, 0, &|_| {}).unwrap();
     let Parts::Complete((stage, stats)) = finish(&j).unwrap() else { panic!("every part is applied") };
     assert_eq!(stage.documents_read, stats.documents);
+    let read = stage.steps.iter().find(|s| s.step == "read").unwrap();
+    assert_eq!((read.documents_in, read.documents_out), (stats.documents, stats.documents), "the read step counts");
 }
 
 #[test]
