@@ -225,14 +225,21 @@ fn a_non_finite_loss_stops_the_run_or_skips_the_step() {
     assert!(!skips.iter().any(|r| r.spike), "a skipped step is no spike");
 }
 
+/// A two-step run's config in `dir`, the folder `dir/base` holding its model's config.json (the
+/// weights are the test's to write), and that model.
+fn continued_run(dir: &Path) -> (TrainConfig, PathBuf, Llama) {
+    let config = config(dir, vec![stage("anneal", 128 * 2, 32)]);
+    let base = dir.join("base");
+    let model = Llama::init(&LlamaConfig::load(&dir.join("config.json")).unwrap(), 1, &Device::Cpu).unwrap();
+    std::fs::create_dir_all(&base).unwrap();
+    model.config.save(&base).unwrap();
+    (config, base, model)
+}
+
 #[test]
 fn nan_weights_in_the_checkpoint_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(dir.path(), vec![stage("anneal", 128 * 2, 32)]);
-    let base = dir.path().join("base");
-    let model = Llama::init(&LlamaConfig::load(&dir.path().join("config.json")).unwrap(), 1, &Device::Cpu).unwrap();
-    std::fs::create_dir_all(&base).unwrap();
-    model.config.save(&base).unwrap();
+    let (mut config, base, model) = continued_run(dir.path());
     let mut tensors: Vec<(String, Tensor)> =
         model.params().iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
     let (name, t) = &mut tensors[3];
@@ -249,11 +256,7 @@ fn nan_weights_in_the_checkpoint_are_refused_by_name() {
 #[test]
 fn checkpoints_carry_the_base_models_tokenizer_generation_config_and_chat_template() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(dir.path(), vec![stage("anneal", 128 * 2, 32)]);
-    let base = dir.path().join("base");
-    let model = Llama::init(&LlamaConfig::load(&dir.path().join("config.json")).unwrap(), 1, &Device::Cpu).unwrap();
-    std::fs::create_dir_all(&base).unwrap();
-    model.config.save(&base).unwrap();
+    let (mut config, base, model) = continued_run(dir.path());
     model.save_weights(&base).unwrap();
     let files = [
         ("tokenizer.json", "{\"version\": \"1.0\"}"),
