@@ -17,7 +17,8 @@
 //! of an item's n-grams or more is a copy of the item, not evidence of boilerplate, so an item
 //! copied all over the corpus is still found.
 //!
-//! Memory: 16 bytes per distinct item n-gram (and 8 per n-gram seen in the boilerplate sample) plus each item's id, answer and benchmark, so a
+//! Memory: 16 bytes per distinct item n-gram (and, while the sample is read, one batch of it and a
+//! count per item n-gram it holds) plus each item's id, answer and benchmark, so a
 //! 10k-item set of 100-word items takes about 20 MB; documents are checked one at a time.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -275,9 +276,15 @@ pub fn resolve_eval_set(base: &Path, entry: &Path) -> PathBuf {
     }
 }
 
-/// The texts of the first `documents` documents of `files` (globs expanded), as evenly from each
-/// file as their lengths allow, in file order: the same sample whichever task reads it.
-fn read_sample(files: &[PathBuf], text_column: &str, documents: usize) -> Result<Vec<String>, FilterError> {
+/// Pass the first `documents` documents of `files` (globs expanded) to `each`, a batch at a
+/// time, as evenly from each file as their lengths allow, in file order: the same sample whichever
+/// task reads it. Returns how many were read.
+fn read_sample(
+    files: &[PathBuf],
+    text_column: &str,
+    documents: usize,
+    mut each: impl FnMut(&[crate::document::Document]),
+) -> Result<usize, FilterError> {
     let patterns: Vec<String> = files.iter().map(|f| f.to_string_lossy().into_owned()).collect();
     let files = crate::read::expand_inputs(&patterns).map_err(Box::new)?;
     let options = crate::read::ReadOptions {
@@ -286,23 +293,24 @@ fn read_sample(files: &[PathBuf], text_column: &str, documents: usize) -> Result
         url_column: None,
         ..Default::default()
     };
-    let mut texts = Vec::new();
+    let mut read = 0;
     for (i, path) in files.iter().enumerate() {
         // What earlier files could not give is asked of the later ones.
-        let quota = (documents - texts.len()).div_ceil(files.len() - i);
-        let want = texts.len() + quota;
+        let want = read + (documents - read).div_ceil(files.len() - i);
         for batch in crate::read::open(path, &options).map_err(Box::new)? {
             let batch = batch.map_err(Box::new)?;
-            texts.extend(batch.documents.into_iter().map(|d| d.text).take(want - texts.len()));
-            if texts.len() >= want {
+            let take = batch.documents.len().min(want - read);
+            each(&batch.documents[..take]);
+            read += take;
+            if read >= want {
                 break;
             }
         }
-        if texts.len() >= documents {
+        if read >= documents {
             break;
         }
     }
-    Ok(texts)
+    Ok(read)
 }
 
 /// (id, text, answer) of each row of an evaluation set.
@@ -428,8 +436,7 @@ impl DecontaminateFilter {
         }
         if let Some(files) = config.boilerplate.as_deref().filter(|f| !f.is_empty() && config.boilerplate_documents > 0)
         {
-            let texts = read_sample(files, &config.boilerplate_text_column, config.boilerplate_documents)?;
-            filter.learn_boilerplate(&texts);
+            filter.learn_boilerplate(files, &config.boilerplate_text_column, config.boilerplate_documents)?;
         }
         Ok(filter)
     }
@@ -446,22 +453,24 @@ impl DecontaminateFilter {
 
     /// Count, over the sample, the documents that hold each item n-gram (or short item) without
     /// being a copy of the item; mark those held by too many.
-    fn learn_boilerplate(&mut self, texts: &[String]) {
+    /// The sample is read a batch at a time: memory holds one batch and the counts (one per
+    /// distinct item n-gram the sample holds).
+    fn learn_boilerplate(&mut self, files: &[PathBuf], text_column: &str, documents: usize) -> Result<(), FilterError> {
         use rayon::prelude::*;
-        let per_document: Vec<(Vec<u64>, Vec<u32>)> = texts.par_iter().map(|t| self.sample_hits(t)).collect();
         let (mut grams, mut short) = (PrehashedMap::<u32>::default(), HashMap::<u32, u32>::new());
-        for (g, s) in &per_document {
-            g.iter().for_each(|&g| *grams.entry(g).or_default() += 1);
-            s.iter().for_each(|&i| *short.entry(i).or_default() += 1);
-        }
-        let limit = self.limit(texts.len()) as u32;
+        let read = read_sample(files, text_column, documents, |batch| {
+            let hits: Vec<(Vec<u64>, Vec<u32>)> = batch.par_iter().map(|d| self.sample_hits(&d.text)).collect();
+            for (g, s) in &hits {
+                g.iter().for_each(|&g| *grams.entry(g).or_default() += 1);
+                s.iter().for_each(|&i| *short.entry(i).or_default() += 1);
+            }
+        })?;
+        let limit = self.limit(read) as u32;
         self.common = grams.into_iter().filter(|&(_, n)| n > limit).map(|(g, _)| g).collect();
         self.common_short = short.into_iter().filter(|&(_, n)| n > limit).map(|(i, _)| i).collect();
-        self.sample = BoilerplateSample {
-            documents: texts.len(),
-            ngrams: self.common.len(),
-            short_items: self.common_short.len(),
-        };
+        self.sample =
+            BoilerplateSample { documents: read, ngrams: self.common.len(), short_items: self.common_short.len() };
+        Ok(())
     }
 
     /// The item n-grams a sample document holds (leaving out those of items it holds half or
@@ -481,19 +490,24 @@ impl DecontaminateFilter {
                 grams.extend(same.iter().map(|&(_, g)| g));
             }
         }
-        let mut short = Vec::new();
-        if !self.short.is_empty() {
-            for (at, prefix) in run_hashes(&hashes, self.config.min_item_words).into_iter().enumerate() {
-                for &(n, whole, item) in self.short.get(&prefix).map_or(&[][..], Vec::as_slice) {
-                    if at + n <= hashes.len() && run_hash(&hashes[at..at + n]) == whole {
-                        short.push(item);
-                    }
-                }
-            }
-            short.sort_unstable();
-            short.dedup();
-        }
+        let mut short: Vec<u32> = self.short_items_in(&hashes).map(|(_, _, item)| item).collect();
+        short.sort_unstable();
+        short.dedup();
         (grams, short)
+    }
+
+    /// (position, words, item) of every short item found whole in a document's word hashes, in
+    /// word order (shortest first at a position).
+    fn short_items_in<'a>(&'a self, hashes: &'a [u64]) -> impl Iterator<Item = (usize, usize, u32)> + 'a {
+        let prefixes = if self.short.is_empty() { Vec::new() } else { run_hashes(hashes, self.config.min_item_words) };
+        prefixes.into_iter().enumerate().flat_map(move |(at, prefix)| {
+            self.short
+                .get(&prefix)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .filter(move |&&(n, whole, _)| at + n <= hashes.len() && run_hash(&hashes[at..at + n]) == whole)
+                .map(move |&(n, _, item)| (at, n, item))
+        })
     }
 
     fn add(&mut self, benchmark: usize, id: String, text: &str, answer: Option<&str>) {
@@ -548,20 +562,13 @@ impl DecontaminateFilter {
                 break;
             }
         }
-        let prefixes = if self.short.is_empty() { Vec::new() } else { run_hashes(&hashes, self.config.min_item_words) };
-        'short: for (at, prefix) in prefixes.into_iter().enumerate() {
+        for (at, n, item) in self.short_items_in(&hashes) {
             if best.is_some_and(|(b, _, _)| at >= b) {
                 break;
             }
-            for &(n, whole, item) in self.short.get(&prefix).map_or(&[][..], Vec::as_slice) {
-                if at + n <= hashes.len()
-                    && run_hash(&hashes[at..at + n]) == whole
-                    && !self.common_short.contains(&item)
-                    && confirmed(&self.items[item as usize])
-                {
-                    best = Some((at, n, item));
-                    break 'short;
-                }
+            if !self.common_short.contains(&item) && confirmed(&self.items[item as usize]) {
+                best = Some((at, n, item));
+                break;
             }
         }
         best.map(|(at, n, item)| (&self.items[item as usize], span(at, n)))
