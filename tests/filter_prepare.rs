@@ -115,10 +115,10 @@ fn prepare_runs_every_domain_of_the_fixture_config() {
     let path = common::fixture_prepare_config(tmp.path(), "prepare.toml", &output);
     let stdout = ok(midtrain(&["prepare", path.to_str().unwrap(), "--json"], 2));
     let stats: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(stats.len(), 11, "five filtered domains, the dedup run, five datasets");
-    let datasets: Vec<&str> = stats[6..].iter().map(|s| s["domain"].as_str().unwrap()).collect();
-    assert_eq!(datasets, ["web", "code", "math", "books", "instruct"]);
-    for domain in ["web", "code", "math", "books", "instruct"] {
+    assert_eq!(stats.len(), 15, "seven filtered domains, the dedup run, seven datasets");
+    let datasets: Vec<&str> = stats[8..].iter().map(|s| s["domain"].as_str().unwrap()).collect();
+    assert_eq!(datasets, ["web", "code", "math", "books", "instruct", "chat", "qa"]);
+    for domain in ["web", "code", "math", "books", "instruct", "chat", "qa"] {
         assert!(output.join(domain).join("filtered/stats.json").is_file(), "{domain}");
     }
     // Web: the language filter removes the non-English pages and writes its columns.
@@ -127,14 +127,14 @@ fn prepare_runs_every_domain_of_the_fixture_config() {
     let web_reasons = read_parts(&output.join("web/filtered/removed"), "reason");
     assert!(web_reasons.iter().any(|r| r == "unwanted_language"), "{web_reasons:?}");
     // Code: the where predicate selected three languages; the text came from `content`.
-    assert!(stats.iter().take(5).all(|s| s["stage"] == "filter" && s["domain"].is_string()), "lines name their domain");
+    assert!(stats.iter().take(7).all(|s| s["stage"] == "filter" && s["domain"].is_string()), "lines name their domain");
     let code = &stats[1]["stats"];
     let where_step = code["steps"].as_array().unwrap().iter().find(|s| s["step"] == "where").unwrap();
     assert!(where_step["documents_out"].as_u64().unwrap() < where_step["documents_in"].as_u64().unwrap());
     // Dedup ran over web + books + instruct: every kept web page went in, duplicates came out,
     // and the filters' columns survived.
-    assert_eq!(stats[5]["domains"], serde_json::json!(["web", "books", "instruct"]));
-    let dedup = &stats[5]["dedup"];
+    assert_eq!(stats[7]["domains"], serde_json::json!(["web", "books", "instruct"]));
+    let dedup = &stats[7]["dedup"];
     let kept_web = read_parts(&output.join("web/filtered/kept"), "id").len();
     let after = read_parts(&output.join("web/dedup/kept"), "id").len();
     let removed = read_parts(&output.join("web/dedup/removed"), "id").len();
@@ -143,6 +143,53 @@ fn prepare_runs_every_domain_of_the_fixture_config() {
     assert!(dedup["removed_exact"].as_u64().unwrap() > 0);
     assert_eq!(read_parts(&output.join("web/dedup/kept"), "language").len(), after);
     assert!(output.join("books/dedup/stats").is_dir() && !output.join("code/dedup").exists());
+    check_rendered_domains(&output);
+}
+
+/// Chat: messages rendered with ChatML, a loss mask that counts exactly the assistant turns. QA:
+/// flat fields (one nested) in a plain template.
+fn check_rendered_domains(output: &Path) {
+    let chat = common::strings(&fixtures().join("dumps/chat.parquet"), "id");
+    let texts = read_parts(&output.join("chat/filtered/kept"), "text");
+    assert_eq!(texts.len(), chat.len(), "every conversation rendered and kept");
+    assert!(texts.iter().all(|t| t.starts_with("<|im_start|>") && t.ends_with("<|im_end|>\n")), "{}", texts[0]);
+    let manifest = shards::DatasetManifest::load(&output.join("chat")).unwrap();
+    let tokenizer = pipeline::TextTokenizer::from_file(&fixtures().join("tokenizer.json"), None, None).unwrap();
+    let mut checked = 0;
+    for shard in &manifest.shards {
+        assert_eq!(shard.loss_mask.as_deref(), Some(format!("{}.loss", shard.prefix).as_str()));
+        let reader = shards::ShardReader::open(output.join("chat").join(&shard.prefix)).unwrap();
+        for d in 0..reader.num_documents() {
+            let ids = reader.document(d).unwrap().to_vec();
+            let mask = reader.document_loss_mask(d).unwrap();
+            let counted: Vec<u32> = ids.iter().zip(mask).filter(|(_, m)| **m == 1).map(|(id, _)| *id).collect();
+            // The conversation ends with the assistant, so the final EOS counts too.
+            assert_eq!(counted.last(), ids.last());
+            let said = tokenizer.decode(&counted[..counted.len() - 1]).unwrap();
+            let text = &texts[checked];
+            let assistant: String = text
+                .split("<|im_start|>assistant\n")
+                .skip(1)
+                .map(|turn| format!("{}<|im_end|>\n", turn.split("<|im_end|>\n").next().unwrap()))
+                .collect();
+            assert_eq!(said, assistant, "document {checked}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, texts.len());
+    let stats: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(output.join("chat/stats.json")).unwrap()).unwrap();
+    let in_loss = stats["tokenize"]["loss_mask"]["tokens_in_loss"].as_u64().unwrap();
+    assert!(in_loss > 0 && in_loss < manifest.tokens, "{stats}");
+    ok(midtrain(&["verify", output.join("chat").to_str().unwrap()], 1));
+
+    let qa = read_parts(&output.join("qa/filtered/kept"), "text");
+    assert_eq!(qa.len(), 120);
+    assert!(
+        qa[0].starts_with("Problem: A teacher has 5 boxes") && qa[0].contains("\nSolution: There are 5 * 6"),
+        "{}",
+        qa[0]
+    );
 }
 
 #[test]

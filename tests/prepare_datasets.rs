@@ -138,7 +138,7 @@ fn stages_as_separate_tasks_give_the_same_datasets_and_slurm_chains_them() {
     ));
     fs::remove_file(&cw).unwrap();
     fs::remove_file(&cs).unwrap();
-    for domain in ["web", "code", "math", "books", "instruct"] {
+    for domain in ["web", "code", "math", "books", "instruct", "chat", "qa"] {
         // Shards, sidecars and removed documents are byte-identical; the manifests differ only
         // in the output path recorded in their config.
         let files = |root: &Path| -> BTreeMap<PathBuf, Vec<u8>> {
@@ -158,8 +158,8 @@ fn stages_as_separate_tasks_give_the_same_datasets_and_slurm_chains_them() {
         assert_eq!(shards(&whole), shards(&split), "{domain}");
     }
     // filter and dedup-apply: an array and a finalize job; signatures an array; pairs and
-    // clusters one job; a tokenize array and finalize per domain (5); verify: 18 submissions.
-    assert_eq!(script.matches("$(submit ").count(), 18, "{script}");
+    // clusters one job; a tokenize array and finalize per domain (7); verify: 22 submissions.
+    assert_eq!(script.matches("$(submit ").count(), 22, "{script}");
     assert!(!script.contains("dedup-signatures --finalize"), "no summary to write there");
     assert!(script.contains("0-7)") && script.contains("--dependency=afterok:$dep"), "{script}");
     assert!(script.contains("--stage dedup-clusters -q") && script.contains("--domain web --finalize -q"));
@@ -390,4 +390,93 @@ fn array_tasks_started_at_the_same_moment_finish_every_stage_in_one_pass() {
     assert_eq!(tokenize.status.code(), Some(3), "{}", String::from_utf8_lossy(&tokenize.stderr));
     let whole_stage = midtrain(&["prepare", c, "--tasks", "3", "--task", "0"], &[]);
     assert!(String::from_utf8_lossy(&whole_stage.stderr).contains("name it with --stage"), "{whole_stage:?}");
+}
+
+#[test]
+fn tokenize_renders_chats_and_flat_fields_and_explains_rows_it_cannot_render() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = root().join("fixtures/tokenizer.json");
+    let t = tok.to_str().unwrap();
+    let chats = tmp.path().join("chats.jsonl");
+    let conversation = |user: &str, answer: &str| serde_json::json!({ "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}] });
+    let rows = [conversation("Hi", "Hello there."), serde_json::json!({ "id": "broken" }), conversation("2+2?", "4")];
+    fs::write(&chats, rows.iter().map(|r| r.to_string() + "\n").collect::<String>()).unwrap();
+    let template = tmp.path().join("t.jinja");
+    fs::write(
+        &template,
+        "{% for m in messages %}[{{ m.role }}] {% generation %}{{ m.content }}{% endgeneration %}\n{% endfor %}",
+    )
+    .unwrap();
+    let args = |on_error: &str| {
+        let out = tmp.path().join(format!("chat-{on_error}"));
+        let v = [
+            "tokenize",
+            chats.to_str().unwrap(),
+            "--tokenizer",
+            t,
+            "--out",
+            out.to_str().unwrap(),
+            "--messages-column",
+            "messages",
+            "--chat-template",
+            template.to_str().unwrap(),
+            "--loss-mask",
+            "assistant",
+            "--on-error",
+            on_error,
+        ];
+        v.map(str::to_string).to_vec()
+    };
+    let run = |a: Vec<String>| midtrain(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let failed = run(args("fail"));
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success() && err.contains("chats.jsonl: line 2: template_missing_field"), "{err}");
+    ok(run(args("skip")));
+    let out = tmp.path().join("chat-skip");
+    let removed = common::strings(&out.join("removed.parquet"), "reason");
+    assert_eq!(removed, ["template_missing_field: no field \"messages\""]);
+    let manifest = shards::DatasetManifest::load(&out).unwrap();
+    assert_eq!(manifest.documents, 2);
+    assert_eq!(manifest.tokenizer.special_tokens_in_text.as_deref(), Some("keep"));
+    let reader = shards::ShardReader::open(out.join(&manifest.shards[0].prefix)).unwrap();
+    let tokenizer = pipeline::TextTokenizer::from_file(&tok, None, None).unwrap();
+    let ids = reader.document(0).unwrap().to_vec();
+    let mask = reader.document_loss_mask(0).unwrap();
+    let pick = |want: u8| {
+        let picked: Vec<u32> = ids.iter().zip(mask).filter(|(_, m)| **m == want).map(|(id, _)| *id).collect();
+        tokenizer.decode(&picked).unwrap()
+    };
+    // A generation block around every message: both turns count, and so does the final EOS (the
+    // text ends in a span: trim_blocks ate the newline after each block). A token that straddles
+    // a span's start (" Hi": the space is the template's) counts; the role tags do not.
+    assert_eq!(pick(1), " Hi Hello there.<|endoftext|>");
+    assert_eq!(pick(0), "[user][assistant]");
+
+    let qa = tmp.path().join("qa.jsonl");
+    fs::write(&qa, "{\"q\": \"Why?\", \"a\": {\"text\": \"Because.\"}}\n{\"q\": \"How?\", \"a\": {\"text\": null}}\n")
+        .unwrap();
+    let flat = |on_error: &str, name: &str| {
+        let out = tmp.path().join(name);
+        let a = [
+            "tokenize",
+            qa.to_str().unwrap(),
+            "--tokenizer",
+            t,
+            "--out",
+            out.to_str().unwrap(),
+            "--template",
+            "Q: {q}\nA: {a.text}",
+            "--on-error",
+            on_error,
+        ];
+        (midtrain(&a, &[]), out)
+    };
+    let (failed, _) = flat("fail", "qa-fail");
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("line 2: template_null_field: field \"a.text\" is null"));
+    let (done, out) = flat("skip", "qa");
+    ok(done);
+    let manifest = shards::DatasetManifest::load(&out).unwrap();
+    let reader = shards::ShardReader::open(out.join(&manifest.shards[0].prefix)).unwrap();
+    assert_eq!(tokenizer.decode(&reader.document(0).unwrap().to_vec()).unwrap(), "Q: Why?\nA: Because.<|endoftext|>");
+    assert!(manifest.shards[0].loss_mask.is_none(), "no mask without loss_mask = \"assistant\"");
 }

@@ -231,6 +231,8 @@ mod tests {
             bin_checksum: String::new(),
             idx_checksum: String::new(),
             sidecar: None,
+            loss_mask: None,
+            loss_mask_checksum: None,
         };
         let tok = TokenizerIdentity::new(hash, 100, 0, None);
         DatasetManifest::new(name, tok, vec![shard], serde_json::Value::Null).write(&path).unwrap();

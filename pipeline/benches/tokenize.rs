@@ -86,6 +86,7 @@ fn main() {
             read: ReadOptions::default(),
             shard_bytes: 1 << 30,
             formats: Formats::default(),
+            chat: None,
             config: serde_json::Value::Null,
         };
         let start = Instant::now();

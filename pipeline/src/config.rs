@@ -38,6 +38,7 @@ use crate::file_error::FileError;
 use crate::filter::decontaminate::DecontaminateConfig;
 use crate::filter::{FilterConfig, FilterError};
 use crate::read::{OnError, Predicate, PredicateError, ReadOptions};
+use crate::render::{LossMask, RenderConfig, RenderConfigError, Renderer, TemplateSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -96,6 +97,17 @@ pub enum ConfigProblem {
     KeepNumbersUnknownDomain(String),
     #[error(transparent)]
     Decontaminate(FilterError),
+    #[error("domain {domain:?}: {source}")]
+    Render {
+        domain: String,
+        #[source]
+        source: RenderConfigError,
+    },
+    #[error(
+        "domain {0:?}: loss_mask = \"assistant\" cannot be used with the c4_quality filter, which removes lines \
+         (the assistant spans would no longer match the text)"
+    )]
+    MaskWithLineRemoval(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -192,8 +204,24 @@ pub struct DomainConfig {
     pub url_column: Option<String>,
     #[serde(default, rename = "where")]
     pub where_: Option<String>,
+    /// Chat data: the column of message lists, rendered with `chat_template` (see [`crate::render`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_column: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<TemplateSource>,
+    /// Flat fields: `"Question: {question}\nAnswer: {answer}"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub loss_mask: LossMask,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_date: Option<String>,
     #[serde(default)]
     pub filters: Vec<FilterConfig>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 fn default_text_column() -> String {
@@ -257,6 +285,9 @@ impl PrepareConfig {
             for f in &mut d.filters {
                 f.resolve_paths(base);
             }
+            if let Some(TemplateSource::Path(p)) = &mut d.chat_template {
+                *p = resolve_against(base, p);
+            }
         }
         if let Some(section) = &mut self.decontaminate {
             let check = &mut section.check;
@@ -292,6 +323,10 @@ impl PrepareConfig {
             }
             for f in &d.filters {
                 f.check().map_err(|source| ConfigProblem::Filter { domain: d.name.clone(), source })?;
+            }
+            d.renderer()?;
+            if d.loss_mask == LossMask::Assistant && d.filters.iter().any(|f| matches!(f, FilterConfig::C4Quality(_))) {
+                return Err(ConfigProblem::MaskWithLineRemoval(d.name.clone()));
             }
         }
         if let Some(section) = &self.decontaminate {
@@ -334,18 +369,36 @@ fn check_domain_list(
 }
 
 impl DomainConfig {
-    pub fn read_options(&self, batch_size: usize, on_error: OnError) -> ReadOptions {
-        ReadOptions {
+    pub fn render_config(&self) -> RenderConfig {
+        RenderConfig {
+            messages_column: self.messages_column.clone(),
+            chat_template: self.chat_template.clone(),
+            template: self.template.clone(),
+            loss_mask: self.loss_mask,
+            template_date: self.template_date.clone(),
+        }
+    }
+
+    /// The domain's renderer (`None`: it reads `text_column`).
+    pub fn renderer(&self) -> Result<Option<std::sync::Arc<Renderer>>, ConfigProblem> {
+        let built = self.render_config().build();
+        built
+            .map(|r| r.map(std::sync::Arc::new))
+            .map_err(|source| ConfigProblem::Render { domain: self.name.clone(), source })
+    }
+
+    pub fn read_options(&self, batch_size: usize, on_error: OnError) -> Result<ReadOptions, ConfigProblem> {
+        Ok(ReadOptions {
             text_column: self.text_column.clone(),
             id_column: self.id_column.clone(),
             url_column: self.url_column.clone(),
             predicate: self.where_.as_deref().map(|w| Predicate::parse(w).expect("validated on load")),
             carry: Vec::new(),
             keep_provenance: false,
-
+            render: self.renderer()?,
             batch_size,
             on_error,
-        }
+        })
     }
 }
 

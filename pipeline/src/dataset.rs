@@ -25,6 +25,7 @@ use crate::document::{Document, OutputColumn};
 use crate::file_error::FileError;
 use crate::output::RemovedWriter;
 use crate::read::{self, ReadError, ReadOptions};
+use crate::render::LossMask;
 use crate::run_folder::{Folder, Parts, Progress, RunFolderError, TaskSlice, part_name, run_parts};
 use crate::tokenize::{DocumentEncoding, TextTokenizer, TokenizeError};
 
@@ -102,6 +103,9 @@ pub struct DatasetOptions {
     /// Start a new shard once a shard's `.bin` reaches this many bytes.
     pub shard_bytes: u64,
     pub formats: Formats,
+    /// Rendered chat documents (tokenized as transformers tokenizes a rendered chat: special-token
+    /// strings are special tokens), and whether a loss mask is written beside each shard.
+    pub chat: Option<LossMask>,
     /// The settings that produced the dataset, recorded in the manifest.
     pub config: serde_json::Value,
 }
@@ -112,6 +116,33 @@ struct OpenShard {
     writer: ShardWriter,
     sidecar: Sidecar,
     ds: Option<DsWriter>,
+    /// `PREFIX.loss` and, with the datatrove format, `NAME.ds.loss`.
+    loss: Vec<ByteFile>,
+}
+
+/// A file of bytes that appears under its name only when complete.
+struct ByteFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl ByteFile {
+    fn create(path: PathBuf) -> Result<Self, DatasetError> {
+        let tmp = temp_path(&path);
+        let out = BufWriter::with_capacity(1 << 16, File::create(&tmp).map_err(io_err(&tmp))?);
+        Ok(Self { path, tmp, out })
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<(), DatasetError> {
+        self.out.write_all(bytes).map_err(io_err(&self.tmp))
+    }
+
+    fn finish(self) -> Result<(), DatasetError> {
+        let file = self.out.into_inner().map_err(FileError::at(&self.tmp))?;
+        file.sync_all().map_err(io_err(&self.tmp))?;
+        durable_rename(&self.tmp, &self.path).map_err(io_err(&self.path))
+    }
 }
 
 /// Per-document sidecar rows, written as one parquet file per shard.
@@ -314,6 +345,12 @@ pub struct PartDone {
     /// Pieces of text that tokenizers 0.23 encoded because 1.x could not encode them alike.
     #[serde(default)]
     pub reference_encoded_pieces: u64,
+    /// With a loss mask: tokens it counts, and documents where it counts none (a conversation
+    /// without an assistant turn).
+    #[serde(default)]
+    pub loss_tokens: u64,
+    #[serde(default)]
+    pub documents_without_loss_tokens: u64,
 }
 
 fn part_marker(out: &Path, i: usize) -> PathBuf {
@@ -335,7 +372,15 @@ fn open_shard(
     } else {
         None
     };
+    let mut loss = Vec::new();
+    if options.chat == Some(LossMask::Assistant) {
+        loss.push(ByteFile::create(out.join(format!("{name}.loss")))?);
+        if options.formats.datatrove {
+            loss.push(ByteFile::create(out.join(format!("{name}.ds.loss")))?);
+        }
+    }
     Ok(OpenShard {
+        loss,
         writer: ShardWriter::create(&prefix, tokenizer.vocab_size())?,
         sidecar: Sidecar::new(out.join(format!("{name}.docs.parquet")), &options.domain, &options.read.carry),
         prefix,
@@ -344,16 +389,24 @@ fn open_shard(
 }
 
 fn close_shard(out: &Path, shard: OpenShard) -> Result<ShardEntry, DatasetError> {
-    let OpenShard { prefix, writer, sidecar, ds } = shard;
+    let OpenShard { prefix, writer, sidecar, ds, loss } = shard;
     let sidecar_name = sidecar.path.file_name().unwrap().to_string_lossy().into_owned();
     sidecar.finish()?;
     if let Some(ds) = ds {
         ds.finish()?;
     }
+    let mask = loss.first().map(|f| f.path.clone());
+    for f in loss {
+        f.finish()?;
+    }
     let summary = writer.finish()?;
     debug_assert_eq!(summary.prefix, prefix);
     let mut entry = ShardEntry::from_summary(out, &summary)?;
     entry.sidecar = Some(sidecar_name);
+    if let Some(mask) = mask {
+        entry.loss_mask_checksum = Some(util::fsutil::file_checksum(&mask).map_err(io_err(&mask))?);
+        entry.loss_mask = Some(mask.file_name().unwrap().to_string_lossy().into_owned());
+    }
     Ok(entry)
 }
 
@@ -376,21 +429,29 @@ fn tokenize_part(
         let batch = batch?;
         removed.write(&batch.removed)?;
         done.removed += batch.removed.len() as u64;
-        let encoded: Vec<(Vec<u32>, DocumentEncoding)> = batch
+        let encoded: Vec<(Vec<u32>, Vec<u8>, DocumentEncoding)> = batch
             .documents
             .par_iter()
             .map(|d| {
                 let mut ids = Vec::with_capacity(d.text.len() / 3);
-                let found = tokenizer.encode_document(&d.text, &mut ids).map_err(|source| DatasetError::Document {
+                let mut mask = Vec::new();
+                let found = match options.chat {
+                    None => tokenizer.encode_document(&d.text, &mut ids),
+                    Some(m) => {
+                        let spans = (m == LossMask::Assistant).then_some(&d.loss_spans[..]);
+                        tokenizer.encode_chat_document(&d.text, spans, &mut ids, &mut mask)
+                    }
+                }
+                .map_err(|source| DatasetError::Document {
                     path: input.to_path_buf(),
                     row: read::row_name(input, d.row),
                     id: d.id.clone(),
                     source: Box::new(source),
                 })?;
-                Ok((ids, found))
+                Ok((ids, mask, found))
             })
             .collect::<Result<_, DatasetError>>()?;
-        for (doc, (ids, found)) in batch.documents.iter().zip(&encoded) {
+        for (doc, (ids, mask, found)) in batch.documents.iter().zip(&encoded) {
             done.special_token_strings += found.special_tokens_in_text;
             done.documents_with_special_token_strings += u64::from(found.special_tokens_in_text > 0);
             done.reference_encoded_pieces += found.reference_pieces;
@@ -406,6 +467,14 @@ fn tokenize_part(
             s.sidecar.push(doc, ids.len());
             if let Some(ds) = &mut s.ds {
                 ds.append(ids)?;
+            }
+            for f in &mut s.loss {
+                f.append(mask)?;
+            }
+            if options.chat == Some(LossMask::Assistant) {
+                let trained = mask.iter().map(|&b| u64::from(b)).sum::<u64>();
+                done.loss_tokens += trained;
+                done.documents_without_loss_tokens += u64::from(trained == 0);
             }
             done.documents += 1;
             done.tokens += ids.len() as u64;
@@ -428,7 +497,7 @@ fn tokenize_part(
 fn is_dataset_file(name: &str, domain: &str) -> bool {
     matches!(name, "manifest.json" | "parts" | "removed" | "removed.parquet" | "stats.json")
         || (name.starts_with(&format!("{domain}_"))
-            && [".bin", ".idx", ".docs.parquet", ".ds", ".ds.index", ".ds.metadata", ".tmp"]
+            && [".bin", ".idx", ".docs.parquet", ".ds", ".ds.index", ".ds.metadata", ".loss", ".tmp"]
                 .iter()
                 .any(|e| name.ends_with(e)))
 }
@@ -480,9 +549,9 @@ pub fn finished_parts(inputs: usize, out: &Path) -> Parts<Vec<PartDone>> {
 }
 
 /// The tokenize stage's figures for `stats.json`.
-pub fn tokenize_stats(parts: &[PartDone], tokenizer: &TextTokenizer) -> serde_json::Value {
+pub fn tokenize_stats(parts: &[PartDone], tokenizer: &TextTokenizer, options: &DatasetOptions) -> serde_json::Value {
     let sum = |f: fn(&PartDone) -> u64| parts.iter().map(f).sum::<u64>();
-    serde_json::json!({
+    let mut stats = serde_json::json!({
         "documents": sum(|p| p.documents),
         "tokens": sum(|p| p.tokens),
         "bytes": sum(|p| p.bytes),
@@ -493,7 +562,18 @@ pub fn tokenize_stats(parts: &[PartDone], tokenizer: &TextTokenizer) -> serde_js
         },
         "encoder": tokenizer.identity().encoder,
         "pieces_encoded_by_tokenizers_0_23": sum(|p| p.reference_encoded_pieces),
-    })
+    });
+    if options.chat.is_some() {
+        stats["special_tokens_in_text"]["mode"] =
+            "keep (a rendered chat: its special-token strings are the template's)".into();
+    }
+    if options.chat == Some(LossMask::Assistant) {
+        stats["loss_mask"] = serde_json::json!({
+            "tokens_in_loss": sum(|p| p.loss_tokens),
+            "documents_without_loss_tokens": sum(|p| p.documents_without_loss_tokens),
+        });
+    }
+    stats
 }
 
 /// Concatenate parquet files of one schema (removed-document parts) into `out`, streaming.
@@ -538,7 +618,11 @@ pub fn write_manifest(
     out: &Path,
 ) -> Result<DatasetManifest, DatasetError> {
     let shards = parts.iter().flat_map(|p| p.shards.iter().cloned()).collect();
-    let manifest = DatasetManifest::new(&options.domain, tokenizer.identity().clone(), shards, options.config.clone());
+    let mut identity = tokenizer.identity().clone();
+    if options.chat.is_some() {
+        identity.special_tokens_in_text = Some(crate::tokenize::SpecialTokensInText::Keep.as_str().to_string());
+    }
+    let manifest = DatasetManifest::new(&options.domain, identity, shards, options.config.clone());
     manifest.write(out)?;
     Ok(manifest)
 }

@@ -43,11 +43,14 @@ pub struct Document {
     pub scores: Vec<(&'static str, f64)>,
     /// Labels the steps computed (`language`).
     pub labels: Vec<(&'static str, String)>,
+    /// Byte ranges of the text that the loss is computed on (a chat's assistant turns, with
+    /// `loss_mask = "assistant"`); empty: no mask.
+    pub loss_spans: Vec<std::ops::Range<u32>>,
 }
 
 impl Document {
     pub fn new(id: String, text: String, source: Arc<str>, row: u64) -> Self {
-        Self { id, text, source, row, url: None, scores: Vec::new(), labels: Vec::new() }
+        Self { id, text, source, row, url: None, scores: Vec::new(), labels: Vec::new(), loss_spans: Vec::new() }
     }
 
     /// Record (or overwrite) a score.

@@ -6,7 +6,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float32Builder, Float64Builder, RecordBatch, StringBuilder, UInt64Builder};
+use arrow::array::{
+    ArrayRef, Float32Builder, Float64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder, UInt64Builder,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -56,7 +58,15 @@ impl ParquetOut {
     }
 }
 
-/// Writes kept documents with a fixed schema: id, text, source, row, url, then the chain's outputs.
+/// The kept documents' column of loss spans: `[start, end, …]` byte offsets, null without a mask.
+pub const LOSS_SPANS: &str = "loss_spans";
+
+fn loss_spans_field() -> Field {
+    Field::new(LOSS_SPANS, DataType::List(Arc::new(Field::new("item", DataType::UInt32, false))), true)
+}
+
+/// Writes kept documents with a fixed schema: id, text, source, row, url, loss_spans, then the
+/// chain's outputs.
 pub struct KeptWriter {
     out: ParquetOut,
     outputs: Vec<OutputColumn>,
@@ -70,6 +80,7 @@ impl KeptWriter {
             Field::new("source", DataType::Utf8, false),
             Field::new("row", DataType::UInt64, false),
             Field::new("url", DataType::Utf8, true),
+            loss_spans_field(),
         ];
         for o in outputs {
             fields.push(match o {
@@ -91,6 +102,7 @@ impl KeptWriter {
             strings(&|d| Some(&d.source)),
             u64_column(docs.iter().copied(), |d| Some(d.row)),
             strings(&|d| d.url.as_deref()),
+            loss_spans_column(docs),
         ];
         for o in &self.outputs {
             columns.push(match *o {
@@ -108,6 +120,20 @@ impl KeptWriter {
     pub fn finish(self) -> Result<(), FileError> {
         self.out.finish()
     }
+}
+
+fn loss_spans_column(docs: &[&Document]) -> ArrayRef {
+    let mut b =
+        ListBuilder::new(UInt32Builder::new()).with_field(Arc::new(Field::new("item", DataType::UInt32, false)));
+    for d in docs {
+        if d.loss_spans.is_empty() {
+            b.append_null();
+        } else {
+            d.loss_spans.iter().for_each(|s| b.values().append_slice(&[s.start, s.end]));
+            b.append(true);
+        }
+    }
+    Arc::new(b.finish())
 }
 
 /// One string column: `value` of each item (null where `None`).

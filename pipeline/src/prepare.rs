@@ -270,8 +270,15 @@ impl<'a> Prepare<'a> {
         let mut settings =
             json!({ "domain": domain.config, "batch_size": config.batch_size, "on_error": config.on_error });
         crate::filter::add_file_checksums(&mut settings, &domain.config.filters).map_err(FilterError::from)?;
+        if domain.config.render_config().is_set() {
+            let render = domain.config.render_config().identity().map_err(|e| PrepareError::Settings(e.to_string()))?;
+            settings["render"] = render;
+        }
         Folder::stage(&out).claim(&RunIdentity::new("filter", &domain.inputs, settings), self.force)?;
-        let options = domain.config.read_options(config.batch_size, config.on_error);
+        let options = domain
+            .config
+            .read_options(config.batch_size, config.on_error)
+            .map_err(|e| PrepareError::Settings(e.to_string()))?;
         let chain = domain.chain.as_ref().expect("built for a run that filters");
         for line in chain.notes() {
             observer.note(&format!("{name}: {line}"));
@@ -426,6 +433,7 @@ impl<'a> Prepare<'a> {
             read: ReadOptions::stage_output(),
             shard_bytes: section.shard_size_mb << 20,
             formats: Formats::from_list(&section.formats)?,
+            chat: domain.messages_column.is_some().then_some(domain.loss_mask),
             config: self.dataset_settings(domain, in_dedup.then_some(&dedup_domains)),
         };
         let identity = json!({ "config": options.config, "inputs": inputs, "tokenizer": tokenizer.identity() });
@@ -492,7 +500,7 @@ fn finish_dataset(
     let removed = dataset::merge_parquet(&removed_parts, &out.join("removed.parquet"))?;
     let filter_stats: serde_json::Value = read_json(&out.join("filtered/stats.json"))?;
     let dedup_stats = if in_dedup { Some(merged_dedup_stats(&out.join("dedup/stats"))?) } else { None };
-    let tokenize = dataset::tokenize_stats(parts, tokenizer);
+    let tokenize = dataset::tokenize_stats(parts, tokenizer, options);
     let stats = json!({ "filter": filter_stats, "dedup": dedup_stats, "tokenize": tokenize, "removed": removed });
     let path = out.join("stats.json");
     let text = serde_json::to_string_pretty(&stats).expect("serialisable");

@@ -76,6 +76,12 @@ pub struct ShardEntry {
     /// Per-document sidecar parquet, relative to the dataset folder, when one was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecar: Option<String>,
+    /// The loss mask (`PREFIX.loss`: one byte per token of the `.bin`, 1 = the loss counts it,
+    /// datatrove's `.loss` layout) and its checksum, for chat domains with `loss_mask`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_mask: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_mask_checksum: Option<String>,
 }
 
 impl ShardEntry {
@@ -92,6 +98,8 @@ impl ShardEntry {
             bin_checksum: checksum(&bin)?,
             idx_checksum: checksum(&idx)?,
             sidecar: None,
+            loss_mask: None,
+            loss_mask_checksum: None,
         })
     }
 }
@@ -191,7 +199,20 @@ impl DatasetManifest {
         for shard in self.shards.iter().filter(|s| only.is_none_or(|o| o == s.prefix)) {
             let prefix = dataset_dir.join(&shard.prefix);
             let (bin, idx) = shard_paths(&prefix);
-            for (path, expected) in [(bin, &shard.bin_checksum), (idx, &shard.idx_checksum)] {
+            let mask = shard.loss_mask.as_ref().zip(shard.loss_mask_checksum.as_ref());
+            let mask = mask.map(|(name, sum)| (dataset_dir.join(name), sum));
+            if let Some((path, _)) = &mask {
+                let size = std::fs::metadata(path).map(|m| m.len()).ok();
+                if size.is_some_and(|size| size != shard.tokens) {
+                    let problem =
+                        Some(format!("{} bytes for {} tokens: one byte per token", size.unwrap(), shard.tokens));
+                    findings.push(VerifyFinding { path: path.clone(), problem });
+                }
+            }
+            for (path, expected) in [(bin, &shard.bin_checksum), (idx, &shard.idx_checksum)]
+                .into_iter()
+                .chain(mask.as_ref().map(|(p, s)| (p.clone(), *s)))
+            {
                 let problem = match file_checksum(&path) {
                     Ok(actual) if &actual == expected => None,
                     Ok(actual) => Some(format!("checksum {actual} != manifest {expected}")),

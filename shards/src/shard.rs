@@ -103,6 +103,13 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ShardError + '_ {
 }
 
 /// `PREFIX.bin` and `PREFIX.idx` for a shard prefix.
+/// `PREFIX.loss`: the shard's loss mask (datatrove's `.loss` layout).
+pub fn loss_mask_path(prefix: &Path) -> PathBuf {
+    let mut s = prefix.as_os_str().to_os_string();
+    s.push(".loss");
+    PathBuf::from(s)
+}
+
 pub fn shard_paths(prefix: &Path) -> (PathBuf, PathBuf) {
     (with_suffix(prefix, ".bin"), with_suffix(prefix, ".idx"))
 }
@@ -301,6 +308,8 @@ pub struct ShardReader {
     idx: Mmap,
     bin: Option<Mmap>,
     tokens: u64,
+    /// `PREFIX.loss` when present: one byte per token, 1 where the loss counts the token.
+    loss_mask: Option<Mmap>,
 }
 
 impl std::fmt::Debug for ShardReader {
@@ -381,8 +390,24 @@ impl ShardReader {
             idx,
             bin,
             tokens: 0,
+            loss_mask: None,
         };
         reader.tokens = reader.validate(&idx_path, &bin_path, bin_len)?;
+        let mask_path = loss_mask_path(&reader.prefix);
+        if mask_path.is_file() {
+            let mask = map(&mask_path)?;
+            let len = mask.as_ref().map_or(0, |m| m.len()) as u64;
+            if len != reader.tokens {
+                return Err(invalid(
+                    &mask_path,
+                    format!(
+                        "{len} bytes for a shard of {} tokens: a loss mask holds one byte per token",
+                        reader.tokens
+                    ),
+                ));
+            }
+            reader.loss_mask = mask;
+        }
         Ok(reader)
     }
 
@@ -492,6 +517,21 @@ impl ShardReader {
         let start = self.raw_pointer(first) as u64;
         let end = self.raw_pointer(last - 1) as u64 + self.raw_length(last - 1) as u64 * self.dtype.item_size() as u64;
         (start, end)
+    }
+
+    /// Document `i`'s loss mask (one byte per token, 1 = counted), when the shard has one.
+    pub fn document_loss_mask(&self, i: usize) -> Option<&[u8]> {
+        let mask = self.loss_mask.as_ref()?;
+        if i >= self.documents {
+            return None;
+        }
+        let (start, end) = self.document_span(i);
+        let item = self.dtype.item_size() as u64;
+        Some(&mask[(start / item) as usize..(end / item) as usize])
+    }
+
+    pub fn has_loss_mask(&self) -> bool {
+        self.loss_mask.is_some()
     }
 
     /// Zero-copy token ids of document `i`.

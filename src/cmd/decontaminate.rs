@@ -100,15 +100,15 @@ pub fn run(args: DecontaminateArgs, quiet: bool) -> Result<ExitCode> {
         mode: args.mode,
         // Every task reads the same sample: the beginning of all the inputs, not of its share.
         boilerplate: Some(args.boilerplate.unwrap_or_else(|| inputs.clone())),
-        boilerplate_text_column: args.input.read_options().text_column,
+        boilerplate_text_column: args.input.read_options()?.text_column,
         boilerplate_documents: args.boilerplate_documents,
         max_boilerplate_share: args.max_boilerplate_share,
         ..DecontaminateConfig::new(args.against, args.columns)
     });
-    let options = ReadOptions { batch_size: args.run.batch_size, ..args.input.read_options() };
+    let options = ReadOptions { batch_size: args.run.batch_size, ..args.input.read_options()? };
     let settings = serde_json::json!({
         "filters": [&config],
-        "input": args.input.settings(),
+        "input": args.input.settings()?,
         "batch_size": args.run.batch_size,
         "tasks": args.split.tasks,
     });

@@ -74,7 +74,7 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
     }
     let inputs = read::expand_inputs(&args.inputs)?;
     let config = args.settings.resolve()?;
-    let settings = serde_json::json!({ "config": config, "tasks": args.split.tasks, "input": args.input.settings() });
+    let settings = serde_json::json!({ "config": config, "tasks": args.split.tasks, "input": args.input.settings()? });
     let identity = RunIdentity::new("dedup", &inputs, settings);
     // Only the first stage may claim (or force) the folder; later stages must find it.
     let first_stage = matches!(args.stage, Stage::All | Stage::Signatures);
@@ -88,7 +88,7 @@ pub fn run(args: DedupArgs, quiet: bool) -> Result<ExitCode> {
         read: ReadOptions {
             carry: pipeline::KNOWN_COLUMNS.to_vec(),
             keep_provenance: true,
-            ..args.input.read_options()
+            ..args.input.read_options()?
         },
         config,
         work: args.out.join("work"),

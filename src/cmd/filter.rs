@@ -60,11 +60,11 @@ pub fn run(args: FilterArgs, quiet: bool) -> Result<ExitCode> {
     let options = ReadOptions {
         predicate: args.where_.as_deref().map(Predicate::parse).transpose()?,
         batch_size: args.run.batch_size,
-        ..args.input.read_options()
+        ..args.input.read_options()?
     };
     let settings = serde_json::json!({
         "filters": configs,
-        "input": args.input.settings(),
+        "input": args.input.settings()?,
         "where": args.where_,
         "batch_size": args.run.batch_size,
     });

@@ -59,21 +59,68 @@ pub struct InputArgs {
     /// What to do with bad rows: fail, or skip (record them as removed).
     #[arg(long, value_enum, default_value_t = pipeline::read::OnError::Fail)]
     pub on_error: pipeline::read::OnError,
+    /// Chat data: the column of message lists ([{"role", "content"}, ...]), rendered with
+    /// --chat-template instead of reading --text-column.
+    #[arg(long)]
+    pub messages_column: Option<String>,
+    /// A .jinja file, a tokenizer_config.json, a model folder, or the built-in chatml / plain.
+    #[arg(long)]
+    pub chat_template: Option<String>,
+    /// Flat fields into text: "Question: {question}\nAnswer: {answer}" (dotted names reach
+    /// into nested fields).
+    #[arg(long)]
+    pub template: Option<String>,
+    /// assistant: write a loss mask (PREFIX.loss) that counts only the assistant turns' tokens.
+    #[arg(long, value_enum, default_value = "all")]
+    pub loss_mask: LossMaskArg,
+    /// The date strftime_now gives a chat template (YYYY-MM-DD).
+    #[arg(long)]
+    pub template_date: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum LossMaskArg {
+    All,
+    Assistant,
 }
 
 impl InputArgs {
     /// Read options with these columns and error policy (everything else default).
-    pub fn read_options(&self) -> pipeline::read::ReadOptions {
-        pipeline::read::ReadOptions {
+    pub fn read_options(&self) -> anyhow::Result<pipeline::read::ReadOptions> {
+        Ok(pipeline::read::ReadOptions {
             text_column: self.text_column.clone(),
             id_column: Some(self.id_column.clone()),
             on_error: self.on_error,
+            render: self.render_config().build()?.map(std::sync::Arc::new),
             ..Default::default()
+        })
+    }
+
+    pub fn render_config(&self) -> pipeline::render::RenderConfig {
+        pipeline::render::RenderConfig {
+            messages_column: self.messages_column.clone(),
+            chat_template: self.chat_template.as_deref().map(pipeline::render::TemplateSource::parse),
+            template: self.template.clone(),
+            loss_mask: match self.loss_mask {
+                LossMaskArg::All => pipeline::render::LossMask::All,
+                LossMaskArg::Assistant => pipeline::render::LossMask::Assistant,
+            },
+            template_date: self.template_date.clone(),
         }
     }
 
+    /// Rendered chat documents, and their loss mask (`None`: plain text).
+    pub fn chat(&self) -> Option<pipeline::render::LossMask> {
+        self.messages_column.is_some().then(|| self.render_config().loss_mask)
+    }
+
     /// The settings as recorded in a run's identity.
-    pub fn settings(&self) -> serde_json::Value {
-        serde_json::json!({ "text_column": self.text_column, "id_column": self.id_column, "on_error": self.on_error })
+    pub fn settings(&self) -> anyhow::Result<serde_json::Value> {
+        let mut settings = serde_json::json!({ "text_column": self.text_column, "id_column": self.id_column, "on_error": self.on_error });
+        let render = self.render_config();
+        if render.is_set() {
+            settings["render"] = render.identity()?;
+        }
+        Ok(settings)
     }
 }

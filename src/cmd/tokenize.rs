@@ -79,7 +79,7 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
         "command": "tokenize",
         "inputs": inputs,
         "tokenizer": args.tokenizer,
-        "input": args.input.settings(),
+        "input": args.input.settings()?,
         "shard_size_mb": args.shard_size_mb,
         "formats": args.formats,
         "special_tokens_in_text": args.special_tokens_in_text,
@@ -90,10 +90,11 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
             batch_size: args.run.batch_size,
             carry: pipeline::KNOWN_COLUMNS.to_vec(),
             keep_provenance: true,
-            ..args.input.read_options()
+            ..args.input.read_options()?
         },
         shard_bytes: args.shard_size_mb << 20,
         formats,
+        chat: args.input.chat(),
         config: config.clone(),
     };
     let identity = serde_json::json!({ "config": config, "tokenizer": tokenizer.identity(), "domain": domain });
@@ -124,7 +125,7 @@ pub fn run(args: TokenizeArgs, quiet: bool) -> Result<ExitCode> {
         .map(|i| args.out.join("removed").join(format!("{}.parquet", pipeline::run_folder::part_name(i))))
         .collect();
     let removed = dataset::merge_parquet(&removed_parts, &args.out.join("removed.parquet"))?;
-    let mut stats = dataset::tokenize_stats(&parts, &tokenizer);
+    let mut stats = dataset::tokenize_stats(&parts, &tokenizer, &options);
     stats["removed"] = removed.into();
     util::fsutil::write_atomic(&args.out.join("stats.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
     let manifest = dataset::write_manifest(&parts, &tokenizer, &options, &args.out)?;

@@ -183,6 +183,13 @@ impl Corpus {
         Ok(())
     }
 
+    /// Whether token `i` of `doc` counts in the loss (its shard's `.loss` mask; every token
+    /// without one).
+    fn counts_in_loss(&self, doc: &DocRef, i: u32) -> bool {
+        let shard = &self.shards[doc.shard as usize];
+        shard.document_loss_mask(doc.doc as usize).is_none_or(|mask| mask.get(i as usize).is_none_or(|&b| b != 0))
+    }
+
     fn token(&self, doc: &DocRef, i: u32) -> u32 {
         // Indices were validated when the corpus opened.
         self.shards[doc.shard as usize].document(doc.doc as usize).expect("document index checked").get(i as usize)
@@ -304,9 +311,15 @@ impl Packer {
             batch.segments.push(segment);
             position += 1;
             // The target of this input is the next token; it is a document's first when the
-            // input is a document's last.
+            // input is a document's last. A shard's loss mask (chat data: assistant turns only)
+            // says whether that target counts.
             let masked = self.options.mask_loss_across_documents && last_of_doc;
-            batch.loss_mask.push(if masked { 0.0 } else { 1.0 });
+            let counted = if last_of_doc {
+                self.corpus.counts_in_loss(&doc_at(stream), 0)
+            } else {
+                self.corpus.counts_in_loss(&doc, stream.offset)
+            };
+            batch.loss_mask.push(if masked || !counted { 0.0 } else { 1.0 });
         }
         // Targets: the inputs shifted by one, plus one peeked token.
         let peek = self.corpus.token(&doc_at(stream), stream.offset);
@@ -429,6 +442,30 @@ mod tests {
         assert_eq!(b.ids, [2001, 2002, 2003, 2004]);
         assert_eq!(b.targets, [2002, 2003, 2004, 0]);
         assert_eq!(cursor.short, StreamCursor { index: 3, offset: 0 });
+    }
+
+    #[test]
+    fn a_shard_loss_mask_decides_which_targets_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dataset(dir.path(), &[3, 4]);
+        // Document 0 counts only its last token; document 1 its middle two.
+        std::fs::write(shards::shard::loss_mask_path(&prefix), [0u8, 0, 1, 0, 1, 1, 0]).unwrap();
+        let corpus = Arc::new(Corpus::open(&prefix, 0).unwrap());
+        let packer = Packer::new(Arc::clone(&corpus), options(6)).unwrap();
+        let b = packer.batch(&mut Cursor::default(), 1);
+        assert_eq!(b.targets, [1, 2, 1000, 1001, 1002, 1003]);
+        // Targets 1 (masked), 2 (counted), 1000 (across documents), 1001, 1002 (counted), 1003.
+        assert_eq!(b.loss_mask, [0.0, 1.0, 0.0, 1.0, 1.0, 0.0]);
+        let unmasked = Packer::new(corpus, PackOptions { mask_loss_across_documents: false, ..options(6) }).unwrap();
+        let b = unmasked.batch(&mut Cursor::default(), 1);
+        assert_eq!(
+            b.loss_mask,
+            [0.0, 1.0, 0.0, 1.0, 1.0, 0.0],
+            "the next document's first token is masked by its own mask"
+        );
+        std::fs::write(shards::shard::loss_mask_path(&prefix), [1u8; 5]).unwrap();
+        let err = Corpus::open(&prefix, 0).err().unwrap().to_string();
+        assert!(err.contains("one byte per token"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use crate::file_error::FileError;
+use crate::render::Rendered;
 
 use super::{Batch, BatchIter, Format, OnError, ReadError, ReadOptions, RowSink, Value};
 
@@ -90,24 +91,32 @@ impl JsonlBatches {
             Err(e) => return sink.bad_row(row, None, format!("bad_json: {e}")),
         };
         let id = self.options.id_column.as_deref().and_then(|c| id_of(field(&object, c)));
-        let text = match field(&object, &self.options.text_column) {
-            Some(Json::String(s)) => s.clone(),
-            Some(Json::Null) | None => {
-                return sink.bad_row(row, id, format!("no_text: no field {:?}", self.options.text_column));
+        let text = if let Some(renderer) = self.options.render.as_deref() {
+            match renderer.render(&object) {
+                Ok(rendered) => rendered,
+                Err(problem) => return sink.bad_row(row, id, problem.to_string()),
             }
-            Some(other) => {
-                let kind = match other {
-                    Json::Number(_) => "a number",
-                    Json::Bool(_) => "a boolean",
-                    Json::Array(_) => "an array",
-                    _ => "an object",
-                };
-                return sink.bad_row(
-                    row,
-                    id,
-                    format!("text_not_string: field {:?} is {kind}", self.options.text_column),
-                );
-            }
+        } else {
+            let text = match field(&object, &self.options.text_column) {
+                Some(Json::String(s)) => s.clone(),
+                Some(Json::Null) | None => {
+                    return sink.bad_row(row, id, format!("no_text: no field {:?}", self.options.text_column));
+                }
+                Some(other) => {
+                    let kind = match other {
+                        Json::Number(_) => "a number",
+                        Json::Bool(_) => "a boolean",
+                        Json::Array(_) => "an array",
+                        _ => "an object",
+                    };
+                    return sink.bad_row(
+                        row,
+                        id,
+                        format!("text_not_string: field {:?} is {kind}", self.options.text_column),
+                    );
+                }
+            };
+            Rendered { text, loss_spans: Vec::new() }
         };
         let url = self.options.url_column.as_deref().and_then(|c| match field(&object, c) {
             Some(Json::String(s)) => Some(s.clone()),

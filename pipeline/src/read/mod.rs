@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::document::{Document, OutputColumn, Removal};
 use crate::file_error::FileError;
+use crate::render::Rendered;
 pub use predicate::{Predicate, PredicateError, Value};
 
 /// What to do with a bad row (bad JSON, invalid UTF-8, null or non-string text, unreadable part of a file).
@@ -48,6 +49,9 @@ pub struct ReadOptions {
     /// when it has them (midtrain's stage outputs), so that sidecars and removal lists name the
     /// original dump and row, not the intermediate file.
     pub keep_provenance: bool,
+    /// Render each row's text from its columns (chat messages, a flat template) instead of
+    /// reading `text_column`.
+    pub render: Option<Arc<crate::render::Renderer>>,
     pub batch_size: usize,
     pub on_error: OnError,
 }
@@ -61,6 +65,7 @@ impl Default for ReadOptions {
             predicate: None,
             carry: Vec::new(),
             keep_provenance: false,
+            render: None,
             batch_size: 1024,
             on_error: OnError::Fail,
         }
@@ -248,7 +253,7 @@ impl<'a> RowSink<'a> {
         &mut self,
         row: u64,
         id: Option<String>,
-        text: String,
+        text: Rendered,
         url: Option<String>,
         lookup: &dyn Fn(&str) -> Option<Value>,
     ) {
@@ -261,10 +266,11 @@ impl<'a> RowSink<'a> {
         row: u64,
         origin: Option<(Arc<str>, u64)>,
         id: Option<String>,
-        text: String,
+        text: Rendered,
         url: Option<String>,
         lookup: &dyn Fn(&str) -> Option<Value>,
     ) {
+        let Rendered { text, loss_spans } = text;
         let (source, row) = origin.unwrap_or_else(|| (self.source.clone(), row));
         let id = id.unwrap_or_else(|| fallback_id(self.path, row));
         self.batch.bytes += text.len() as u64;
@@ -285,6 +291,7 @@ impl<'a> RowSink<'a> {
         }
         let mut doc = Document::new(id, text, source, row);
         doc.url = url;
+        doc.loss_spans = loss_spans;
         for column in &self.options.carry {
             match (column, lookup(column.name())) {
                 (OutputColumn::Score(name), Some(Value::Number(v))) => doc.set_score(name, v),

@@ -13,6 +13,7 @@ use parquet::arrow::arrow_reader::{
 };
 
 use crate::file_error::{FileError, FileFault};
+use crate::render::Rendered;
 
 use super::{Batch, BatchIter, ReadError, ReadOptions, RowSink, Value};
 
@@ -127,11 +128,17 @@ pub enum ColumnProblem {
     NotString { column: String, data_type: DataType },
     #[error("where: no column {column:?} in this file (columns: {columns})")]
     NoWhereColumn { column: String, columns: String },
+    #[error("the domain's template reads column {column:?}, which this file lacks (columns: {columns})")]
+    NoTemplateColumn { column: String, columns: String },
 }
 
 /// Positions (in the file schema) of the columns the reader uses.
 struct Columns {
-    text: usize,
+    /// The text column; `None` when the domain renders its text from `template` columns.
+    text: Option<usize>,
+    template: Vec<(String, usize)>,
+    /// `loss_spans` of midtrain's stage outputs (with provenance).
+    loss_spans: Option<usize>,
     id: Option<usize>,
     url: Option<usize>,
     predicate: Vec<(String, usize)>,
@@ -142,13 +149,31 @@ struct Columns {
 impl Columns {
     fn resolve(schema: &Schema, options: &ReadOptions) -> Result<Self, ColumnProblem> {
         let names = || schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
-        let text = schema
-            .index_of(&options.text_column)
-            .map_err(|_| ColumnProblem::NoText { column: options.text_column.clone(), columns: names() })?;
-        let text_type = schema.field(text).data_type();
-        if !is_string_type(text_type) {
-            return Err(ColumnProblem::NotString { column: options.text_column.clone(), data_type: text_type.clone() });
-        }
+        let mut template = Vec::new();
+        let text = match options.render.as_deref() {
+            Some(renderer) => {
+                for column in renderer.columns() {
+                    let i = schema
+                        .index_of(&column)
+                        .map_err(|_| ColumnProblem::NoTemplateColumn { column: column.clone(), columns: names() })?;
+                    template.push((column, i));
+                }
+                None
+            }
+            None => {
+                let text = schema
+                    .index_of(&options.text_column)
+                    .map_err(|_| ColumnProblem::NoText { column: options.text_column.clone(), columns: names() })?;
+                let text_type = schema.field(text).data_type();
+                if !is_string_type(text_type) {
+                    return Err(ColumnProblem::NotString {
+                        column: options.text_column.clone(),
+                        data_type: text_type.clone(),
+                    });
+                }
+                Some(text)
+            }
+        };
         let optional_string = |name: &Option<String>| {
             name.as_deref()
                 .and_then(|n| schema.index_of(n).ok())
@@ -182,12 +207,15 @@ impl Columns {
                 Some((source, row))
             })
             .flatten();
-        Ok(Self { text, id, url, predicate, provenance })
+        let loss_spans = options.keep_provenance.then(|| schema.index_of(crate::output::LOSS_SPANS).ok()).flatten();
+        Ok(Self { text, template, loss_spans, id, url, predicate, provenance })
     }
 
     /// Sorted, de-duplicated root indices to project.
     fn all(&self) -> Vec<usize> {
-        let mut v = vec![self.text];
+        let mut v: Vec<usize> = self.text.into_iter().collect();
+        v.extend(self.template.iter().map(|(_, i)| *i));
+        v.extend(self.loss_spans);
         v.extend(self.id);
         v.extend(self.url);
         v.extend(self.predicate.iter().map(|(_, i)| *i));
@@ -245,7 +273,10 @@ impl ParquetBatches {
         let col = |root: usize| -> ArrayRef {
             decode_dictionary(batch.column(self.roots.binary_search(&root).unwrap()).clone())
         };
-        let text = col(self.columns.text);
+        let text = self.columns.text.map(col);
+        let template: Vec<(String, ArrayRef)> =
+            self.columns.template.iter().map(|(name, root)| (name.clone(), col(*root))).collect();
+        let loss_spans = self.columns.loss_spans.map(col);
         let id = self.columns.id.map(col);
         let url = self.columns.url.map(col);
         let predicate: Vec<(String, ArrayRef)> =
@@ -255,9 +286,28 @@ impl ParquetBatches {
         for i in 0..batch.num_rows() {
             let row = self.next_row + i as u64;
             let id = id.as_ref().and_then(|a| string_at(a, i)).map(str::to_string);
-            let Some(text) = string_at(&text, i) else {
-                sink.bad_row(row, id, format!("null_text: column {:?} is null", self.options.text_column))?;
-                continue;
+            let text = match (&text, self.options.render.as_deref()) {
+                (_, Some(renderer)) => {
+                    let fields = template.iter().map(|(name, a)| (name.clone(), json_at(a, i))).collect();
+                    match renderer.render(&serde_json::Value::Object(fields)) {
+                        Ok(rendered) => rendered,
+                        Err(problem) => {
+                            sink.bad_row(row, id, problem.to_string())?;
+                            continue;
+                        }
+                    }
+                }
+                (Some(text), None) => {
+                    let Some(text) = string_at(text, i) else {
+                        sink.bad_row(row, id, format!("null_text: column {:?} is null", self.options.text_column))?;
+                        continue;
+                    };
+                    Rendered {
+                        text: text.to_string(),
+                        loss_spans: loss_spans.as_ref().map(|a| spans_at(a, i)).unwrap_or_default(),
+                    }
+                }
+                (None, None) => unreachable!("a text column is resolved when the domain does not render"),
             };
             let url = url.as_ref().and_then(|a| string_at(a, i)).map(str::to_string);
             let lookup = |name: &str| predicate.iter().find(|(n, _)| n == name).map(|(_, a)| value_at(a, i));
@@ -265,7 +315,7 @@ impl ParquetBatches {
                 let source = string_at(s, i)?;
                 (!r.is_null(i)).then(|| (Arc::from(source), r.as_primitive::<UInt64Type>().value(i)))
             });
-            sink.row_from(row, origin, id, text.to_string(), url, &lookup);
+            sink.row_from(row, origin, id, text, url, &lookup);
         }
         self.next_row += batch.num_rows() as u64;
         Ok(sink.take())
@@ -339,4 +389,55 @@ fn value_at(array: &ArrayRef, i: usize) -> Value {
         DataType::Float64 => num!(Float64Type),
         _ => string_at(array, i).map_or(Value::Null, |s| Value::Str(s.to_string())),
     }
+}
+
+/// Row `i` of any column as JSON, as a template sees it (lists and structs nested, other types
+/// as arrow prints them).
+fn json_at(array: &ArrayRef, i: usize) -> serde_json::Value {
+    use serde_json::Value as Json;
+    if array.is_null(i) {
+        return Json::Null;
+    }
+    match array.data_type() {
+        DataType::List(_) => list_json(&array.as_list::<i32>().value(i)),
+        DataType::LargeList(_) => list_json(&array.as_list::<i64>().value(i)),
+        DataType::FixedSizeList(..) => list_json(&array.as_fixed_size_list().value(i)),
+        DataType::Struct(fields) => {
+            let s = array.as_struct();
+            Json::Object(fields.iter().zip(s.columns()).map(|(f, c)| (f.name().clone(), json_at(c, i))).collect())
+        }
+        DataType::Dictionary(..) => json_at(&decode_dictionary(array.slice(i, 1)), 0),
+        DataType::Boolean => Json::Bool(array.as_boolean().value(i)),
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => match value_at(array, i) {
+            Value::Number(v) => serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number),
+            _ => Json::Null,
+        },
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => Json::from(
+            arrow::compute::cast(&array.slice(i, 1), &DataType::Int64)
+                .map_or(0, |a| a.as_primitive::<Int64Type>().value(0)),
+        ),
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => Json::from(
+            arrow::compute::cast(&array.slice(i, 1), &DataType::UInt64)
+                .map_or(0, |a| a.as_primitive::<UInt64Type>().value(0)),
+        ),
+        _ => match string_at(array, i) {
+            Some(s) => Json::String(s.to_string()),
+            None => Json::String(arrow::util::display::array_value_to_string(array, i).unwrap_or_default()),
+        },
+    }
+}
+
+fn list_json(items: &ArrayRef) -> serde_json::Value {
+    serde_json::Value::Array((0..items.len()).map(|j| json_at(items, j)).collect())
+}
+
+/// The `loss_spans` of row `i` of a stage output: `[start, end, start, end, …]` in bytes.
+fn spans_at(array: &ArrayRef, i: usize) -> Vec<std::ops::Range<u32>> {
+    if array.is_null(i) {
+        return Vec::new();
+    }
+    let DataType::List(_) = array.data_type() else { return Vec::new() };
+    let values = array.as_list::<i32>().value(i);
+    let Some(ends) = values.as_primitive_opt::<UInt32Type>() else { return Vec::new() };
+    ends.values().chunks_exact(2).map(|p| p[0]..p[1]).collect()
 }

@@ -58,15 +58,13 @@ impl TextTokenizer {
     /// special-token modes.
     pub(super) fn check_cut_rule(&mut self) {
         let probe = super::probes::long_mixed();
-        let mode = self.specials_in_text;
         let mut rule = self.cuts.clone();
         loop {
             self.cuts = rule.clone();
             let agrees = [SpecialTokensInText::Split, SpecialTokensInText::Keep].into_iter().all(|m| {
-                self.specials_in_text = m;
                 let (mut whole, mut pieces) = (Vec::new(), Vec::new());
-                self.encode_in_pieces(&probe, usize::MAX, &mut whole).is_ok()
-                    && self.encode_in_pieces(&probe, 200, &mut pieces).is_ok()
+                self.encode_in_pieces(&probe, usize::MAX, m, &mut whole).is_ok()
+                    && self.encode_in_pieces(&probe, 200, m, &mut pieces).is_ok()
                     && whole == pieces
             });
             if agrees || matches!(rule, CutRule::Never(_)) {
@@ -77,18 +75,22 @@ impl TextTokenizer {
                 _ => CutRule::Never("cutting changed the ids of the load-time probe".into()),
             };
         }
-        self.specials_in_text = mode;
     }
 
     /// Where to cut `text` so that its first piece is at most about `piece` bytes; `None`: encode
     /// it whole.
-    pub(super) fn next_cut(&self, text: &str, piece: usize) -> Result<Option<usize>, TokenizeError> {
+    pub(super) fn next_cut(
+        &self,
+        text: &str,
+        piece: usize,
+        mode: SpecialTokensInText,
+    ) -> Result<Option<usize>, TokenizeError> {
         if text.len() <= piece || matches!(self.cuts, CutRule::Never(_)) {
             return Ok(None);
         }
         let mut window = piece.max(1);
         while window < text.len() {
-            if let Some(cut) = self.cut_before(text, floor_char_boundary(text, window))? {
+            if let Some(cut) = self.cut_before(text, floor_char_boundary(text, window), mode)? {
                 return Ok(Some(cut));
             }
             window = window.saturating_mul(2);
@@ -96,12 +98,12 @@ impl TextTokenizer {
         Ok(None)
     }
 
-    fn extracts(&self, token: &tokenizers::AddedToken) -> bool {
-        !token.special || self.specials_in_text == SpecialTokensInText::Keep
+    fn extracts(token: &tokenizers::AddedToken, mode: SpecialTokensInText) -> bool {
+        !token.special || mode == SpecialTokensInText::Keep
     }
 
     /// The last safe cut before `end`.
-    fn cut_before(&self, text: &str, end: usize) -> Result<Option<usize>, TokenizeError> {
+    fn cut_before(&self, text: &str, end: usize, mode: SpecialTokensInText) -> Result<Option<usize>, TokenizeError> {
         // Segments: the text after the last extracted added token ending before `end`, up to the
         // next one (whose lstrip may eat whitespace before it).
         let (mut restart, mut limit) = (0, end);
@@ -109,7 +111,7 @@ impl TextTokenizer {
             let look = floor_char_boundary(text, end + self.added.longest);
             for m in matcher.find_iter(&text[..look]) {
                 let token = &self.added.tokens[m.pattern().as_usize()];
-                if !self.extracts(token) {
+                if !Self::extracts(token, mode) {
                     continue;
                 }
                 if m.end() <= end {

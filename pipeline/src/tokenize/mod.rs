@@ -320,60 +320,104 @@ impl TextTokenizer {
     /// The ids of `text` (no BOS/EOS), special-token strings treated as configured.
     pub fn encode_text(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
         let mut out = Vec::new();
-        self.encode_into(text, &mut out)?;
+        self.encode_in_pieces(text, ENCODE_PIECE_BYTES, self.specials_in_text, &mut out)?;
         Ok(out)
     }
 
     /// A document as it goes into a shard: optional BOS, the text's ids, EOS. Long texts are
     /// encoded in pieces with the ids of the whole.
     pub fn encode_document(&self, text: &str, out: &mut Vec<u32>) -> Result<DocumentEncoding, TokenizeError> {
+        self.encode_document_as(text, self.specials_in_text, out)
+    }
+
+    /// [`Self::encode_document`] with special-token strings treated as `mode` says.
+    fn encode_document_as(
+        &self,
+        text: &str,
+        mode: SpecialTokensInText,
+        out: &mut Vec<u32>,
+    ) -> Result<DocumentEncoding, TokenizeError> {
         out.clear();
         out.extend(self.identity.bos_id);
-        let found = self.encode_into(text, out)?;
+        let found = self.encode_in_pieces(text, ENCODE_PIECE_BYTES, mode, out)?;
         out.push(self.identity.eos_id);
         Ok(found)
     }
 
-    /// Append the ids of `text`, in pieces of about [`ENCODE_PIECE_BYTES`].
-    fn encode_into(&self, text: &str, out: &mut Vec<u32>) -> Result<DocumentEncoding, TokenizeError> {
-        self.encode_in_pieces(text, ENCODE_PIECE_BYTES, out)
+    /// A rendered chat as transformers tokenizes it: special-token strings are the special
+    /// tokens (the template's own markers), with the ids [`Self::encode_document`] gives in
+    /// `keep` mode. With `spans` (byte ranges of assistant turns), `mask` gets one byte per id: 1
+    /// where the token overlaps a span, and on the final EOS when the last span ends the text
+    /// (the conversation ends with the assistant's turn), 0 elsewhere (BOS included).
+    pub fn encode_chat_document(
+        &self,
+        text: &str,
+        spans: Option<&[std::ops::Range<u32>]>,
+        ids: &mut Vec<u32>,
+        mask: &mut Vec<u8>,
+    ) -> Result<DocumentEncoding, TokenizeError> {
+        mask.clear();
+        let Some(spans) = spans else {
+            return self.encode_document_as(text, SpecialTokensInText::Keep, ids);
+        };
+        ids.clear();
+        ids.extend(self.identity.bos_id);
+        mask.extend(self.identity.bos_id.map(|_| 0u8));
+        let (specials, _) = self.added.specials_in(text);
+        let mut rest = text;
+        let mut start = 0usize;
+        let overlaps = |s: usize, e: usize| spans.iter().any(|span| s < span.end as usize && e > span.start as usize);
+        loop {
+            let cut = self.next_cut(rest, ENCODE_PIECE_BYTES, SpecialTokensInText::Keep)?;
+            let piece = &rest[..cut.unwrap_or(rest.len())];
+            let encoding = self
+                .reference
+                .encode(piece, false)
+                .map_err(|source| TokenizeError::Encode { what: format!("{} bytes of text", piece.len()), source })?;
+            ids.extend_from_slice(encoding.get_ids());
+            mask.extend(encoding.get_offsets().iter().map(|&(s, e)| u8::from(overlaps(start + s, start + e))));
+            let Some(cut) = cut else { break };
+            start += cut;
+            rest = &rest[cut..];
+        }
+        ids.push(self.identity.eos_id);
+        mask.push(u8::from(spans.last().is_some_and(|s| s.end as usize == text.len())));
+        Ok(DocumentEncoding { special_tokens_in_text: specials, reference_pieces: 0 })
     }
 
     fn encode_in_pieces(
         &self,
         text: &str,
         piece: usize,
+        mode: SpecialTokensInText,
         out: &mut Vec<u32>,
     ) -> Result<DocumentEncoding, TokenizeError> {
         let (specials, first) = self.added.specials_in(text);
-        if let (SpecialTokensInText::Error, Some(token)) = (self.specials_in_text, first) {
+        if let (SpecialTokensInText::Error, Some(token)) = (mode, first) {
             return Err(TokenizeError::SpecialTokenInText { token: token.to_string() });
         }
         let mut found = DocumentEncoding { special_tokens_in_text: specials, reference_pieces: 0 };
         let mut rest = text;
-        while let Some(cut) = self.next_cut(rest, piece)? {
-            found.reference_pieces += self.encode_piece(&rest[..cut], out)? as u64;
+        let as_text = mode != SpecialTokensInText::Keep;
+        while let Some(cut) = self.next_cut(rest, piece, mode)? {
+            found.reference_pieces += self.encode_piece(&rest[..cut], as_text, out)? as u64;
             rest = &rest[cut..];
         }
-        found.reference_pieces += self.encode_piece(rest, out)? as u64;
+        found.reference_pieces += self.encode_piece(rest, as_text, out)? as u64;
         Ok(found)
     }
 
-    fn specials_as_text(&self) -> bool {
-        self.specials_in_text != SpecialTokensInText::Keep
-    }
-
     /// Encode one piece; true when 0.23 encoded it.
-    fn encode_piece(&self, text: &str, out: &mut Vec<u32>) -> Result<bool, TokenizeError> {
+    fn encode_piece(&self, text: &str, specials_as_text: bool, out: &mut Vec<u32>) -> Result<bool, TokenizeError> {
         if let Some(fast) = &self.fast {
             let outcome = FAST_SCRATCH
-                .with_borrow_mut(|scratch| fast.encode(text, self.specials_as_text(), scratch, out))
+                .with_borrow_mut(|scratch| fast.encode(text, specials_as_text, scratch, out))
                 .map_err(|source| TokenizeError::Encode { what: format!("{} bytes of text", text.len()), source })?;
             if let fast::FastOutcome::Encoded = outcome {
                 return Ok(false);
             }
         }
-        out.extend(self.reference_ids(text, self.specials_as_text())?);
+        out.extend(self.reference_ids(text, specials_as_text)?);
         Ok(true)
     }
 

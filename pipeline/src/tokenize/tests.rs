@@ -110,7 +110,10 @@ fn every_style_is_served_by_1x_with_the_ids_of_0_23() {
             for text in &texts {
                 let want = ids_of(&reference, text);
                 let mut got = Vec::new();
-                fell_back += tok.encode_in_pieces(text, ENCODE_PIECE_BYTES, &mut got).unwrap().reference_pieces;
+                fell_back += tok
+                    .encode_in_pieces(text, ENCODE_PIECE_BYTES, tok.specials_in_text, &mut got)
+                    .unwrap()
+                    .reference_pieces;
                 assert_eq!(got, want, "{style} {mode:?}: {:?}", text.chars().take(60).collect::<String>());
             }
             // Only the texts with the bytes its vocabulary lacks go to 0.23.
@@ -131,7 +134,7 @@ fn small_pieces_cut_where_the_tokenizer_splits_give_the_ids_of_the_whole() {
         let want = reference_ids(&path, &joined, true);
         for piece in [64, 333, 4096] {
             let mut got = Vec::new();
-            tok.encode_in_pieces(&joined, piece, &mut got).unwrap();
+            tok.encode_in_pieces(&joined, piece, tok.specials_in_text, &mut got).unwrap();
             assert_eq!(got, want, "{style}, pieces of {piece} bytes");
         }
     }
@@ -158,8 +161,8 @@ fn three_megabyte_documents_with_and_without_spaces_encode_like_the_whole() {
         );
     }
     // The prose was cut (more than one piece), the letters were not (one pre-token).
-    assert!(tok.next_cut(&prose, ENCODE_PIECE_BYTES).unwrap().is_some());
-    assert_eq!(tok.next_cut(&no_spaces, ENCODE_PIECE_BYTES).unwrap(), None);
+    assert!(tok.next_cut(&prose, ENCODE_PIECE_BYTES, SpecialTokensInText::Split).unwrap().is_some());
+    assert_eq!(tok.next_cut(&no_spaces, ENCODE_PIECE_BYTES, SpecialTokensInText::Split).unwrap(), None);
 }
 
 #[test]
@@ -269,7 +272,7 @@ fn characters_outside_a_byte_fallback_vocabulary_become_0_23s_unk_on_the_fast_pa
         let reference = reference(&path, mode == SpecialTokensInText::Split);
         for text in &texts {
             let mut got = Vec::new();
-            let found = tok.encode_in_pieces(text, ENCODE_PIECE_BYTES, &mut got).unwrap();
+            let found = tok.encode_in_pieces(text, ENCODE_PIECE_BYTES, tok.specials_in_text, &mut got).unwrap();
             assert_eq!(got, ids_of(&reference, text), "{mode:?}: {:?}", text.chars().take(60).collect::<String>());
             assert_eq!(found.reference_pieces, 0);
         }
