@@ -26,7 +26,12 @@ pub const KNOWN_COLUMNS: &[OutputColumn] = &[
     OutputColumn::Score("language_score"),
     OutputColumn::Score("quality"),
     OutputColumn::Label("contamination"),
+    CLUSTER_SIZE,
 ];
+
+/// How many documents dedup found in a kept document's cluster (1: no duplicates), written by
+/// dedup's apply stage; a recipe's `rehydrate` repeats documents by it.
+pub const CLUSTER_SIZE: OutputColumn = OutputColumn::Score("cluster_size");
 
 /// A document flowing through `prepare`.
 #[derive(Clone, Debug, PartialEq)]

@@ -10,6 +10,8 @@
 //! work/pairs/band-000.bin, exact.bin        candidate pairs (a < b), chained neighbours in
 //!                                           sort order (datatrove's union order)
 //! work/clusters/removals.bin                (doc, keeper, reason) sorted by doc
+//! work/clusters/keepers.bin                 (keeper, documents in its cluster) sorted by doc,
+//!                                           for clusters of two or more
 //! work/clusters/done.json                   cluster statistics: the stage is finished
 //! ```
 //!
@@ -184,6 +186,26 @@ impl Record for PairRecord {
     }
     fn decode(b: &[u8]) -> Self {
         Self { a: u64_at(b, 0), b: u64_at(b, 8) }
+    }
+}
+
+/// A kept document whose cluster holds `size` documents (itself included, two or more); the
+/// sidecar's `cluster_size` that a recipe's `rehydrate` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeeperRecord {
+    pub doc: u64,
+    pub size: u64,
+}
+
+impl Record for KeeperRecord {
+    const KIND: u8 = 8;
+    const SIZE: usize = 16;
+    fn encode(&self, out: &mut [u8]) {
+        out[..8].copy_from_slice(&self.doc.to_le_bytes());
+        out[8..16].copy_from_slice(&self.size.to_le_bytes());
+    }
+    fn decode(b: &[u8]) -> Self {
+        Self { doc: u64_at(b, 0), size: u64_at(b, 8) }
     }
 }
 

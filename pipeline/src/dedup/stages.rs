@@ -14,7 +14,7 @@ use super::normalize::{Normalization, normalize};
 use super::records::{Record, RecordError, RecordFile, RecordWriter, SortedRuns, merge_sorted};
 use super::shingle_sets::ShingleSets;
 use super::{DedupConfig, Keeper, keepers};
-use crate::document::Removal;
+use crate::document::{CLUSTER_SIZE, Removal};
 use crate::file_error::FileError;
 use crate::output::PartWriter;
 use crate::read::{self, ReadError, ReadOptions};
@@ -472,6 +472,11 @@ pub fn clusters(job: &DedupJob, progress: &(dyn Fn(Progress) + Sync)) -> Result<
         removals.push(removal)?;
     }
     removals.finish()?;
+    let mut keepers = RecordWriter::<KeeperRecord>::create(&dir.join("keepers.bin"))?;
+    for (&doc, &size) in &grouping.sizes {
+        keepers.push(&KeeperRecord { doc, size })?;
+    }
+    keepers.finish()?;
     write_json(&dir.join("done.json"), &stats)?;
     Ok(stats)
 }
@@ -479,8 +484,12 @@ pub fn clusters(job: &DedupJob, progress: &(dyn Fn(Progress) + Sync)) -> Result<
 /// Stage 4, for one task: re-read its inputs and write kept and removed parts.
 pub fn apply(job: &DedupJob, task: usize, progress: &(dyn Fn(Progress) + Sync)) -> Result<(), DedupError> {
     let removals = RecordFile::<RemovalRecord>::open(&job.work.join("clusters/removals.bin"))?;
+    let keepers = RecordFile::<KeeperRecord>::open(&job.work.join("clusters/keepers.bin"))?;
     let lookup = DocLookup::open(job)?;
-    let outputs = job.read.carry.clone();
+    let mut outputs = job.read.carry.clone();
+    if !outputs.contains(&CLUSTER_SIZE) {
+        outputs.push(CLUSTER_SIZE);
+    }
     let mut seen = Progress::default();
     for (file_index, path) in job.files_of(task) {
         let (dir, name) = job.part(file_index);
@@ -496,16 +505,24 @@ pub fn apply(job: &DedupJob, task: usize, progress: &(dyn Fn(Progress) + Sync)) 
             reason: RemovalReason::Exact,
             similarity: f32::NEG_INFINITY,
         });
+        let mut next_keeper = keepers.lower_bound(&KeeperRecord { doc: doc_number(file_index, 0), size: 0 });
         for batch in read::open(path, &job.read)? {
             let mut batch = batch?;
             let rows = crate::filter_stage::count_read_and_where(&mut stats, &batch);
             let mut removed: Vec<Removal> = std::mem::take(&mut batch.removed);
             let mut kept = Vec::with_capacity(batch.documents.len());
-            for doc in &batch.documents {
+            for doc in &mut batch.documents {
                 let number = doc_number(file_index, doc.row);
                 while next < removals.len() && removals.get(next).doc < number {
                     next += 1;
                 }
+                while next_keeper < keepers.len() && keepers.get(next_keeper).doc < number {
+                    next_keeper += 1;
+                }
+                let size = (next_keeper < keepers.len())
+                    .then(|| keepers.get(next_keeper))
+                    .filter(|k| k.doc == number)
+                    .map_or(1, |k| k.size);
                 let step = stats.step_mut("dedup");
                 step.documents_in += 1;
                 step.bytes_in += doc.text.len() as u64;
@@ -521,7 +538,8 @@ pub fn apply(job: &DedupJob, task: usize, progress: &(dyn Fn(Progress) + Sync)) 
                     None => {
                         step.documents_out += 1;
                         step.bytes_out += doc.text.len() as u64;
-                        kept.push(doc);
+                        doc.set_score(CLUSTER_SIZE.name(), size as f64);
+                        kept.push(&*doc);
                     }
                 }
             }

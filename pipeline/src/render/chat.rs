@@ -260,7 +260,8 @@ impl ChatTemplate {
             .build()
             .expect("the default delimiters build");
         env.set_syntax(syntax);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_unknown_method_callback(python_methods);
+        env.add_filter("trim", |text: String, chars: Option<String>| python_strip(&text, chars.as_deref(), true, true));
         env.add_function("raise_exception", |message: String| -> Result<Value, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, message))
         });
@@ -283,7 +284,18 @@ impl ChatTemplate {
     fn render_text(&self, messages: &[Json], add_generation_prompt: bool) -> Result<String, RenderProblem> {
         let mut context: BTreeMap<&str, Value> =
             self.special_tokens.iter().map(|(k, v)| (k.as_str(), Value::from(v.as_str()))).collect();
-        context.insert("messages", Value::from(minijinja::value::Serde(messages)));
+        // transformers drops a message's keys whose value is None (`"tool_calls": null` on a plain
+        // turn), so `'tool_calls' in message` is false there too.
+        let messages: Vec<Json> = messages
+            .iter()
+            .map(|m| match m {
+                Json::Object(fields) => Json::Object(
+                    fields.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                ),
+                other => other.clone(),
+            })
+            .collect();
+        context.insert("messages", Value::from(minijinja::value::Serde(&messages)));
         context.insert("add_generation_prompt", Value::from(add_generation_prompt));
         context.insert("tools", Value::from(()));
         context.insert("documents", Value::from(()));
@@ -360,6 +372,45 @@ fn detail(e: &Error) -> String {
 
 /// transformers' `tojson`: Python's `json.dumps(x, ensure_ascii=False, indent=None,
 /// separators=None, sort_keys=False)`, whose separators are `", "` and `": "` (`","` with an indent).
+/// Python's `str.isspace`: Unicode white space and the separators U+001C–U+001F.
+fn python_space(c: char) -> bool {
+    c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
+}
+
+/// Python's `strip` / `lstrip` / `rstrip` (and Jinja's `trim`): white space as Python sees it, or
+/// the given characters.
+fn python_strip(text: &str, chars: Option<&str>, left: bool, right: bool) -> String {
+    let strip = |c: char| match chars {
+        Some(set) => set.contains(c),
+        None => python_space(c),
+    };
+    let mut out = text;
+    if left {
+        out = out.trim_start_matches(strip);
+    }
+    if right {
+        out = out.trim_end_matches(strip);
+    }
+    out.to_string()
+}
+
+/// pycompat's Python methods, with `strip`s that agree with Python on what white space is.
+fn python_methods(state: &mut minijinja::State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+    if let (Some(text), "strip" | "lstrip" | "rstrip") = (value.as_str(), method) {
+        let chars = match args {
+            [] => None,
+            [chars] if chars.is_none() => None,
+            [chars] => {
+                Some(chars.as_str().ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "strip takes a string"))?)
+            }
+            _ => return Err(Error::new(ErrorKind::TooManyArguments, "strip takes at most one argument")),
+        };
+        let (left, right) = (method != "rstrip", method != "lstrip");
+        return Ok(Value::from(python_strip(text, chars, left, right)));
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+}
+
 fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
     let indent: Option<usize> = kwargs.get("indent")?;
     let sort_keys: Option<bool> = kwargs.get("sort_keys")?;

@@ -111,6 +111,17 @@ fn hf_template_functions_tojson_raise_exception_strftime_and_python_methods() {
     assert_eq!(chat::strftime_for_test((2000, 3, 1), "%j %a %y"), "061 Wed 00");
 }
 
+/// As Python: `trim` / `strip()` also take U+001C–U+001F, and keys whose value is null are not
+/// in the message (transformers drops them), found by `parity/chat_templates.py`.
+#[test]
+fn trimming_and_null_keys_agree_with_transformers() {
+    let text = "{% for m in messages %}[{{ m.content | trim }}|{{ m.content.strip() }}|{{ m.content.rstrip() }}|{{ 'tool_calls' in m }}]{% endfor %}";
+    let r = chat(compiled(text, &[]), LossMask::All)
+        .render(&json!({ "messages": [{"role": "user", "content": "\u{1c}a b\u{1f} ", "tool_calls": null}] }))
+        .unwrap();
+    assert_eq!(r.text, "[a b|a b|\u{1c}a b|False]");
+}
+
 #[test]
 fn chat_rows_without_a_message_list_are_named() {
     let r = chat(ChatTemplate::load(&TemplateSource::parse("chatml"), None).unwrap(), LossMask::All);
