@@ -29,6 +29,10 @@ demo: build
 	head -5 out/mixture/megatron_data_path.txt
 	@echo "== audit the mixture (terminal table + out/mixture/audit.html)"
 	$(MIDTRAIN) audit out/mixture --long-threshold 1000 --html out/mixture/audit.html
+	@echo "== a mix shaped by sidecar columns: web quality buckets of its top 80%, instruct rehydrated by cluster size, chat and QA rendered"
+	$(MIDTRAIN) mix build mixtures/recipes/fixtures-select.toml --out out/mixture-select --force
+	$(MIDTRAIN) audit out/mixture-select --html out/mixture-select/audit.html
+	$(MIDTRAIN) verify out/prepared/chat
 	@echo "== anneal a tiny Llama on the mixture (CPU, 40 steps; checkpoints in HF layout) and report it"
 	rm -rf out/run
 	$(MIDTRAIN) train trainer/configs/fixtures-anneal.toml --out out/run --report
@@ -162,6 +166,8 @@ parity: demo
 	.venv-parity/bin/python scripts/parity/tokenize_check.py --midtrain $(TARGET_DIR)/release/midtrain \
 		--tokenizer $(TINYSTORIES)/tokenizer.json --eos '<|end_story|>' \
 		--midtrain-arg=--eos --midtrain-arg='<|end_story|>' --corpus $(ALL_CORPORA) --edge-cases
+	# Last: it still fails on one known difference (floats in exponent form print as 1e-7, Python 1e-07).
+	.venv-parity/bin/python scripts/parity/chat_templates.py --midtrain $(MIDTRAIN) --smollm2 $(SMOLLM2)
 
 $(SMOLLM2)/tokenizer.json:
 	bash ../shared/models/get-smollm2.sh $(SMOLLM2)

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::build::{BuildError, Mixture, OrderEntry};
 use crate::plan::overlap;
+use crate::select::{Band, CLUSTER_SIZE, SubsetSummary, parse_rehydrate};
 use shards::manifest::{DatasetManifest, ManifestError};
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,18 @@ impl DomainAudit {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct DomainAudit {
     pub name: String,
+    /// The recipe domain (a bucket `web/q07` belongs to `web`).
+    pub group: String,
+    /// What the recipe's document rules kept, as `mix build` recorded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subset: Option<SubsetSummary>,
+    /// The score the subset was selected or bucketed by, over the stream's draws.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score_column: Option<String>,
+    pub score: Distribution,
+    /// With `rehydrate`: draws by cluster-size band (`1` for documents in no band).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub draws_by_cluster_size: BTreeMap<String, u64>,
     pub documents: u64,
     pub tokens: u64,
     pub target_share: f64,
@@ -140,8 +153,9 @@ fn query_err(path: &Path) -> impl FnOnce(PolarsError) -> AuditError + '_ {
     move |source| AuditError::Query { path: path.to_path_buf(), source }
 }
 
-/// A sidecar's score columns as f64 (a missing column reads as nulls).
-fn scan_scores(path: &Path) -> Result<LazyFrame, AuditError> {
+/// A sidecar's score columns as f64 (a missing column reads as nulls); `by`, the column a
+/// subset was selected by, as `score`.
+fn scan_scores(path: &Path, by: Option<&str>) -> Result<LazyFrame, AuditError> {
     let p = path.to_string_lossy().into_owned();
     let mut lf =
         LazyFrame::scan_parquet(PlRefPath::new(p.as_str()), ScanArgsParquet::default()).map_err(query_err(path))?;
@@ -149,10 +163,16 @@ fn scan_scores(path: &Path) -> Result<LazyFrame, AuditError> {
     let column = |name: &str, dtype: DataType| {
         if schema.contains(name) { col(name).cast(dtype) } else { lit(NULL).cast(dtype).alias(name) }
     };
+    let score = match by {
+        Some(by) => column(by, DataType::Float64).alias("score"),
+        None => lit(NULL).cast(DataType::Float64).alias("score"),
+    };
     Ok(lf.select([
         column("quality", DataType::Float64),
         column("language_score", DataType::Float64),
         column("contamination", DataType::String),
+        column(CLUSTER_SIZE, DataType::Float64),
+        score,
     ]))
 }
 
@@ -186,6 +206,7 @@ struct StreamCounts {
 fn aggregate(
     order: &[OrderEntry],
     shards: &[(String, PathBuf, Option<PathBuf>)],
+    subsets: &BTreeMap<String, SubsetSummary>,
     options: &AuditOptions,
     dir: &Path,
 ) -> Result<BTreeMap<String, DomainAudit>, AuditError> {
@@ -216,13 +237,14 @@ fn aggregate(
     }
 
     let mut frames = Vec::new();
-    for (k, (_, _, sidecar)) in shards.iter().enumerate() {
+    for (k, (domain, _, sidecar)) in shards.iter().enumerate() {
         let Some(path) = sidecar else { continue };
         let most = draws[k].iter().copied().max().unwrap_or(0);
         if most == 0 {
             continue;
         }
-        let drawn = scan_scores(path)?
+        let by = subsets.get(domain).and_then(|s| s.by.as_deref());
+        let drawn = scan_scores(path, by)?
             .with_columns([
                 lit(Series::new("draws".into(), std::mem::take(&mut draws[k]))),
                 lit(domain_of_shard[k] as u32).alias("domain"),
@@ -235,6 +257,7 @@ fn aggregate(
     }
     let quantile = |c: &str, q: f64, name: &str| col(c).quantile(lit(q), QuantileMethod::Nearest).alias(name);
     let mut marked: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); names.len()];
+    let mut cluster_draws: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); names.len()];
     let scores = if frames.is_empty() {
         None
     } else {
@@ -256,9 +279,31 @@ fn aggregate(
             let benchmark = label.split(':').next().unwrap_or_default();
             *marked[domain as usize].entry(format!("contaminated_{benchmark}")).or_default() += n as u64;
         }
+        let sizes = drawn
+            .clone()
+            .filter(col(CLUSTER_SIZE).is_not_null())
+            .group_by([col("domain"), col(CLUSTER_SIZE)])
+            .agg([len().alias("draws")])
+            .collect()
+            .map_err(|source| AuditError::Aggregate { path: dir.to_path_buf(), source })?;
+        for r in 0..sizes.height() {
+            let (Some(domain), Some(size), Some(n)) =
+                (f64_at(&sizes, "domain", r), f64_at(&sizes, CLUSTER_SIZE, r), f64_at(&sizes, "draws", r))
+            else {
+                continue;
+            };
+            let Some(bands) = subsets.get(names[domain as usize]).and_then(rehydrate_bands) else { continue };
+            let label = bands.iter().find(|b| b.contains(size as u64)).map_or("1".to_string(), |b| b.label.clone());
+            *cluster_draws[domain as usize].entry(label).or_default() += n as u64;
+        }
         let df = drawn
             .group_by([col("domain")])
             .agg([
+                col("score").count().alias("score_count"),
+                col("score").mean().alias("score_mean"),
+                quantile("score", 0.1, "score_p10"),
+                quantile("score", 0.5, "score_p50"),
+                quantile("score", 0.9, "score_p90"),
                 col("quality").count().alias("quality_count"),
                 col("quality").mean().alias("quality_mean"),
                 quantile("quality", 0.1, "quality_p10"),
@@ -302,12 +347,24 @@ fn aggregate(
                 length_histogram: labels.iter().cloned().zip(c.histogram).collect(),
                 quality: dist("quality"),
                 language_score: dist("language"),
+                score_column: subsets.get(*name).and_then(|s| s.by.clone()),
+                score: dist("score"),
+                draws_by_cluster_size: std::mem::take(&mut cluster_draws[i]),
                 marked: std::mem::take(&mut marked[i]),
                 ..Default::default()
             },
         );
     }
     Ok(out)
+}
+
+/// The cluster-size bands a rehydrated subset was built with.
+fn rehydrate_bands(subset: &SubsetSummary) -> Option<Vec<Band>> {
+    if subset.rehydration.is_empty() {
+        return None;
+    }
+    let table: BTreeMap<String, u32> = subset.rehydration.iter().map(|b| (b.band.clone(), b.copies)).collect();
+    parse_rehydrate(&table).ok()
 }
 
 /// Removals by `step: reason` in a dataset's `removed.parquet` (none when it has no such file).
@@ -358,7 +415,9 @@ pub fn audit_mixture(dir: &Path, options: &AuditOptions) -> Result<Audit, AuditE
     let shard_domain: Vec<String> = mixture.shards.iter().map(|s| s.domain.clone()).collect();
     let shards: Vec<(String, PathBuf, Option<PathBuf>)> =
         mixture.shards.iter().map(|s| (s.domain.clone(), s.prefix.clone(), s.sidecar.clone())).collect();
-    let mut per = aggregate(&order, &shards, options, dir)?;
+    let subsets: BTreeMap<String, SubsetSummary> =
+        mixture.domains.iter().filter_map(|d| Some((d.name.clone(), d.subset.clone()?))).collect();
+    let mut per = aggregate(&order, &shards, &subsets, options, dir)?;
     let (first1, first10, whole) = (
         window_shares(&order, &shard_domain, 0.01),
         window_shares(&order, &shard_domain, 0.10),
@@ -367,13 +426,20 @@ pub fn audit_mixture(dir: &Path, options: &AuditOptions) -> Result<Audit, AuditE
     let mut domains = Vec::new();
     for md in &mixture.domains {
         let mut d = per.remove(&md.name).unwrap_or_else(|| DomainAudit { name: md.name.clone(), ..Default::default() });
+        d.group = md.group.clone();
+        d.subset = md.subset.clone();
         d.target_share = md.share;
         d.share = whole.get(&md.name).copied().unwrap_or(0.0);
         d.share_first_1pct = first1.get(&md.name).copied().unwrap_or(0.0);
         d.share_first_10pct = first10.get(&md.name).copied().unwrap_or(0.0);
-        d.pretraining_share = mixture.pretraining.get(&md.name).copied().unwrap_or(0.0);
+        // A bucket's part of its domain's pre-training share is its part of the domain.
+        let group_share: f64 = mixture.domains.iter().filter(|o| o.group == md.group).map(|o| o.share).sum();
+        let within = if group_share > 0.0 { md.share / group_share } else { 0.0 };
+        d.pretraining_share = mixture.pretraining.get(&md.group).copied().unwrap_or(0.0) * within;
+        // Removals belong to the recipe domain: its first bucket shows them.
+        let first_of_group = mixture.domains.iter().find(|o| o.group == md.group).is_some_and(|o| o.name == md.name);
         let mut datasets: Vec<&PathBuf> =
-            mixture.shards.iter().filter(|s| s.domain == md.name).map(|s| &s.dataset).collect();
+            mixture.shards.iter().filter(|s| s.domain == md.name && first_of_group).map(|s| &s.dataset).collect();
         datasets.dedup();
         for ds in datasets {
             for (k, v) in removals(ds)? {
@@ -382,7 +448,11 @@ pub fn audit_mixture(dir: &Path, options: &AuditOptions) -> Result<Audit, AuditE
         }
         domains.push(d);
     }
-    let realised: BTreeMap<String, f64> = domains.iter().map(|d| (d.name.clone(), d.share)).collect();
+    // Pre-training shares are per recipe domain: a domain's buckets count together.
+    let mut realised: BTreeMap<String, f64> = BTreeMap::new();
+    for d in &domains {
+        *realised.entry(d.group.clone()).or_default() += d.share;
+    }
     let overlap_value = overlap(&mixture.pretraining, &realised);
     let mut audit = Audit {
         kind: "mixture".into(),
@@ -412,11 +482,12 @@ pub fn audit_dataset(dir: &Path, options: &AuditOptions) -> Result<Audit, AuditE
         }
         shards.push((manifest.domain.clone(), prefix, entry.sidecar.as_ref().map(|s| dir.join(s))));
     }
-    let mut per = aggregate(&order, &shards, options, dir)?;
+    let mut per = aggregate(&order, &shards, &BTreeMap::new(), options, dir)?;
     let mut d = per
         .remove(&manifest.domain)
         .unwrap_or_else(|| DomainAudit { name: manifest.domain.clone(), ..Default::default() });
     (d.target_share, d.share, d.share_first_1pct, d.share_first_10pct) = (1.0, 1.0, 1.0, 1.0);
+    d.group = manifest.domain.clone();
     d.removed = removals(dir)?;
     let mut audit = Audit {
         kind: "dataset".into(),

@@ -152,7 +152,32 @@ pub fn html(audit: &Audit) -> String {
             opt(l.p90)
         );
     }
-    page.push_str("</table><h2>Document lengths (tokens)</h2>");
+    page.push_str("</table>");
+    if audit.domains.iter().any(|d| d.subset.is_some()) {
+        page.push_str("<h2>Selected subsets and buckets</h2><table><tr><th>domain</th><th>what the recipe kept</th><th>score over the draws</th><th>n</th><th>mean</th><th>p10</th><th>p50</th><th>p90</th></tr>");
+        for d in audit.domains.iter().filter(|d| d.subset.is_some()) {
+            let s = &d.score;
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&d.name),
+                escape(&d.subset.as_ref().map(|s| s.describe()).unwrap_or_default()),
+                escape(d.score_column.as_deref().unwrap_or("–")),
+                s.count,
+                opt(s.mean),
+                opt(s.p10),
+                opt(s.p50),
+                opt(s.p90)
+            );
+        }
+        page.push_str("</table>");
+    }
+    if audit.domains.iter().any(|d| !d.draws_by_cluster_size.is_empty()) {
+        counts_table(&mut page, audit, "Rehydration: draws by dedup cluster size", ["cluster size", "draws"], |d| {
+            &d.draws_by_cluster_size
+        });
+    }
+    page.push_str("<h2>Document lengths (tokens)</h2>");
     for (i, d) in audit.domains.iter().enumerate() {
         let _ = write!(page, "<h3>{}</h3>", escape(&d.name));
         page.push_str(&histogram(&d.length_histogram, COLORS[i % COLORS.len()]));

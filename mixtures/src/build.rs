@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::Plan;
-use shards::manifest::{DatasetManifest, ManifestError};
+use crate::select::SubsetSummary;
+use shards::manifest::{DatasetManifest, ManifestError, ShardEntry};
 use shards::shard::ShardReader;
 use util::fsutil::write_atomic;
 use util::rng::splitmix64;
@@ -64,11 +65,30 @@ pub struct MixtureShard {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MixtureDomain {
     pub name: String,
+    /// The recipe domain it belongs to (a bucket `web/q07` belongs to `web`).
+    pub group: String,
     pub share: f64,
     pub planned_tokens: u64,
     pub tokens: u64,
     pub documents: u64,
+    /// Passes over the domain's documents (rehydrated copies included).
     pub epochs: f64,
+    /// What the recipe's document rules kept (where, select, buckets, rehydrate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<SubsetSummary>,
+}
+
+/// A shard that the Megatron and OLMo exports name: one of the datasets' own, or, for a domain
+/// that is a document subset, one that `mix build` wrote with just those documents.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExportShard {
+    pub domain: String,
+    /// Absolute shard prefix.
+    pub prefix: PathBuf,
+    pub documents: u64,
+    pub tokens: u64,
+    /// Written by `mix build` (under `subsets/`), holding a subset of the domain's documents.
+    pub subset: bool,
 }
 
 /// `mixture.json`.
@@ -86,13 +106,15 @@ pub struct Mixture {
     pub pretraining: std::collections::BTreeMap<String, f64>,
     pub domains: Vec<MixtureDomain>,
     pub shards: Vec<MixtureShard>,
+    /// The shards `megatron_data_path.txt` and `olmo_data.yaml` name.
+    pub exports: Vec<ExportShard>,
     /// The blended order: `order.bin`, little-endian u32 triples (shard index, document index,
     /// tokens taken from the start of the document — all of it but for a domain's last one).
     pub order_file: String,
     pub order_checksum: String,
 }
 
-pub const MIXTURE_FORMAT: &str = "midtrain-mixture/1";
+pub const MIXTURE_FORMAT: &str = "midtrain-mixture/2";
 
 /// One entry of the blended order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,21 +200,34 @@ impl DomainStream {
 /// Build the mixture of `plan` into `out` (order.bin, mixture.json, exports).
 pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
     std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let old_subsets = out.join("subsets");
+    if old_subsets.is_dir() {
+        std::fs::remove_dir_all(&old_subsets).map_err(io_err(&old_subsets))?;
+    }
     let mut shards = Vec::new();
     let mut streams = Vec::new();
     // OLMo-core reads token files as one unsigned dtype; Megatron's int32 files are uint32 there.
     let mut wide_tokens = false;
+    let mut exports = Vec::new();
+    let mut subsets = Vec::new();
     for (d_index, d) in plan.domains.iter().enumerate() {
         let mut docs = Vec::new();
+        // Mixture shard index of each (dataset, shard) of the domain.
+        let mut shard_of: Vec<Vec<u32>> = Vec::new();
+        let mut manifest_of_domain = None;
         for dataset in &d.datasets {
             let manifest = DatasetManifest::load(dataset)?;
             manifest.verify_checksums(dataset)?;
             wide_tokens |= manifest.dtype != shards::shard::TokenDtype::Uint16;
+            shard_of.push(Vec::new());
             for (entry, prefix) in manifest.shards.iter().zip(manifest.shard_prefixes(dataset)) {
                 let reader = ShardReader::open(&prefix).map_err(ManifestError::from)?;
                 let shard_index = shards.len() as u32;
-                for i in 0..reader.num_documents() {
-                    docs.push((shard_index, i as u32, reader.document_len(i) as u32));
+                shard_of.last_mut().expect("pushed").push(shard_index);
+                if d.picks.is_none() {
+                    for i in 0..reader.num_documents() {
+                        docs.push((shard_index, i as u32, reader.document_len(i) as u32));
+                    }
                 }
                 shards.push(MixtureShard {
                     domain: d.name.clone(),
@@ -206,6 +241,26 @@ pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
                     }),
                     documents: reader.num_documents() as u64,
                     tokens: reader.num_tokens(),
+                });
+            }
+            manifest_of_domain.get_or_insert(manifest);
+        }
+        if let Some(picks) = &d.picks {
+            for p in picks.iter() {
+                let shard = shard_of[p.dataset as usize][p.shard as usize];
+                docs.extend(std::iter::repeat_n((shard, p.doc, p.tokens), p.copies as usize));
+            }
+            if d.tokens > 0 {
+                subsets.push((d_index, shard_of, manifest_of_domain));
+            }
+        } else if d.tokens > 0 {
+            for s in shards.iter().filter(|s| s.domain == d.name) {
+                exports.push(ExportShard {
+                    domain: d.name.clone(),
+                    prefix: s.prefix.clone(),
+                    documents: s.documents,
+                    tokens: s.tokens,
+                    subset: false,
                 });
             }
         }
@@ -254,6 +309,12 @@ pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
     let file = order.into_inner().map_err(|e| BuildError::Io { path: tmp.clone(), source: e.into_error() })?;
     file.sync_all().map_err(io_err(&tmp))?;
     util::fsutil::durable_rename(&tmp, &order_path).map_err(io_err(&order_path))?;
+    for (d_index, shard_of, manifest) in subsets {
+        let d = &plan.domains[d_index];
+        let manifest = manifest.expect("a domain with documents has a dataset");
+        exports.push(write_subset(d, &shard_of, &shards, &manifest, out)?);
+    }
+    exports.sort_by_key(|e| plan.domains.iter().position(|d| d.name == e.domain));
 
     let mixture = Mixture {
         format: MIXTURE_FORMAT.into(),
@@ -271,23 +332,101 @@ pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
             .enumerate()
             .map(|(i, d)| MixtureDomain {
                 name: d.name.clone(),
+                group: d.group.clone(),
                 share: d.share,
                 planned_tokens: d.tokens,
                 tokens: emitted[i],
                 documents: documents[i],
                 epochs: if d.available_tokens == 0 { 0.0 } else { emitted[i] as f64 / d.available_tokens as f64 },
+                subset: d.subset.clone(),
             })
             .collect(),
         shards,
+        exports,
         order_file: "order.bin".into(),
         order_checksum: format!("{:032x}", hasher.digest128()),
     };
-    let max_epochs: Vec<f64> = plan.domains.iter().map(|d| d.max_epochs).collect();
+    // A subset shard holds each document as often as one pass does, so OLMo-core may repeat it
+    // max_epochs / (most copies) times.
+    let max_epochs: Vec<f64> = plan.domains.iter().map(|d| d.max_epochs / d.most_copies as f64).collect();
     write_exports(&mixture, &max_epochs, if wide_tokens { "uint32" } else { "uint16" }, out)?;
     let mut json = serde_json::to_vec_pretty(&mixture).expect("serialisable");
     json.push(b'\n');
     write_atomic(&out.join("mixture.json"), &json).map_err(io_err(&out.join("mixture.json")))?;
     Ok(mixture)
+}
+
+/// Where `mix build` writes a subset domain's own dataset (`web/q07` → `subsets/web_q07`).
+pub fn subset_folder(out: &Path, domain: &str) -> PathBuf {
+    out.join("subsets").join(domain.replace('/', "_"))
+}
+
+/// Write the documents of one pass over a subset domain (each as many times as the pass holds
+/// it, in the datasets' order) as a dataset of its own: one shard, its loss mask when the
+/// source shards have one, and a manifest, so the exports name exactly the subset.
+fn write_subset(
+    d: &crate::plan::DomainPlan,
+    shard_of: &[Vec<u32>],
+    shards: &[MixtureShard],
+    source: &DatasetManifest,
+    out: &Path,
+) -> Result<ExportShard, BuildError> {
+    let folder = subset_folder(out, &d.name);
+    std::fs::create_dir_all(&folder).map_err(io_err(&folder))?;
+    let name = d.name.replace('/', "_");
+    let prefix = folder.join(format!("{name}_00000"));
+    let picks = d.picks.as_ref().expect("a subset domain");
+    let shard_err = |e: shards::shard::ShardError| BuildError::Manifest(ManifestError::from(e));
+    let mut readers = std::collections::BTreeMap::new();
+    for p in picks.iter() {
+        let index = shard_of[p.dataset as usize][p.shard as usize] as usize;
+        if let std::collections::btree_map::Entry::Vacant(slot) = readers.entry(index) {
+            slot.insert(ShardReader::open(&shards[index].prefix).map_err(shard_err)?);
+        }
+    }
+    let with_mask = readers.values().all(|r| r.has_loss_mask());
+    let mut writer = shards::shard::ShardWriter::create(&prefix, source.tokenizer.vocab_size).map_err(shard_err)?;
+    let mask_path = shards::shard::loss_mask_path(&prefix);
+    let mask_tmp = util::fsutil::temp_path(&mask_path);
+    let mut mask = match with_mask {
+        true => Some(std::io::BufWriter::new(std::fs::File::create(&mask_tmp).map_err(io_err(&mask_tmp))?)),
+        false => None,
+    };
+    for p in picks.iter() {
+        let reader = &readers[&(shard_of[p.dataset as usize][p.shard as usize] as usize)];
+        let tokens = reader.document(p.doc as usize).map_err(shard_err)?.to_vec();
+        for _ in 0..p.copies {
+            writer.append(&tokens).map_err(shard_err)?;
+            if let (Some(mask), Some(bytes)) = (&mut mask, reader.document_loss_mask(p.doc as usize)) {
+                mask.write_all(bytes).map_err(io_err(&mask_tmp))?;
+            }
+        }
+    }
+    let summary = writer.finish().map_err(shard_err)?;
+    let mut entry = ShardEntry::from_summary(&folder, &summary)?;
+    if let Some(mask) = mask {
+        let file = mask.into_inner().map_err(|e| BuildError::Io { path: mask_tmp.clone(), source: e.into_error() })?;
+        file.sync_all().map_err(io_err(&mask_tmp))?;
+        util::fsutil::durable_rename(&mask_tmp, &mask_path).map_err(io_err(&mask_path))?;
+        entry.loss_mask = Some(format!("{name}_00000.loss"));
+        entry.loss_mask_checksum = Some(util::fsutil::file_checksum(&mask_path).map_err(io_err(&mask_path))?);
+    }
+    let config = serde_json::json!({
+        "subset_of": d.group,
+        "datasets": d.datasets,
+        "rule": d.subset.as_ref().map(|s| s.rule.clone()),
+    });
+    let manifest = DatasetManifest::new(d.name.clone(), source.tokenizer.clone(), vec![entry.clone()], config);
+    manifest.write(&folder)?;
+    Ok(ExportShard {
+        domain: d.name.clone(),
+        prefix: std::fs::canonicalize(shards::shard::shard_paths(&prefix).1)
+            .map(|idx| shards::shard::strip_shard_extension(&idx))
+            .unwrap_or(prefix),
+        documents: entry.documents,
+        tokens: entry.tokens,
+        subset: true,
+    })
 }
 
 /// `megatron_data_path.txt`: `--data-path` weights and prefixes (a shard's weight is its
@@ -297,7 +436,7 @@ pub fn build(plan: &Plan, out: &Path) -> Result<Mixture, BuildError> {
 fn write_exports(mixture: &Mixture, max_epochs: &[f64], olmo_dtype: &str, out: &Path) -> Result<(), BuildError> {
     let mut blend = String::new();
     for d in &mixture.domains {
-        let shards: Vec<&MixtureShard> = mixture.shards.iter().filter(|s| s.domain == d.name).collect();
+        let shards: Vec<&ExportShard> = mixture.exports.iter().filter(|s| s.domain == d.name).collect();
         let tokens: u64 = shards.iter().map(|s| s.tokens).sum();
         for s in shards {
             let weight = if tokens == 0 { 0.0 } else { d.share * s.tokens as f64 / tokens as f64 };
@@ -316,12 +455,15 @@ fn write_exports(mixture: &Mixture, max_epochs: &[f64], olmo_dtype: &str, out: &
         tokens = mixture.tokens,
     );
     for (d, max_epochs) in mixture.domains.iter().zip(max_epochs) {
+        if !mixture.exports.iter().any(|s| s.domain == d.name) {
+            continue;
+        }
         yaml.push_str(&format!(
             "- source_name: {}\n  target_ratio: {:.10}\n  max_repetition_ratio: {max_epochs}\n  paths:\n",
             quoted(&d.name),
             d.share
         ));
-        for s in mixture.shards.iter().filter(|s| s.domain == d.name) {
+        for s in mixture.exports.iter().filter(|s| s.domain == d.name) {
             yaml.push_str(&format!("  - {}\n", quoted(&format!("{}.bin", s.prefix.display()))));
         }
     }

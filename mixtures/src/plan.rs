@@ -7,19 +7,31 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::recipe::Recipe;
+use crate::recipe::{Recipe, RecipeDomain, RecipeProblem};
+use crate::select::{self, Part, Pick, ShardInput, SubsetError, SubsetSummary};
 use shards::manifest::{DatasetManifest, ManifestError};
+use shards::shard::ShardReader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Subset(#[from] SubsetError),
+    #[error(transparent)]
+    Recipe(#[from] RecipeProblem),
+    #[error(
+        "domain {domain:?} has a weight, but its document rules keep no documents ({summary}); check the \
+         sidecar columns they read (`midtrain audit DATASET`), or change the rules"
+    )]
+    EmptySubset { domain: String, summary: String },
     #[error(
         "domain {domain:?} runs out of data: the plan needs {needed} tokens, {available} are available and max_epochs = \
-         {max_epochs} allows {allowed}; short by {shortfall} tokens (add data, raise max_epochs or lower its weight)"
+         {max_epochs} allows {allowed} (fewer when rehydrated copies repeat a document within a pass); short by {shortfall} tokens (add data, raise max_epochs or lower its weight)"
     )]
     Shortfall { domain: String, needed: u64, available: u64, max_epochs: f64, allowed: u64, shortfall: u64 },
     #[error(
@@ -31,20 +43,38 @@ pub enum PlanError {
     TokenizerMismatch { first: PathBuf, second: PathBuf, a: String, b: String },
 }
 
+/// What the plan draws from a recipe domain, or from one of its buckets (`web/q07`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DomainPlan {
     pub name: String,
-    /// The recipe's weight, normalised.
+    /// The recipe domain (the name, or the name before `/` of a bucket).
+    pub group: String,
+    /// The recipe's weight, normalised (a bucket's: its part of it).
     pub target_share: f64,
     /// The share after enforcing the overlap floor.
     pub share: f64,
     pub pretraining_share: f64,
     pub tokens: u64,
+    /// Tokens in one pass over the domain (rehydrated copies included).
     pub available_tokens: u64,
+    /// Distinct documents in one pass.
     pub available_documents: u64,
+    /// Tokens of the distinct documents.
+    pub unique_tokens: u64,
+    /// The most copies of a document in one pass (1 unless rehydrated).
+    pub most_copies: u32,
+    /// The most tokens max_epochs allows: available × max_epochs / most_copies.
+    pub allowed_tokens: u64,
+    /// Passes over the domain.
     pub epochs: f64,
     pub max_epochs: f64,
     pub datasets: Vec<PathBuf>,
+    /// What the document rules kept, when the domain has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subset: Option<SubsetSummary>,
+    /// The documents of one pass, when the domain has document rules (else all of them).
+    #[serde(skip)]
+    pub picks: Option<Arc<Vec<Pick>>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -94,30 +124,59 @@ fn apportion(total: u64, shares: &[f64]) -> Vec<u64> {
     out
 }
 
-/// Plan a recipe against its datasets (reads each dataset's manifest).
+/// A recipe domain's datasets: totals, and the parts its document rules split it into.
+struct DomainData {
+    tokens: u64,
+    documents: u64,
+    parts: Option<Vec<Part>>,
+}
+
+/// Read a domain's manifests (checking that every dataset shares one tokenizer) and, when the
+/// domain has document rules, apply them to its shards.
+fn domain_data(d: &RecipeDomain, tokenizer: &mut Option<(PathBuf, String)>) -> Result<DomainData, PlanError> {
+    let rules = d.rules()?;
+    let (mut tokens, mut documents, mut inputs) = (0u64, 0u64, Vec::new());
+    for (dataset_index, path) in d.datasets.iter().enumerate() {
+        let m = DatasetManifest::load(path)?;
+        match tokenizer {
+            Some((first, hash)) if hash != &m.tokenizer.content_hash => {
+                return Err(PlanError::TokenizerMismatch {
+                    first: first.clone(),
+                    second: path.clone(),
+                    a: hash.clone(),
+                    b: m.tokenizer.content_hash.clone(),
+                });
+            }
+            Some(_) => {}
+            None => *tokenizer = Some((path.clone(), m.tokenizer.content_hash.clone())),
+        }
+        tokens += m.tokens;
+        documents += m.documents;
+        if rules.is_empty() {
+            continue;
+        }
+        for (shard_index, (entry, prefix)) in m.shards.iter().zip(m.shard_prefixes(path)).enumerate() {
+            let reader = ShardReader::open(&prefix).map_err(ManifestError::from)?;
+            inputs.push(ShardInput {
+                dataset: dataset_index as u32,
+                shard: shard_index as u32,
+                sidecar: entry.sidecar.as_ref().map(|s| path.join(s)),
+                lengths: (0..reader.num_documents()).map(|i| reader.document_len(i) as u32).collect(),
+                prefix,
+            });
+        }
+    }
+    let parts = if rules.is_empty() { None } else { Some(select::subset(&d.name, &rules, &inputs)?) };
+    Ok(DomainData { tokens, documents, parts })
+}
+
+/// Plan a recipe against its datasets (reads each dataset's manifest; the sidecars of domains
+/// with document rules).
 pub fn plan(recipe: &Recipe) -> Result<Plan, PlanError> {
-    let mut available = BTreeMap::new();
+    let mut data = Vec::new();
     let mut tokenizer: Option<(PathBuf, String)> = None;
     for d in &recipe.domains {
-        let (mut tokens, mut documents) = (0u64, 0u64);
-        for path in &d.datasets {
-            let m = DatasetManifest::load(path)?;
-            match &tokenizer {
-                Some((first, hash)) if hash != &m.tokenizer.content_hash => {
-                    return Err(PlanError::TokenizerMismatch {
-                        first: first.clone(),
-                        second: path.clone(),
-                        a: hash.clone(),
-                        b: m.tokenizer.content_hash.clone(),
-                    });
-                }
-                Some(_) => {}
-                None => tokenizer = Some((path.clone(), m.tokenizer.content_hash.clone())),
-            }
-            tokens += m.tokens;
-            documents += m.documents;
-        }
-        available.insert(d.name.clone(), (tokens, documents));
+        data.push(domain_data(d, &mut tokenizer)?);
     }
     let q = normalised(recipe.domains.iter().map(|d| (d.name.clone(), d.weight)));
     let p = normalised(recipe.pretraining.iter().map(|(k, v)| (k.clone(), *v)));
@@ -138,15 +197,47 @@ pub fn plan(recipe: &Recipe) -> Result<Plan, PlanError> {
     if !missing.is_empty() {
         return Err(PlanError::MissingPretrainingData { floor: recipe.min_overlap, domains: missing });
     }
-    let ordered: Vec<f64> = recipe.domains.iter().map(|d| shares[&d.name]).collect();
+    // The units the budget is split over: whole domains, or their buckets.
+    let mut units: Vec<(&RecipeDomain, &DomainData, Option<&Part>, f64)> = Vec::new();
+    for (d, data) in recipe.domains.iter().zip(&data) {
+        match &data.parts {
+            None => units.push((d, data, None, 1.0)),
+            Some(parts) => units.extend(parts.iter().map(|part| (d, data, Some(part), part.share))),
+        }
+    }
+    for (d, data) in recipe.domains.iter().zip(&data) {
+        if let Some(parts) = &data.parts
+            && shares[&d.name] > 0.0
+            && parts.iter().all(|p| p.picks.is_empty() || p.share <= 0.0)
+        {
+            let summary = parts.first().map(|p| p.summary.describe()).unwrap_or_default();
+            return Err(PlanError::EmptySubset { domain: d.name.clone(), summary });
+        }
+    }
+    let ordered: Vec<f64> = units.iter().map(|(d, _, _, within)| shares[&d.name] * within).collect();
     let tokens = apportion(recipe.budget_tokens, &ordered);
     let mut domains = Vec::new();
-    for ((d, &share), &t) in recipe.domains.iter().zip(&ordered).zip(&tokens) {
-        let (avail, docs) = available[&d.name];
-        let allowed = (avail as f64 * d.max_epochs).floor() as u64;
+    for ((&(d, data, part, within), &share), &t) in units.iter().zip(&ordered).zip(&tokens) {
+        let name = match part.and_then(|p| p.bucket.as_ref()) {
+            Some(bucket) => format!("{}/{bucket}", d.name),
+            None => d.name.clone(),
+        };
+        let (avail, docs, unique, most_copies) = match part {
+            None => (data.tokens, data.documents, data.tokens, 1),
+            Some(part) => (
+                part.picks.iter().map(|p| p.tokens as u64 * p.copies as u64).sum(),
+                part.picks.len() as u64,
+                part.summary.tokens,
+                part.picks.iter().map(|p| p.copies).max().unwrap_or(1),
+            ),
+        };
+        let allowed = (avail as f64 * d.max_epochs / most_copies as f64).floor() as u64;
+        if let Some(part) = part.filter(|p| p.picks.is_empty() && t > 0) {
+            return Err(PlanError::EmptySubset { domain: name, summary: part.summary.describe() });
+        }
         if t > allowed {
             return Err(PlanError::Shortfall {
-                domain: d.name.clone(),
+                domain: name,
                 needed: t,
                 available: avail,
                 max_epochs: d.max_epochs,
@@ -155,19 +246,25 @@ pub fn plan(recipe: &Recipe) -> Result<Plan, PlanError> {
             });
         }
         domains.push(DomainPlan {
-            name: d.name.clone(),
-            target_share: q[&d.name],
+            group: d.name.clone(),
+            target_share: q[&d.name] * within,
             share,
-            pretraining_share: p.get(&d.name).copied().unwrap_or(0.0),
+            pretraining_share: p.get(&d.name).copied().unwrap_or(0.0) * within,
             tokens: t,
             available_tokens: avail,
             available_documents: docs,
+            unique_tokens: unique,
+            most_copies,
+            allowed_tokens: allowed,
             epochs: if avail == 0 { 0.0 } else { t as f64 / avail as f64 },
             max_epochs: d.max_epochs,
             datasets: d.datasets.clone(),
+            subset: part.map(|p| p.summary.clone()),
+            picks: part.map(|p| p.picks.clone()),
+            name,
         });
     }
-    let planned: BTreeMap<String, f64> = domains.iter().map(|d| (d.name.clone(), d.share)).collect();
+    let planned: BTreeMap<String, f64> = recipe.domains.iter().map(|d| (d.name.clone(), shares[&d.name])).collect();
     Ok(Plan {
         name: recipe.name.clone(),
         budget_tokens: recipe.budget_tokens,
@@ -185,13 +282,14 @@ pub fn plan(recipe: &Recipe) -> Result<Plan, PlanError> {
 /// What a weighted blend of the plan's domains (Megatron's `--data-path`, which knows nothing
 /// of `max_epochs`) can draw before some domain repeats more often than its recipe allows:
 /// domain i gives `share_i` of every token, so the blend holds
-/// `min_i(available_i × max_epochs_i / share_i)` tokens. Returns those tokens and the domain
+/// `min_i(allowed_i / share_i)` tokens (`allowed_i`: available × max_epochs, divided by the most
+/// copies a rehydrated document has in one pass). Returns those tokens and the domain
 /// that binds.
 pub fn blend_capacity(plan: &Plan) -> Option<(u64, &str)> {
     plan.domains
         .iter()
         .filter(|d| d.share > 0.0)
-        .map(|d| ((d.available_tokens as f64 * d.max_epochs / d.share).floor() as u64, d.name.as_str()))
+        .map(|d| ((d.allowed_tokens as f64 / d.share).floor() as u64, d.name.as_str()))
         .min_by_key(|&(tokens, _)| tokens)
 }
 

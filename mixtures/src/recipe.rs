@@ -17,6 +17,17 @@
 //! datasets = ["../out/prepared/web"]   # prepared dataset folders (manifest.json)
 //! weight = 0.5                          # target share; normalised over the domains
 //! max_epochs = 1.0                      # at most this many passes over the data
+//!
+//! [[domain]]                            # a subset of a domain's documents, by sidecar columns
+//! name = "web_hq"                       # (see `select`): where, select, buckets + weights, rehydrate
+//! datasets = ["../out/prepared/web"]
+//! weight = 0.2
+//! max_epochs = 4
+//! where = "language_score >= 0.65"
+//! select = { by = "quality", top = 0.1 }          # top 10% of the tokens by quality
+//! buckets = { by = "quality", count = 20 }        # sub-domains web_hq/q00 … web_hq/q19
+//! weights = { "q15-q19" = 0.7, "q10-q14" = 0.3 }  # the buckets' shares of the domain
+//! rehydrate = { "2-4" = 2, "5-9" = 3, "10+" = 4 } # copies by dedup cluster size
 //! ```
 //!
 //! Relative dataset paths are resolved against the recipe's folder.
@@ -25,6 +36,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::select::{Buckets, Select, SubsetRules, parse_rehydrate, parse_where};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {source}")]
@@ -73,6 +86,60 @@ pub struct RecipeDomain {
     pub weight: f64,
     #[serde(default = "default_max_epochs")]
     pub max_epochs: f64,
+    /// Conditions on sidecar columns (`quality >= 0.8 and language_score > 0.6`).
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub where_: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<Select>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Buckets>,
+    /// Shares of the buckets (`"q15-q19" = 0.7`); needs `buckets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<BTreeMap<String, f64>>,
+    /// Copies by dedup cluster size (`"2-4" = 2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehydrate: Option<BTreeMap<String, u32>>,
+}
+
+impl RecipeDomain {
+    /// The document rules of the domain, parsed and checked.
+    pub fn rules(&self) -> Result<SubsetRules, RecipeProblem> {
+        let setting = |message: String| RecipeProblem::Setting(format!("domain {:?}: {message}", self.name));
+        let conditions = match &self.where_ {
+            Some(text) => parse_where(text).map_err(setting)?,
+            None => Vec::new(),
+        };
+        if let Some(s) = &self.select
+            && !(s.top > 0.0 && s.top <= 1.0)
+        {
+            return Err(setting(format!("select.top {} must be a fraction of the tokens in (0, 1]", s.top)));
+        }
+        if let Some(b) = &self.buckets
+            && !(1..=1000).contains(&b.count)
+        {
+            return Err(setting(format!("buckets.count {} must be within 1..=1000", b.count)));
+        }
+        if self.weights.is_some() && self.buckets.is_none() {
+            return Err(setting("weights share a domain among its buckets: it needs buckets = { by, count }".into()));
+        }
+        let rehydrate = match &self.rehydrate {
+            Some(table) => parse_rehydrate(table).map_err(setting)?,
+            None => Vec::new(),
+        };
+        if let Some(b) = rehydrate.iter().find(|b| b.copies as f64 > self.max_epochs) {
+            return Err(setting(format!(
+                "rehydrate {:?} = {} repeats a document more often than max_epochs = {} allows (raise max_epochs)",
+                b.label, b.copies, self.max_epochs
+            )));
+        }
+        Ok(SubsetRules {
+            conditions,
+            select: self.select.clone(),
+            buckets: self.buckets.clone(),
+            weights: self.weights.clone(),
+            rehydrate,
+        })
+    }
 }
 
 fn default_max_epochs() -> f64 {
@@ -124,6 +191,7 @@ impl Recipe {
             if !(d.max_epochs.is_finite() && d.max_epochs > 0.0) {
                 return Err(RecipeProblem::Setting(format!("domain {:?}: max_epochs must be positive", d.name)));
             }
+            d.rules()?;
             if d.datasets.is_empty() && d.weight > 0.0 {
                 return Err(RecipeProblem::Setting(format!("domain {:?} has a weight but no datasets", d.name)));
             }

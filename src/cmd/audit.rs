@@ -84,6 +84,23 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
                 let top: Vec<String> = top.iter().take(4).map(|(r, n)| format!("{r} {n}")).collect();
                 outln!("{}: {removed} removed while preparing ({})", d.name, top.join(", "));
             }
+            if let Some(subset) = &d.subset {
+                outln!("{}: {}", d.name, subset.describe());
+            }
+            if let (Some(column), Some(mean)) = (&d.score_column, d.score.mean) {
+                let q = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.4}"));
+                outln!(
+                    "{}: {column} over the draws: mean {mean:.4}, p10 {}, p50 {}, p90 {}",
+                    d.name,
+                    q(d.score.p10),
+                    q(d.score.p50),
+                    q(d.score.p90)
+                );
+            }
+            if !d.draws_by_cluster_size.is_empty() {
+                let bands: Vec<String> = d.draws_by_cluster_size.iter().map(|(b, n)| format!("{b}: {n}")).collect();
+                outln!("{}: draws by dedup cluster size {}", d.name, bands.join(", "));
+            }
             if !d.marked.is_empty() {
                 let marked: Vec<String> = d.marked.iter().map(|(r, n)| format!("{r} {n}")).collect();
                 outln!("{}: draws of documents marked contaminated: {}", d.name, marked.join(", "));

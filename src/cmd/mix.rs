@@ -95,6 +95,20 @@ fn print_plan(plan: &Plan) -> std::io::Result<()> {
             d.max_epochs
         );
     }
+    for d in &plan.domains {
+        if let Some(subset) = &d.subset {
+            outln!("{}: {}", d.name, subset.describe());
+        }
+        if d.most_copies > 1 {
+            outln!(
+                "{}: rehydrated, a pass holds {} tokens of {} distinct; a document is drawn at most {:.2} times",
+                d.name,
+                d.available_tokens,
+                d.unique_tokens,
+                d.epochs * d.most_copies as f64
+            );
+        }
+    }
     if !plan.unmixed_pretraining.is_empty() {
         outln!("pre-training domains not in the mix: {}", plan.unmixed_pretraining.join(", "));
     }
@@ -144,6 +158,16 @@ pub fn run(args: MixArgs) -> Result<ExitCode> {
                 for d in &mixture.domains {
                     let realised = d.tokens as f64 / mixture.tokens.max(1) as f64;
                     outln!("  {:<14} realised {:>6.2}% (planned {:>6.2}%)", d.name, 100.0 * realised, 100.0 * d.share);
+                }
+                for e in mixture.exports.iter().filter(|e| e.subset) {
+                    outln!(
+                        "{}: a document subset, which a Megatron/OLMo blend of whole shards cannot express; the exports \
+                         name its own shard {} ({} documents, {} tokens)",
+                        e.domain,
+                        e.prefix.display(),
+                        e.documents,
+                        e.tokens
+                    );
                 }
                 if let Some((tokens, domain)) = capacity {
                     outln!(
