@@ -137,6 +137,7 @@ experiment-schedules: out/mixture/mixture.json
 parity: demo
 	bash scripts/parity/setup_venv.sh megatron datatrove tokenizers transformers olmo
 	.venv-parity/bin/python scripts/parity/olmo_core_mixture.py out/mixture --max-share-error 0.01
+	.venv-parity/bin/python scripts/parity/olmo_core_mixture.py out/mixture-select --max-share-error 0.01
 	rm -rf out/parity-run
 	$(MIDTRAIN) train trainer/configs/fixtures-anneal.toml --out out/parity-run
 	.venv-parity/bin/python scripts/parity/transformers_llama.py --midtrain $(MIDTRAIN) \

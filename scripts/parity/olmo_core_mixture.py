@@ -4,7 +4,7 @@
 
 `SourceMixtureList.from_yaml` reads the file as it is; `SourceMixtureDatasetConfig.build` with
 the dtype and token count stated in its header must then count, per token file, exactly the
-tokens `mixture.json` says the shard holds (so the dtype is read right), and realise each
+tokens `mixture.json`'s `exports` say the shard holds (so the dtype is read right), and realise each
 domain's target ratio within --max-share-error. Exits 1 otherwise.
 """
 import argparse
@@ -27,7 +27,8 @@ def main():
     dtype = getattr(np, re.search(r"dtype (uint\d+)", header).group(1))
     requested = int(re.search(r"requested_tokens = (\d+)", header).group(1))
     mixture = json.load(open(os.path.join(args.mixture, "mixture.json")))
-    ours = {s["prefix"] + ".bin": s["tokens"] for s in mixture["shards"]}
+    # The token files the export names: the datasets' shards, or the subsets `mix build` wrote.
+    ours = {s["prefix"] + ".bin": s["tokens"] for s in mixture["exports"]}
 
     sources = SourceMixtureList.from_yaml(path)
     config = SourceMixtureDatasetConfig(

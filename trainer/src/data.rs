@@ -96,7 +96,10 @@ impl Corpus {
             let manifest = shards::DatasetManifest::load(dataset)?;
             vocab_size = vocab_size.max(Some(manifest.tokenizer.vocab_size));
         }
-        let mut corpus = Self::split(dir, shards, domains, shard_domain, docs, heldout_docs);
+        // A document subset (a bucket, a selection) holds out from its own documents, which the
+        // order draws, not from the whole shards it shares with its domain's other buckets.
+        let subset: Vec<bool> = mixture.domains.iter().map(|d| d.subset.is_some()).collect();
+        let mut corpus = Self::split(dir, shards, domains, shard_domain, docs, heldout_docs, &subset);
         corpus.vocab_size = vocab_size;
         corpus.identity = format!("mixture order {}", mixture.order_checksum);
         Ok(corpus)
@@ -122,7 +125,7 @@ impl Corpus {
         }
         let n = source.shards.len();
         let vocab_size = source.manifest.as_ref().map(|m| m.tokenizer.vocab_size);
-        let mut corpus = Self::split(path, source.shards, vec![name], vec![0; n], docs, heldout_docs);
+        let mut corpus = Self::split(path, source.shards, vec![name], vec![0; n], docs, heldout_docs, &[false]);
         corpus.vocab_size = vocab_size;
         corpus.identity = identity;
         Ok(corpus)
@@ -135,12 +138,19 @@ impl Corpus {
         shard_domain: Vec<usize>,
         docs: Vec<DocRef>,
         heldout_docs: usize,
+        subset: &[bool],
     ) -> Self {
-        // Held out: the last documents (by shard, then index) each domain has.
+        // Held out: the last documents (by shard, then index) each domain has (a subset domain:
+        // of those the order draws for it).
         let mut heldout = vec![Vec::new(); domains.len()];
         let mut by_domain: Vec<Vec<(u32, u32)>> = vec![Vec::new(); domains.len()];
+        let drawn: std::collections::HashSet<(u32, u32)> =
+            docs.iter().filter(|d| subset[shard_domain[d.shard as usize]]).map(|d| (d.shard, d.doc)).collect();
         for (s, shard) in shards.iter().enumerate() {
             for d in 0..shard.num_documents() as u32 {
+                if subset[shard_domain[s]] && !drawn.contains(&(s as u32, d)) {
+                    continue;
+                }
                 by_domain[shard_domain[s]].push((s as u32, d));
             }
         }
@@ -423,6 +433,40 @@ mod tests {
 
     fn options(seq_len: usize) -> PackOptions {
         PackOptions { seq_len, document_masking: true, mask_loss_across_documents: true, long_mix: None }
+    }
+
+    /// Two buckets of one shard: each holds out the last of the documents the order draws for
+    /// it; a whole domain holds out the shard's last documents.
+    #[test]
+    fn a_subset_domain_holds_out_from_its_own_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dataset(dir.path(), &[3; 6]);
+        let reader = || ShardReader::open(&prefix).unwrap();
+        let drawn = |pairs: &[(u32, u32)]| -> Vec<DocRef> {
+            pairs.iter().map(|&(shard, doc)| DocRef { shard, doc, take: 3 }).collect()
+        };
+        // Shard 0 is bucket q00's (documents 0, 2), shard 1 the same file as bucket q01's (1, 3).
+        let docs = drawn(&[(0, 0), (1, 1), (0, 2), (1, 3), (0, 0)]);
+        let domains = vec!["web/q00".to_string(), "web/q01".to_string()];
+        let corpus =
+            Corpus::split(dir.path(), vec![reader(), reader()], domains, vec![0, 1], docs.clone(), 1, &[true; 2]);
+        let held: Vec<Vec<(u32, u32)>> =
+            corpus.heldout.iter().map(|h| h.iter().map(|d| (d.shard, d.doc)).collect()).collect();
+        assert_eq!(held, [vec![(0, 2)], vec![(1, 3)]]);
+        let train: Vec<(u32, u32)> = corpus.train.iter().map(|d| (d.shard, d.doc)).collect();
+        assert_eq!(train, [(0, 0), (1, 1), (0, 0)], "held-out documents are not trained on");
+
+        let whole = Corpus::split(
+            dir.path(),
+            vec![reader(), reader()],
+            vec!["a".into(), "b".into()],
+            vec![0, 1],
+            docs,
+            1,
+            &[false; 2],
+        );
+        let held: Vec<(u32, u32)> = whole.heldout.iter().flatten().map(|d| (d.shard, d.doc)).collect();
+        assert_eq!(held, [(0, 5), (1, 5)]);
     }
 
     #[test]
