@@ -167,7 +167,6 @@ parity: demo
 	.venv-parity/bin/python scripts/parity/tokenize_check.py --midtrain $(TARGET_DIR)/release/midtrain \
 		--tokenizer $(TINYSTORIES)/tokenizer.json --eos '<|end_story|>' \
 		--midtrain-arg=--eos --midtrain-arg='<|end_story|>' --corpus $(ALL_CORPORA) --edge-cases
-	# Last: it still fails on one known difference (floats in exponent form print as 1e-7, Python 1e-07).
 	.venv-parity/bin/python scripts/parity/chat_templates.py --midtrain $(MIDTRAIN) --smollm2 $(SMOLLM2)
 
 $(SMOLLM2)/tokenizer.json:

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use minijinja::value::{Kwargs, Value};
+use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -261,7 +261,9 @@ impl ChatTemplate {
             .expect("the default delimiters build");
         env.set_syntax(syntax);
         env.set_unknown_method_callback(python_methods);
-        env.add_filter("trim", |text: String, chars: Option<String>| python_strip(&text, chars.as_deref(), true, true));
+        env.add_filter("trim", |value: Value, chars: Option<String>| {
+            python_strip(&python_str(&value), chars.as_deref(), true, true)
+        });
         env.add_function("raise_exception", |message: String| -> Result<Value, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, message))
         });
@@ -276,6 +278,7 @@ impl ChatTemplate {
             }
         });
         env.add_filter("tojson", tojson);
+        env.set_formatter(python_formatter);
         env.add_template_owned(TEMPLATE_NAME, text)
             .map_err(|e| ChatTemplateError::Syntax { source_name: source_name.to_string(), message: detail(&e) })?;
         Ok(Self { env, special_tokens, has_generation_blocks })
@@ -411,6 +414,74 @@ fn python_methods(state: &mut minijinja::State, value: &Value, method: &str, arg
     minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
 }
 
+/// Prints values as Python's `str()` does: floats (`1e+20`, `1e-07`) and containers (`{'x': [1.5,
+/// True, None]}`); minijinja's own Display prints Rust's `1e20` and `100000000000000000000.0`.
+fn python_formatter(out: &mut minijinja::Output, state: &mut minijinja::State, value: &Value) -> Result<(), Error> {
+    match python_only_str(value) {
+        Some(text) => out.write_str(&text).map_err(Error::from),
+        None => minijinja::escape_formatter(out, state, value),
+    }
+}
+
+/// Python's `str()` where it differs from minijinja's Display (floats and containers).
+fn python_only_str(value: &Value) -> Option<String> {
+    match value.kind() {
+        ValueKind::Number if !value.is_integer() => f64::try_from(value.clone()).ok().map(python_float),
+        ValueKind::Map | ValueKind::Seq => Some(python_repr(value)),
+        _ => None,
+    }
+}
+
+/// Python's `str()` of a value, as filters that take text (`trim`) see it.
+fn python_str(value: &Value) -> String {
+    python_only_str(value).unwrap_or_else(|| value.to_string())
+}
+
+/// Python's `repr` of a template value (items of a printed container).
+fn python_repr(value: &Value) -> String {
+    let items = |v: &Value| -> Vec<Value> { v.try_iter().map(|it| it.collect()).unwrap_or_default() };
+    match value.kind() {
+        ValueKind::Map => {
+            let entries: Vec<String> = items(value)
+                .into_iter()
+                .map(|key| {
+                    let item = value.get_item(&key).unwrap_or_default();
+                    format!("{}: {}", python_repr(&key), python_repr(&item))
+                })
+                .collect();
+            format!("{{{}}}", entries.join(", "))
+        }
+        ValueKind::Seq => {
+            let entries: Vec<String> = items(value).iter().map(python_repr).collect();
+            format!("[{}]", entries.join(", "))
+        }
+        ValueKind::Number if !value.is_integer() => {
+            f64::try_from(value.clone()).map(python_float).unwrap_or_else(|_| format!("{value:?}"))
+        }
+        // minijinja's Debug already prints strings, booleans and None as Python's repr does.
+        _ => format!("{value:?}"),
+    }
+}
+
+/// Python's `repr(float)`: the shortest round-trip digits (as Rust's), in exponent form below 1e-4
+/// and from 1e16 on (the same bounds as Rust's Debug), with a signed exponent of at least two
+/// digits (`1e+20`, `2.5e-07`).
+fn python_float(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x < 0.0 { "-inf".into() } else { "inf".into() };
+    }
+    let debug = format!("{x:?}");
+    let Some((mantissa, exponent)) = debug.split_once('e') else { return debug };
+    let (sign, digits) = match exponent.strip_prefix('-') {
+        Some(digits) => ('-', digits),
+        None => ('+', exponent),
+    };
+    format!("{mantissa}e{sign}{digits:0>2}")
+}
+
 fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
     let indent: Option<usize> = kwargs.get("indent")?;
     let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
@@ -480,6 +551,7 @@ impl PyJson {
                 out.push('}');
             }
             Json::String(s) => self.string(s, out),
+            Json::Number(n) if n.is_f64() => out.push_str(&python_float(n.as_f64().expect("an f64 number"))),
             other => out.push_str(&other.to_string()),
         }
     }

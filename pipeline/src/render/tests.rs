@@ -122,6 +122,23 @@ fn trimming_and_null_keys_agree_with_transformers() {
     assert_eq!(r.text, "[a b|a b|\u{1c}a b|False]");
 }
 
+/// Floats and containers print as Python's `str()` and `json.dumps` do (`1e+20`, `1e-07`,
+/// single-quoted dict keys), found by `parity/chat_templates.py` on tool-call content.
+#[test]
+fn floats_and_containers_print_as_python_does() {
+    let text = "{{ messages[0].content }}|{{ messages[0].content | tojson }}|{{ messages[0].content.x[1] }}|{{ 0.5 }}|{{ messages[0].content | trim }}";
+    let content = json!({"x": [0.1, 1e20, 1e-7, -0.0, 0.0025, 1e15, 1e16, 3, true, null, "it's"]});
+    let r = chat(compiled(text, &[]), LossMask::All)
+        .render(&json!({ "messages": [{"role": "user", "content": content}] }))
+        .unwrap();
+    assert_eq!(
+        r.text,
+        "{'x': [0.1, 1e+20, 1e-07, -0.0, 0.0025, 1000000000000000.0, 1e+16, 3, True, None, \"it's\"]}|\
+         {\"x\": [0.1, 1e+20, 1e-07, -0.0, 0.0025, 1000000000000000.0, 1e+16, 3, true, null, \"it's\"]}|1e+20|0.5|\
+         {'x': [0.1, 1e+20, 1e-07, -0.0, 0.0025, 1000000000000000.0, 1e+16, 3, True, None, \"it's\"]}"
+    );
+}
+
 #[test]
 fn chat_rows_without_a_message_list_are_named() {
     let r = chat(ChatTemplate::load(&TemplateSource::parse("chatml"), None).unwrap(), LossMask::All);
