@@ -277,7 +277,14 @@ impl LlamaConfig {
 
     /// Write `config.json` into `dir` (atomically).
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        let text = serde_json::to_string_pretty(&self.to_json()).expect("config serialises");
+        self.save_with_dtype(dir, "float32")
+    }
+
+    /// Write `config.json` naming the dtype its weights are stored in.
+    pub fn save_with_dtype(&self, dir: &Path, dtype: &str) -> std::io::Result<()> {
+        let mut json = self.to_json();
+        json["torch_dtype"] = serde_json::json!(dtype);
+        let text = serde_json::to_string_pretty(&json).expect("config serialises");
         util::fsutil::write_atomic(&dir.join("config.json"), text.as_bytes())
     }
 

@@ -11,6 +11,7 @@
 // `pub use` below, so the compiler reports what nothing uses.
 mod data;
 mod eval;
+mod fused;
 pub mod hf_config;
 mod jsonfloat;
 mod metrics;
@@ -24,6 +25,7 @@ mod soup;
 pub mod train;
 
 pub use eval::score;
+pub use fused::{OpTime, op_times};
 pub use report::{compare_report, run_report};
 pub use schedule::{Decay, LrSchedule, WsdShape};
 pub use soup::soup;

@@ -1,15 +1,20 @@
-//! The Llama decoder (RMSNorm, SwiGLU, grouped-query attention, half-split RoPE) built from
-//! candle's differentiable basic ops only: the fused `rms_norm`, `softmax_last_dim` and `rope`
-//! kernels record no backward op and would cut gradients silently (docs/training-notes.md).
+//! The Llama decoder (RMSNorm, SwiGLU, grouped-query attention, half-split RoPE). On the CPU it
+//! runs midtrain's fused ops, which carry their own backward (`fused`); elsewhere, and as their
+//! reference, it runs candle's differentiable basic ops: candle-nn's fused `rms_norm`,
+//! `softmax_last_dim` and `rope` record no backward op and would cut gradients silently
+//! (docs/training-notes.md).
 //!
 //! Parameters carry transformers' names, so `model.safetensors` moves both ways.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail, ensure};
-use candle_core::{D, DType, Device, Tensor, Var};
+use candle_core::backprop::GradStore;
+use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Tensor, TensorId, Var};
 
+use crate::fused;
 use crate::hf_config::LlamaConfig;
 use util::rng::splitmix64;
 
@@ -76,6 +81,32 @@ impl Layer {
     }
 }
 
+impl LayerWeights {
+    fn tensors(&self) -> [&Tensor; 9] {
+        [&self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down, &self.input_norm, &self.post_norm]
+    }
+}
+
+impl Layer {
+    fn weights(&self) -> LayerWeights {
+        self.weights_as(|v| v.as_tensor().clone())
+    }
+
+    fn weights_as(&self, f: impl Fn(&Var) -> Tensor) -> LayerWeights {
+        LayerWeights {
+            q: f(&self.q),
+            k: f(&self.k),
+            v: f(&self.v),
+            o: f(&self.o),
+            gate: f(&self.gate),
+            up: f(&self.up),
+            down: f(&self.down),
+            input_norm: f(&self.input_norm),
+            post_norm: f(&self.post_norm),
+        }
+    }
+}
+
 pub struct Llama {
     pub config: LlamaConfig,
     device: Device,
@@ -87,6 +118,12 @@ pub struct Llama {
     params: Vec<(String, Var)>,
     inv_freq: Vec<f32>,
     attention_factor: f32,
+    kernels: Kernels,
+    recompute: Recompute,
+    /// Parameter gradients that recomputed layers found during backward (see `backward`).
+    recomputed_grads: Arc<Mutex<HashMap<TensorId, Tensor>>>,
+    /// The dtype of the weights it was made from (checkpoints keep it unless told otherwise).
+    pub base_dtype: WeightDtype,
 }
 
 /// SplitMix64 → standard normals (Box–Muller): seeded, so initial weights are reproducible.
@@ -168,6 +205,7 @@ impl Llama {
                 tensors.insert("model.embed_tokens.weight".to_string(), head);
             }
         }
+        let base_dtype = WeightDtype::of(tensors.get("model.embed_tokens.weight").map_or(DType::F32, |t| t.dtype()));
         let mut params = Vec::new();
         for (name, shape) in Self::parameter_shapes(&config) {
             let t = tensors.remove(&name).with_context(|| format!("tensor {name:?} is missing"))?;
@@ -194,6 +232,11 @@ impl Llama {
             params,
             inv_freq: freqs.inv_freq.iter().map(|&f| f as f32).collect(),
             attention_factor: freqs.attention_factor as f32,
+            // The fused ops have CPU kernels only.
+            kernels: if device.is_cpu() { Kernels::Fused } else { Kernels::Composed },
+            recompute: Recompute::None,
+            recomputed_grads: Arc::default(),
+            base_dtype,
             config,
         })
     }
@@ -225,23 +268,95 @@ impl Llama {
         !(name.ends_with("norm.weight") || name == "model.embed_tokens.weight")
     }
 
-    /// Save `model.safetensors` (transformers' names; a tied head is not written) atomically.
+    /// Save the weights in f32 as `model.safetensors` (transformers' names; a tied head is not
+    /// written) atomically.
     pub fn save_weights(&self, dir: &Path) -> Result<()> {
-        save_safetensors(
-            &dir.join("model.safetensors"),
-            self.params.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())),
-        )
+        self.save_weights_as(dir, WeightDtype::Float32, u64::MAX)
     }
 
-    fn rms_norm(&self, x: &Tensor, gain: &Var) -> Result<Tensor> {
-        let eps = self.config.rms_norm_eps;
-        let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
-        Ok(x.broadcast_mul(&scale)?.broadcast_mul(gain.as_tensor())?)
+    /// Save the weights in `dtype`: `model.safetensors`, or above `max_shard_bytes` the shards
+    /// `model-0000K-of-0000N.safetensors` with `model.safetensors.index.json`, as transformers'
+    /// `save_pretrained(max_shard_size=…)` writes them (tensors in name order, a new shard when
+    /// the next tensor would pass the limit).
+    pub fn save_weights_as(&self, dir: &Path, dtype: WeightDtype, max_shard_bytes: u64) -> Result<()> {
+        let mut tensors: Vec<(String, Tensor)> = Vec::with_capacity(self.params.len());
+        for (name, var) in &self.params {
+            tensors.push((name.clone(), var.as_tensor().to_dtype(dtype.dtype())?));
+        }
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let bytes = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+        let total: u64 = tensors.iter().map(|(_, t)| bytes(t)).sum();
+        if total <= max_shard_bytes {
+            return save_safetensors(&dir.join("model.safetensors"), tensors);
+        }
+        let mut shards: Vec<Vec<(String, Tensor)>> = vec![Vec::new()];
+        let mut size = 0;
+        for (name, t) in tensors {
+            let last = shards.last_mut().expect("one shard at least");
+            if !last.is_empty() && size + bytes(&t) > max_shard_bytes {
+                shards.push(Vec::new());
+                size = 0;
+            }
+            size += bytes(&t);
+            shards.last_mut().expect("one shard at least").push((name, t));
+        }
+        let n = shards.len();
+        let mut weight_map = serde_json::Map::new();
+        for (k, shard) in shards.into_iter().enumerate() {
+            let file = format!("model-{:05}-of-{n:05}.safetensors", k + 1);
+            for (name, _) in &shard {
+                weight_map.insert(name.clone(), serde_json::Value::from(file.clone()));
+            }
+            save_safetensors(&dir.join(&file), shard)?;
+        }
+        let index = serde_json::json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
+        let path = dir.join("model.safetensors.index.json");
+        util::fsutil::write_atomic(&path, serde_json::to_string_pretty(&index)?.as_bytes())
+            .with_context(|| format!("{}: cannot write", path.display()))
     }
 
-    /// `[rows, in] × Wᵀ` with W `[out, in]`.
-    fn linear(x: &Tensor, w: &Var) -> Result<Tensor> {
-        Ok(x.matmul(&w.as_tensor().t()?)?)
+    /// Keep each layer's activations for backward, or only its input and run it again there.
+    pub fn set_recompute(&mut self, recompute: Recompute) {
+        self.recompute = recompute;
+    }
+
+    /// `loss.backward()` plus the parameter gradients that recomputed layers found on the way
+    /// (a custom op's backward returns the gradients of its inputs only).
+    pub fn backward(&self, loss: &Tensor) -> Result<GradStore> {
+        let mut grads = loss.backward()?;
+        let found = std::mem::take(&mut *self.recomputed_grads.lock().expect("not poisoned"));
+        for (_, var) in &self.params {
+            if let Some(g) = found.get(&var.as_tensor().id()) {
+                let sum = match grads.get(var.as_tensor()) {
+                    Some(existing) => (existing + g)?,
+                    None => g.clone(),
+                };
+                grads.insert(var.as_tensor(), sum);
+            }
+        }
+        Ok(grads)
+    }
+
+    /// Which kernels the model runs.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// Run the composed reference ops instead of the fused ones (tests, and devices without
+    /// fused kernels).
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+    }
+
+    /// What every layer needs from the batch, built once per forward.
+    fn batch_context(&self, batch: &Batch) -> Result<BatchContext> {
+        if self.kernels == Kernels::Fused {
+            let table = fused::RotaryTable::new(&batch.positions, &self.inv_freq, self.attention_factor);
+            let starts = fused::segment_starts(&batch.segments, batch.seq);
+            return Ok(BatchContext::Fused { table: Arc::new(table), starts: Arc::new(starts) });
+        }
+        let (cos, sin) = self.rotary(batch)?;
+        Ok(BatchContext::Composed { cos, sin, mask: self.attention_mask(batch)? })
     }
 
     /// cos and sin `[batch, 1, seq, head_dim]` for the batch's positions, times the attention factor.
@@ -279,66 +394,61 @@ impl Llama {
         Ok(Tensor::from_vec(mask, (b, 1, t, t), &self.device)?)
     }
 
-    fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-        let half = x.dim(D::Minus1)? / 2;
-        let x1 = x.narrow(D::Minus1, 0, half)?;
-        let x2 = x.narrow(D::Minus1, half, half)?;
-        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-        Ok((x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?)?)
+    /// The final normed hidden states `[batch·seq, d]`.
+    fn hidden(&self, batch: &Batch) -> Result<Tensor> {
+        let (b, t) = (batch.batch, batch.seq);
+        let ids = Tensor::from_slice(&batch.ids, b * t, &self.device)?;
+        let mut x = self.embed.as_tensor().index_select(&ids, 0)?;
+        let context = self.batch_context(batch)?;
+        let decoder = self.decoder();
+        for layer in &self.layers {
+            x = match self.recompute {
+                Recompute::None => decoder.layer_forward(&layer.weights(), &x, &context, b, t)?,
+                Recompute::Layers => {
+                    // Forward without a graph; the op runs the layer again in backward.
+                    let output = decoder.layer_forward(
+                        &layer.weights_as(|v| v.as_tensor().detach()),
+                        &x.detach(),
+                        &context,
+                        b,
+                        t,
+                    )?;
+                    let op = RecomputedLayer {
+                        decoder: decoder.clone(),
+                        weights: layer.weights(),
+                        context: context.clone(),
+                        shape: (b, t),
+                        output: Mutex::new(Some(output)),
+                        parameter_grads: self.recomputed_grads.clone(),
+                    };
+                    x.apply_op1(op)?
+                }
+            };
+        }
+        decoder.rms_norm(&x, self.norm.as_tensor())
     }
 
-    fn attention(
-        &self,
-        layer: &Layer,
-        x: &Tensor,
-        rope: &(Tensor, Tensor),
-        mask: &Tensor,
-        b: usize,
-        t: usize,
-    ) -> Result<Tensor> {
-        let c = &self.config;
-        let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
-        let heads = |y: Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?) };
-        let q = Self::rotate(&heads(Self::linear(x, &layer.q)?, h)?, &rope.0, &rope.1)?;
-        let k = Self::rotate(&heads(Self::linear(x, &layer.k)?, kvh)?, &rope.0, &rope.1)?;
-        let v = heads(Self::linear(x, &layer.v)?, kvh)?;
-        // Grouped-query attention: each key/value head serves h / kvh query heads.
-        let repeat = |y: Tensor| -> Result<Tensor> {
-            if h == kvh {
-                return Ok(y.contiguous()?);
-            }
-            Ok(y.unsqueeze(2)?.broadcast_as((b, kvh, h / kvh, t, hd))?.reshape((b, h, t, hd))?)
-        };
-        let (k, v) = (repeat(k)?, repeat(v)?);
-        let scores = (q.contiguous()?.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
-        let max = scores.max_keepdim(D::Minus1)?.detach();
-        let e = scores.broadcast_sub(&max)?.exp()?;
-        let probs = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
-        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * t, h * hd))?;
-        Self::linear(&out, &layer.o)
+    fn decoder(&self) -> Decoder {
+        Decoder { config: self.config.clone(), kernels: self.kernels }
+    }
+
+    fn head(&self) -> &Var {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
     }
 
     /// Logits `[batch·seq, vocab]`.
     pub fn forward(&self, batch: &Batch) -> Result<Tensor> {
-        let (b, t) = (batch.batch, batch.seq);
-        let ids = Tensor::from_slice(&batch.ids, b * t, &self.device)?;
-        let mut x = self.embed.as_tensor().index_select(&ids, 0)?;
-        let rope = self.rotary(batch)?;
-        let mask = self.attention_mask(batch)?;
-        for layer in &self.layers {
-            let attn = self.attention(layer, &self.rms_norm(&x, &layer.input_norm)?, &rope, &mask, b, t)?;
-            x = (x + attn)?;
-            let y = self.rms_norm(&x, &layer.post_norm)?;
-            let gated = (Self::linear(&y, &layer.gate)?.silu()? * Self::linear(&y, &layer.up)?)?;
-            x = (x + Self::linear(&gated, &layer.down)?)?;
-        }
-        let x = self.rms_norm(&x, &self.norm)?;
-        Self::linear(&x, self.lm_head.as_ref().unwrap_or(&self.embed))
+        self.decoder().linear(&self.hidden(batch)?, self.head().as_tensor())
     }
 
     /// Log-probability of each target `[batch·seq]` (differentiable).
     pub fn target_log_probs(&self, batch: &Batch) -> Result<Tensor> {
-        let logits = self.forward(batch)?;
+        let hidden = self.hidden(batch)?;
+        if self.kernels == Kernels::Fused {
+            let op = fused::TargetLogProbs::new(Arc::new(batch.targets.clone()));
+            return Ok(op.apply(&hidden, self.head().as_tensor())?);
+        }
+        let logits = self.decoder().linear(&hidden, self.head().as_tensor())?;
         let max = logits.max_keepdim(D::Minus1)?.detach();
         let shifted = logits.broadcast_sub(&max)?;
         let log_z = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
@@ -351,6 +461,222 @@ impl Llama {
         let mask = Tensor::from_slice(&batch.loss_mask, batch.loss_mask.len(), &self.device)?;
         Ok((self.target_log_probs(batch)? * mask)?.sum_all()?.neg()?)
     }
+}
+
+/// What a decoder layer's forward needs besides its weights: owned, so that a recomputing op
+/// can run the layer again in backward.
+#[derive(Clone)]
+struct Decoder {
+    config: LlamaConfig,
+    kernels: Kernels,
+}
+
+impl Decoder {
+    fn rms_norm(&self, x: &Tensor, gain: &Tensor) -> Result<Tensor> {
+        let eps = self.config.rms_norm_eps;
+        if self.kernels == Kernels::Fused {
+            return Ok(fused::RmsNorm { eps }.apply(x, gain)?);
+        }
+        let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+        Ok(x.broadcast_mul(&scale)?.broadcast_mul(gain)?)
+    }
+
+    /// `[rows, in] × Wᵀ` with W `[out, in]`.
+    fn linear(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        if self.kernels == Kernels::Fused {
+            return Ok(fused::Linear::apply(x, w)?);
+        }
+        Ok(x.matmul(&w.t()?)?)
+    }
+
+    fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let half = x.dim(D::Minus1)? / 2;
+        let x1 = x.narrow(D::Minus1, 0, half)?;
+        let x2 = x.narrow(D::Minus1, half, half)?;
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        Ok((x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?)?)
+    }
+
+    /// Self-attention of `x [b·t, d]` → `[b·t, d]` (before the residual).
+    fn attention(&self, w: &LayerWeights, x: &Tensor, context: &BatchContext, b: usize, t: usize) -> Result<Tensor> {
+        let c = &self.config;
+        let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let (q, k, v) = (self.linear(x, &w.q)?, self.linear(x, &w.k)?, self.linear(x, &w.v)?);
+        let out = match context {
+            BatchContext::Fused { table, starts } => {
+                let rotate =
+                    |y: Tensor, n: usize| fused::Rotary { table: table.clone() }.apply(&y.reshape((b, t, n, hd))?);
+                let (q, k) = (rotate(q, h)?, rotate(k, kvh)?);
+                let attention =
+                    fused::FlashAttention::new((b, t, h, kvh, hd), starts.clone(), 1.0 / (hd as f32).sqrt());
+                attention.apply(&q, &k, &v.reshape((b, t, kvh, hd))?)?.reshape((b * t, h * hd))?
+            }
+            BatchContext::Composed { cos, sin, mask } => {
+                let heads = |y: Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?) };
+                let q = Self::rotate(&heads(q, h)?, cos, sin)?;
+                let k = Self::rotate(&heads(k, kvh)?, cos, sin)?;
+                let v = heads(v, kvh)?;
+                // Grouped-query attention: each key/value head serves h / kvh query heads.
+                let repeat = |y: Tensor| -> Result<Tensor> {
+                    if h == kvh {
+                        return Ok(y.contiguous()?);
+                    }
+                    Ok(y.unsqueeze(2)?.broadcast_as((b, kvh, h / kvh, t, hd))?.reshape((b, h, t, hd))?)
+                };
+                let (k, v) = (repeat(k)?, repeat(v)?);
+                let scores = (q.contiguous()?.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
+                let max = scores.max_keepdim(D::Minus1)?.detach();
+                let e = scores.broadcast_sub(&max)?.exp()?;
+                let probs = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
+                probs.matmul(&v)?.transpose(1, 2)?.reshape((b * t, h * hd))?
+            }
+        };
+        self.linear(&out, &w.o)
+    }
+
+    /// One decoder layer on `x [b·t, d]`, residuals included.
+    fn layer_forward(
+        &self,
+        w: &LayerWeights,
+        x: &Tensor,
+        context: &BatchContext,
+        b: usize,
+        t: usize,
+    ) -> Result<Tensor> {
+        let x = (x + self.attention(w, &self.rms_norm(x, &w.input_norm)?, context, b, t)?)?;
+        let y = self.rms_norm(&x, &w.post_norm)?;
+        let (gate, up) = (self.linear(&y, &w.gate)?, self.linear(&y, &w.up)?);
+        let gated = match self.kernels {
+            Kernels::Fused => fused::SwiGlu::apply(&gate, &up)?,
+            Kernels::Composed => (gate.silu()? * up)?,
+        };
+        Ok((x + self.linear(&gated, &w.down)?)?)
+    }
+}
+
+/// The dtype of a checkpoint's weights (`[model] save_dtype`; transformers' `torch_dtype` names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightDtype {
+    Float32,
+    Bfloat16,
+    Float16,
+}
+
+impl WeightDtype {
+    pub fn dtype(self) -> DType {
+        match self {
+            Self::Float32 => DType::F32,
+            Self::Bfloat16 => DType::BF16,
+            Self::Float16 => DType::F16,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Float32 => "float32",
+            Self::Bfloat16 => "bfloat16",
+            Self::Float16 => "float16",
+        }
+    }
+
+    fn of(dtype: DType) -> Self {
+        match dtype {
+            DType::BF16 => Self::Bfloat16,
+            DType::F16 => Self::Float16,
+            _ => Self::Float32,
+        }
+    }
+}
+
+/// `[train] recompute`: activation checkpointing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recompute {
+    /// Keep every activation backward needs (fastest).
+    #[default]
+    None,
+    /// Keep only each decoder layer's input and recompute the layer in backward: activation
+    /// memory of one layer instead of all of them, for about one more forward pass of compute.
+    Layers,
+}
+
+/// A decoder layer whose forward ran without a graph: backward runs it again with one, takes the
+/// input's gradient and hands the parameters' gradients to `Llama::backward`.
+struct RecomputedLayer {
+    decoder: Decoder,
+    weights: LayerWeights,
+    context: BatchContext,
+    shape: (usize, usize),
+    output: Mutex<Option<Tensor>>,
+    parameter_grads: Arc<Mutex<HashMap<TensorId, Tensor>>>,
+}
+
+impl CustomOp1 for RecomputedLayer {
+    fn name(&self) -> &'static str {
+        "recomputed-layer"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let output = self.output.lock().expect("not poisoned").take();
+        let Some(output) = output else { candle_core::bail!("recomputed layer: forward ran twice") };
+        let (storage, layout) = output.storage_and_layout();
+        let (candle_core::Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+        else {
+            candle_core::bail!("recomputed layer: CPU f32 only")
+        };
+        Ok((CpuStorage::F32(data[start..end].to_vec()), output.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _: &Tensor, d_out: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let input = Var::from_tensor(&x.detach())?;
+        let (b, t) = self.shape;
+        let output = self
+            .decoder
+            .layer_forward(&self.weights, input.as_tensor(), &self.context, b, t)
+            .map_err(|e| candle_core::Error::Msg(format!("recomputed layer: {e:#}")))?;
+        let grads = (output * d_out.detach())?.sum_all()?.backward()?;
+        let mut found = self.parameter_grads.lock().expect("not poisoned");
+        for w in self.weights.tensors() {
+            if let Some(g) = grads.get(w) {
+                let sum = match found.remove(&w.id()) {
+                    Some(existing) => (existing + g)?,
+                    None => g.clone(),
+                };
+                found.insert(w.id(), sum);
+            }
+        }
+        Ok(grads.get(input.as_tensor()).cloned())
+    }
+}
+
+/// Fused CPU ops with their own backward, or the composed candle ops they are tested against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernels {
+    Fused,
+    Composed,
+}
+
+#[derive(Clone)]
+enum BatchContext {
+    Fused { table: Arc<fused::RotaryTable>, starts: Arc<Vec<u32>> },
+    Composed { cos: Tensor, sin: Tensor, mask: Tensor },
+}
+
+#[derive(Clone)]
+/// One layer's weights as tensors: the variables themselves, or detached copies of them for a
+/// forward that records nothing (activation recomputation).
+struct LayerWeights {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    o: Tensor,
+    gate: Tensor,
+    up: Tensor,
+    down: Tensor,
+    input_norm: Tensor,
+    post_norm: Tensor,
 }
 
 /// Write tensors as safetensors with `{"format": "pt"}` (what transformers checks), atomically.
@@ -487,6 +813,65 @@ mod tests {
             let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name} has no gradient"));
             let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(norm > 0.0, "{name} has a zero gradient");
+        }
+    }
+
+    /// The fused kernels against the composed reference on the whole model: logits, loss and
+    /// every parameter's gradient, with documents that end inside an attention tile.
+    #[test]
+    fn fused_and_composed_kernels_agree_on_logits_and_every_gradient() {
+        let mut model = tiny();
+        assert_eq!(model.kernels(), Kernels::Fused);
+        let batch = toy_batch(50, 2, 75, |i| (i >= 30) as u32 + (i >= 70) as u32);
+        let run = |model: &Llama| {
+            let logits = model.forward(&batch).unwrap();
+            let loss = model.loss_sum(&batch).unwrap();
+            let grads = loss.backward().unwrap();
+            let grads: Vec<Tensor> =
+                model.params().iter().map(|(_, v)| grads.get(v.as_tensor()).unwrap().clone()).collect();
+            (logits, loss.to_scalar::<f32>().unwrap(), grads)
+        };
+        let (fused_logits, fused_loss, fused_grads) = run(&model);
+        model.set_kernels(Kernels::Composed);
+        let (logits, loss, grads) = run(&model);
+        let max = |t: &Tensor| t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let relative = |a: &Tensor, b: &Tensor| max(&(a - b).unwrap()) / max(b).max(1e-12);
+        assert!(relative(&fused_logits, &logits) <= 1e-4, "logits: {}", relative(&fused_logits, &logits));
+        assert!((fused_loss - loss).abs() <= 1e-4 * loss.abs(), "loss {fused_loss} vs {loss}");
+        for ((name, _), (a, b)) in model.params().iter().zip(fused_grads.iter().zip(&grads)) {
+            assert!(relative(a, b) <= 1e-4, "{name}: gradient differs by {}", relative(a, b));
+        }
+    }
+
+    #[test]
+    fn recomputing_layers_gives_the_same_loss_and_every_gradient() {
+        let batch = toy_batch(50, 2, 40, |i| (i >= 25) as u32);
+        for kernels in [Kernels::Fused, Kernels::Composed] {
+            let mut model = tiny();
+            model.set_kernels(kernels);
+            let run = |model: &Llama| {
+                let loss = model.loss_sum(&batch).unwrap();
+                let grads = model.backward(&loss).unwrap();
+                let grads: Vec<Vec<f32>> = model
+                    .params()
+                    .iter()
+                    .map(|(name, v)| {
+                        let g = grads.get(v.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient"));
+                        g.flatten_all().unwrap().to_vec1().unwrap()
+                    })
+                    .collect();
+                (loss.to_scalar::<f32>().unwrap(), grads)
+            };
+            let (loss, grads) = run(&model);
+            model.set_recompute(Recompute::Layers);
+            let (recomputed_loss, recomputed) = run(&model);
+            assert_eq!(loss, recomputed_loss, "{kernels:?}");
+            for ((name, _), (a, b)) in model.params().iter().zip(grads.iter().zip(&recomputed)) {
+                let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+                let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                assert!(diff <= 1e-6 * scale.max(1e-12), "{kernels:?} {name}: differs by {diff} (of {scale})");
+            }
+            assert!(model.recomputed_grads.lock().unwrap().is_empty(), "backward takes what the layers found");
         }
     }
 

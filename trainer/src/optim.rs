@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result, ensure};
 use candle_core::{Device, Tensor, Var};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -116,10 +117,20 @@ impl AdamW {
 
     /// Apply one update with learning rate `lr` from gradients given in the slots' order.
     pub fn step(&mut self, grads: &[Tensor], lr: f64) -> Result<UpdateInfo> {
+        /// Elements per parallel task.
+        const CHUNK: usize = 1 << 16;
         ensure!(grads.len() == self.slots.len(), "{} gradients for {} parameters", grads.len(), self.slots.len());
         let grads: Vec<Vec<f32>> =
             grads.iter().map(|g| g.flatten_all()?.to_vec1::<f32>()).collect::<candle_core::Result<_>>()?;
-        let norm_sq: f64 = grads.iter().flat_map(|g| g.iter()).map(|&x| x as f64 * x as f64).sum();
+        // Fixed chunks summed in order: the same norm whatever the thread count.
+        let norm_sq: f64 = grads
+            .iter()
+            .map(|g| {
+                let parts: Vec<f64> =
+                    g.par_chunks(CHUNK).map(|c| c.iter().map(|&x| x as f64 * x as f64).sum::<f64>()).collect();
+                parts.iter().sum::<f64>()
+            })
+            .sum();
         let grad_norm = norm_sq.sqrt();
         if !grad_norm.is_finite() {
             return Ok(UpdateInfo { grad_norm, clipped: false, applied: false });
@@ -142,13 +153,16 @@ impl AdamW {
             let t = slot.var.as_tensor();
             let mut p = t.flatten_all()?.to_vec1::<f32>()?;
             let decay = if slot.decay { (1.0 - lr * c.weight_decay) as f32 } else { 1.0 };
-            for i in 0..p.len() {
-                let g = g[i] * clip;
-                slot.m[i] = slot.m[i] * b1 + (1.0 - b1) * g;
-                slot.v[i] = slot.v[i] * b2 + (1.0 - b2) * g * g;
-                let denom = slot.v[i].sqrt() / bias2_sqrt + eps;
-                p[i] = p[i] * decay - step_size * slot.m[i] / denom;
-            }
+            let moments = slot.m.par_chunks_mut(CHUNK).zip(slot.v.par_chunks_mut(CHUNK));
+            p.par_chunks_mut(CHUNK).zip(moments).zip(g.par_chunks(CHUNK)).for_each(|((p, (m, v)), g)| {
+                for i in 0..p.len() {
+                    let g = g[i] * clip;
+                    m[i] = m[i] * b1 + (1.0 - b1) * g;
+                    v[i] = v[i] * b2 + (1.0 - b2) * g * g;
+                    let denom = v[i].sqrt() / bias2_sqrt + eps;
+                    p[i] = p[i] * decay - step_size * m[i] / denom;
+                }
+            });
             slot.var.set(&Tensor::from_vec(p, t.shape(), t.device())?)?;
         }
         Ok(UpdateInfo { grad_norm, clipped: clip < 1.0, applied: true })

@@ -4,6 +4,11 @@
 //! place, so a folder named `step-N` is always complete. The base checkpoint's tokenizer files,
 //! generation config and chat template are copied into each, so that it loads in
 //! `AutoTokenizer` / `AutoModelForCausalLM` (and `midtrain score --text`) as it is.
+//!
+//! The weights are written in the dtype the base checkpoint had (or `[model] save_dtype`), as
+//! shards with an index above `[model] max_shard_size`. Where that dtype is not f32 the f32
+//! weights the run trains are kept beside them (`master_weights.safetensors`), so that a resume
+//! continues from exactly the weights it stopped at.
 
 use std::path::{Path, PathBuf};
 
@@ -11,12 +16,20 @@ use anyhow::{Context, Result};
 use candle_core::Device;
 
 use super::state::TrainerState;
-use crate::model::{Llama, save_safetensors};
+use crate::model::{Llama, WeightDtype, save_safetensors};
 use crate::optim::AdamW;
 
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
 pub const STATE_FILE: &str = "trainer_state.json";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub const MASTER_WEIGHTS_FILE: &str = "master_weights.safetensors";
+
+/// How a checkpoint's weights are written.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightsFormat {
+    pub dtype: WeightDtype,
+    pub max_shard_bytes: u64,
+}
 
 /// Files of an HF folder that belong to the model without being its weights or config.
 const COMPANION_FILES: &[&str] = &[
@@ -49,6 +62,7 @@ pub fn save(
     optimizer: &AdamW,
     state: &TrainerState,
     companions: &[PathBuf],
+    format: WeightsFormat,
 ) -> Result<PathBuf> {
     let root = run.join(CHECKPOINTS_DIR);
     let dir = root.join(step_dir_name(state.step));
@@ -57,8 +71,14 @@ pub fn save(
         std::fs::remove_dir_all(&tmp).with_context(|| format!("{}: cannot remove", tmp.display()))?;
     }
     std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-    model.config.save(&tmp)?;
-    model.save_weights(&tmp)?;
+    model.config.save_with_dtype(&tmp, format.dtype.name())?;
+    model.save_weights_as(&tmp, format.dtype, format.max_shard_bytes)?;
+    if format.dtype != WeightDtype::Float32 {
+        save_safetensors(
+            &tmp.join(MASTER_WEIGHTS_FILE),
+            model.params().iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())),
+        )?;
+    }
     for file in companions {
         let name = file.file_name().context("a companion file has a name")?;
         std::fs::copy(file, tmp.join(name))
@@ -97,7 +117,16 @@ pub fn list(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
 
 /// The model and trainer state of the checkpoint `dir`.
 pub fn load(dir: &Path, device: &Device) -> Result<(Llama, TrainerState)> {
-    let model = Llama::load(dir, device)?;
+    let mut model = Llama::load(dir, device)?;
+    let master = dir.join(MASTER_WEIGHTS_FILE);
+    if master.is_file() {
+        let tensors = candle_core::safetensors::load(&master, device)
+            .with_context(|| format!("{}: cannot read the f32 weights", master.display()))?;
+        let base_dtype = model.base_dtype;
+        model = Llama::from_tensors(model.config.clone(), tensors, device)
+            .with_context(|| format!("{}", master.display()))?;
+        model.base_dtype = base_dtype;
+    }
     let path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
     let state = serde_json::from_str(&text).with_context(|| format!("{}: invalid trainer state", path.display()))?;

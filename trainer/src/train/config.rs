@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{LongMix, PackOptions};
 use crate::hf_config::LlamaConfig;
+use crate::model::WeightDtype;
 use crate::optim::AdamWConfig;
 use crate::passkey::PasskeyConfig;
 use crate::rope::RopeScaling;
@@ -41,6 +42,10 @@ pub struct TrainConfig {
 pub struct LoopConfig {
     #[serde(default)]
     pub on_nonfinite: OnNonFinite,
+    /// "layers": keep only each decoder layer's input for backward and recompute the layer
+    /// there (long sequences: activation memory of one layer, ~1/3 more compute).
+    #[serde(default)]
+    pub recompute: crate::model::Recompute,
 }
 
 /// A step whose loss or gradient norm is NaN or infinite.
@@ -69,6 +74,32 @@ fn default_checkpoint_every() -> u64 {
 pub struct ModelConfig {
     pub source: ModelSource,
     pub final_lr: Option<f64>,
+    /// The dtype checkpoints are written in; by default the base checkpoint's.
+    pub save_dtype: Option<WeightDtype>,
+    /// Checkpoints above this size are written as shards with an index (transformers' layout).
+    pub max_shard_bytes: u64,
+}
+
+/// transformers' `max_shard_size` default ("5GB").
+const DEFAULT_MAX_SHARD_BYTES: u64 = 5_000_000_000;
+
+/// "5GB", "100MB", "512KiB", or bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = (t[..split].parse::<f64>().ok()?, t[split..].trim().to_ascii_uppercase());
+    let scale = match unit.as_str() {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "KIB" => 1024.0,
+        "MIB" => 1024.0 * 1024.0,
+        "GIB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = number * scale;
+    (bytes >= 1.0).then_some(bytes as u64)
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -96,17 +127,32 @@ struct ModelToml {
     checkpoint: Option<PathBuf>,
     config: Option<PathBuf>,
     final_lr: Option<f64>,
+    // Absent unless set, so snapshots of earlier runs keep their shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    save_dtype: Option<WeightDtype>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_shard_size: Option<String>,
 }
 
 impl TryFrom<ModelToml> for ModelConfig {
-    type Error = &'static str;
+    type Error = String;
     fn try_from(m: ModelToml) -> Result<Self, Self::Error> {
         let source = match (m.checkpoint, m.config) {
             (Some(dir), None) => ModelSource::Checkpoint(dir),
             (None, Some(path)) => ModelSource::Fresh(path),
-            _ => return Err("[model] needs exactly one of `checkpoint` (continue a model) or `config` (start fresh)"),
+            _ => {
+                return Err(
+                    "[model] needs exactly one of `checkpoint` (continue a model) or `config` (start fresh)".into()
+                );
+            }
         };
-        Ok(Self { source, final_lr: m.final_lr })
+        let max_shard_bytes = match &m.max_shard_size {
+            None => DEFAULT_MAX_SHARD_BYTES,
+            Some(text) => parse_size(text).ok_or_else(|| {
+                format!("[model] max_shard_size = {text:?}: write a size such as \"5GB\", \"500MB\" or \"2GiB\"")
+            })?,
+        };
+        Ok(Self { source, final_lr: m.final_lr, save_dtype: m.save_dtype, max_shard_bytes })
     }
 }
 
@@ -116,7 +162,8 @@ impl From<ModelConfig> for ModelToml {
             ModelSource::Checkpoint(dir) => (Some(dir), None),
             ModelSource::Fresh(path) => (None, Some(path)),
         };
-        Self { checkpoint, config, final_lr: m.final_lr }
+        let max_shard_size = (m.max_shard_bytes != DEFAULT_MAX_SHARD_BYTES).then(|| m.max_shard_bytes.to_string());
+        Self { checkpoint, config, final_lr: m.final_lr, save_dtype: m.save_dtype, max_shard_size }
     }
 }
 

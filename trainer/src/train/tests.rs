@@ -30,7 +30,12 @@ fn config(dir: &Path, stages: Vec<StageConfig>) -> TrainConfig {
     model_config.save(dir).unwrap();
     TrainConfig {
         seed: 5,
-        model: ModelConfig { source: ModelSource::Fresh(dir.join("config.json")), final_lr: Some(3e-3) },
+        model: ModelConfig {
+            source: ModelSource::Fresh(dir.join("config.json")),
+            final_lr: Some(3e-3),
+            save_dtype: None,
+            max_shard_bytes: 5_000_000_000,
+        },
         data: DataConfig {
             path: dataset(dir),
             document_masking: true,
@@ -248,7 +253,8 @@ fn nan_weights_in_the_checkpoint_are_refused_by_name() {
     *t = Tensor::from_vec(values, t.shape(), &Device::Cpu).unwrap();
     let broken = name.clone();
     crate::model::save_safetensors(&base.join("model.safetensors"), tensors).unwrap();
-    config.model = ModelConfig { source: ModelSource::Checkpoint(base), final_lr: Some(1e-3) };
+    config.model.source = ModelSource::Checkpoint(base);
+    config.model.final_lr = Some(1e-3);
     let err = train(&config, &dir.path().join("run"), &TrainOptions::default(), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains(&broken) && err.to_string().contains("NaN"), "{err}");
 }
@@ -268,7 +274,8 @@ fn checkpoints_carry_the_base_models_tokenizer_generation_config_and_chat_templa
         std::fs::write(base.join(name), text).unwrap();
     }
     std::fs::write(base.join("notes.txt"), "not the model's").unwrap();
-    config.model = ModelConfig { source: ModelSource::Checkpoint(base), final_lr: Some(1e-3) };
+    config.model.source = ModelSource::Checkpoint(base);
+    config.model.final_lr = Some(1e-3);
     let run = dir.path().join("run");
     train(&config, &run, &TrainOptions::default(), &mut |_| {}).unwrap();
     let (_, last) = checkpointer::list(&run).unwrap().pop().unwrap();
@@ -276,6 +283,66 @@ fn checkpoints_carry_the_base_models_tokenizer_generation_config_and_chat_templa
         assert_eq!(std::fs::read_to_string(last.join(name)).unwrap(), text, "{name}");
     }
     assert!(!last.join("notes.txt").exists(), "only the model's files");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A bf16 base gives bf16 checkpoints (sharded above max_shard_size, with an index) whose f32
+/// master weights make a resume continue exactly: the run stopped and resumed ends with the
+/// weights of the run that went through.
+#[test]
+fn a_bf16_base_gives_sharded_bf16_checkpoints_and_an_exact_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, base, model) = continued_run(dir.path());
+    model.save_weights_as(&base, crate::model::WeightDtype::Bfloat16, u64::MAX).unwrap();
+    config.model.source = ModelSource::Checkpoint(base);
+    config.model.final_lr = Some(1e-3);
+    config.model.max_shard_bytes = 60_000;
+    config.stages = vec![stage("anneal", 128 * 4, 32)];
+    let full = dir.path().join("full");
+    train(&config, &full, &TrainOptions::default(), &mut |_| {}).unwrap();
+    let (_, last) = checkpointer::list(&full).unwrap().pop().unwrap();
+    let config_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(last.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config_json["torch_dtype"], "bfloat16");
+    assert!(!last.join("model.safetensors").exists());
+    let shards: Vec<Tensor> = crate::model::load_weights(&last, &Device::Cpu).unwrap().into_values().collect();
+    assert!(shards.iter().all(|t| t.dtype() == candle_core::DType::BF16));
+    let index = std::fs::read_to_string(last.join("model.safetensors.index.json")).unwrap();
+    assert!(index.contains("model-00001-of-0000") && index.contains("total_size"), "{index}");
+    let master = candle_core::safetensors::load(last.join(checkpointer::MASTER_WEIGHTS_FILE), &Device::Cpu).unwrap();
+    assert!(master.values().all(|t| t.dtype() == candle_core::DType::F32));
+
+    // As if killed after the checkpoint of step 2: the run without its last checkpoint, resumed.
+    let resumed = dir.path().join("resumed");
+    copy_tree(&full, &resumed);
+    let (last_step, _) = checkpointer::list(&resumed).unwrap().pop().unwrap();
+    std::fs::remove_dir_all(resumed.join(checkpointer::CHECKPOINTS_DIR).join(format!("step-{last_step:08}"))).unwrap();
+    assert!(!checkpointer::list(&resumed).unwrap().is_empty(), "an earlier checkpoint to resume from");
+    train(&config, &resumed, &TrainOptions::default(), &mut |_| {}).unwrap();
+    let (_, resumed_last) = checkpointer::list(&resumed).unwrap().pop().unwrap();
+    let read = |dir: &Path| {
+        let mut t: Vec<(String, Vec<f32>)> =
+            candle_core::safetensors::load(dir.join(checkpointer::MASTER_WEIGHTS_FILE), &Device::Cpu)
+                .unwrap()
+                .into_iter()
+                .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+                .collect();
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        t
+    };
+    assert_eq!(read(&last), read(&resumed_last), "the resumed run ends at the same f32 weights");
 }
 
 #[test]

@@ -209,7 +209,7 @@ impl<'a> Trainer<'a> {
     ) -> Result<Self> {
         let resume_from = checkpointer::list(run)?.pop().map(|(_, dir)| dir);
         let start_dir = resume_from.as_ref().or(options.branch_from.as_ref());
-        let (model, mut state) = match (start_dir, &config.model.source) {
+        let (mut model, mut state) = match (start_dir, &config.model.source) {
             (Some(dir), _) => checkpointer::load(dir, device)?,
             (None, ModelSource::Checkpoint(dir)) => (Llama::load(dir, device)?, TrainerState::new(config.seed)),
             (None, ModelSource::Fresh(path)) => {
@@ -221,6 +221,7 @@ impl<'a> Trainer<'a> {
             (None, ModelSource::Fresh(_)) => None,
         };
         check_finite_weights(&model, weights_from)?;
+        model.set_recompute(config.train.recompute);
         state.adopt_data_identities(identities, resume_from.as_deref())?;
         if resume_from.is_none() && options.branch_from.is_some() {
             state.restart_counters_for_branch();
@@ -291,7 +292,12 @@ impl<'a> Trainer<'a> {
             }
             if stage_done || self.state.step.is_multiple_of(config.checkpoint_every) {
                 self.metrics.sync()?;
-                let dir = checkpointer::save(self.run, &self.model, &self.optimizer, &self.state, &self.companions)?;
+                let format = checkpointer::WeightsFormat {
+                    dtype: self.config.model.save_dtype.unwrap_or(self.model.base_dtype),
+                    max_shard_bytes: self.config.model.max_shard_bytes,
+                };
+                let dir =
+                    checkpointer::save(self.run, &self.model, &self.optimizer, &self.state, &self.companions, format)?;
                 on_event(Event::Checkpoint(&dir));
             }
             if self.options.stop_after.is_some_and(|n| self.state.step >= n) {
@@ -372,7 +378,7 @@ impl<'a> Trainer<'a> {
         for (batch, _) in micro {
             let loss = self.model.loss_sum(batch)?;
             acc.loss_sum += loss.to_scalar::<f32>()? as f64;
-            let grads = (loss / total)?.backward()?;
+            let grads = self.model.backward(&(loss / total)?)?;
             let grads: Vec<Tensor> = self
                 .params
                 .iter()
