@@ -99,6 +99,9 @@ bench: build
 	RAYON_NUM_THREADS=2 $(CARGO) bench -p trainer --bench train_step -- 4
 	bash scripts/parity/setup_venv.sh transformers
 	.venv-parity/bin/python scripts/bench/torch_train.py --midtrain $(MIDTRAIN) --threads 2 --steps 8
+	$(MAKE) $(SMOLLM2)/model.safetensors
+	RAYON_NUM_THREADS=2 $(CARGO) bench -p trainer --bench train_step -- 3 $(abspath $(SMOLLM2)) 2 512
+	.venv-parity/bin/python scripts/bench/smollm2_train.py --midtrain $(MIDTRAIN) --model $(SMOLLM2)
 
 ## fixtures: regenerate everything under fixtures/ (deterministic). Built with the workspace's
 ## features (a `cargo run -p` would rebuild tokenizers and parquet with other features).
@@ -169,8 +172,9 @@ parity: demo
 		--midtrain-arg=--eos --midtrain-arg='<|end_story|>' --corpus $(ALL_CORPORA) --edge-cases
 	.venv-parity/bin/python scripts/parity/chat_templates.py --midtrain $(MIDTRAIN) --smollm2 $(SMOLLM2)
 
-$(SMOLLM2)/tokenizer.json:
-	bash ../shared/models/get-smollm2.sh $(SMOLLM2)
+$(SMOLLM2)/tokenizer.json $(SMOLLM2)/model.safetensors:
+	bash scripts/parity/setup_venv.sh transformers
+	MODELS_PYTHON=$(abspath .venv-parity/bin/python) bash ../shared/models/get-smollm2.sh $(SMOLLM2)
 
 clean:
 	rm -rf out

@@ -34,7 +34,7 @@ group_packages() {
   case "$1" in
     megatron) echo "torch megatron-core numpy" ;;
     datatrove) echo "datatrove[processing,io]==0.10.1 spacy==3.8.* pyarrow pandas" ;;
-    transformers) echo "torch transformers tokenizers numpy" ;;
+    transformers) echo "torch transformers tokenizers numpy gguf accelerate" ;;
     tokenizers) echo "tokenizers" ;;
     fasttext) echo "fasttext-numpy2-wheel numpy" ;;
     olmo) echo "ai2-olmo-core numpy" ;;
@@ -45,7 +45,7 @@ group_modules() {
   case "$1" in
     megatron) echo "torch numpy megatron.core.datasets.indexed_dataset" ;;
     datatrove) echo "datatrove datatrove.pipeline.filters spacy pyarrow pandas" ;;
-    transformers) echo "torch transformers tokenizers numpy" ;;
+    transformers) echo "torch transformers tokenizers numpy gguf accelerate" ;;
     tokenizers) echo "tokenizers" ;;
     fasttext) echo "fasttext numpy" ;;
     olmo) echo "olmo_core.data.source_mixture numpy" ;;

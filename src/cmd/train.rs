@@ -88,7 +88,14 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
     };
     let device = match args.device {
         Device::Cpu => TrainDevice::Cpu,
-        Device::Cuda => TrainDevice::Cuda,
+        Device::Cuda => {
+            // Explicit, since the CPU kernels are what make memory linear in the sequence length.
+            eprintln!(
+                "midtrain: the fused ops (attention, RMSNorm, RoPE, SwiGLU, linear, loss) have CPU kernels \
+                 only; on CUDA the model runs candle's composed ops (attention memory grows with seq²)"
+            );
+            TrainDevice::Cuda
+        }
     };
     let options = TrainOptions { branch_from: args.branch_from.clone(), stop_after: None, device };
     train(&config, &args.out, &options, &mut on_event)?;
