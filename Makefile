@@ -11,7 +11,7 @@ ALL_CORPORA = $(foreach c,web wiki books code math instruct,$(CORPORA)/$(c).parq
 SMOLLM2 ?= .models/smollm2-135m
 TINYSTORIES ?= ../shared/models/tinystories-656k
 
-.PHONY: build demo test lint fmt bench fixtures parity slurm-test clean experiment-context experiment-schedules
+.PHONY: build demo test lint fmt bench fixtures tasks parity slurm-test clean experiment-context experiment-schedules
 
 build:
 	$(CARGO) build --bin midtrain
@@ -37,6 +37,10 @@ demo: build
 	rm -rf out/run
 	$(MIDTRAIN) train trainer/configs/fixtures-anneal.toml --out out/run --report
 	$(MIDTRAIN) score out/run/checkpoints/step-00000040 --text "The cat sat on the mat." --tokenizer fixtures/tokenizer.json
+	@echo "== evaluate the checkpoint on the fixture tasks (multiple choice, held-out perplexity)"
+	$(MIDTRAIN) eval out/run/checkpoints/step-00000040 --tokenizer fixtures/tokenizer.json \
+		--tasks fixtures/tasks/math_mc.toml fixtures/tasks/heldout_web.jsonl fixtures/tasks/heldout_code.jsonl \
+		--samples out/run/eval-samples.jsonl
 	$(MIDTRAIN) soup out/run/checkpoints/step-00000020 out/run/checkpoints/step-00000040 --out out/run/soup
 	$(MIDTRAIN) rope out/run/soup/config.json --json | cut -c1-200
 	@echo "== tokenize a dump as it is (no filtering)"
@@ -109,6 +113,12 @@ fixtures:
 	$(CARGO) build --workspace --bins
 	$(TARGET_DIR)/debug/midtrain-fixtures fixtures
 
+## tasks: the evaluation tasks of `midtrain eval` from ../shared/corpora (500 items each) into
+## out/tasks; fixtures/tasks holds the same made with --items 20 --max-chars 600
+tasks:
+	bash scripts/parity/setup_venv.sh tasks
+	.venv-parity/bin/python scripts/tasks/build_tasks.py --corpora $(CORPORA) --out out/tasks
+
 ## The fixture mixture the training configs read (prepare skips finished datasets).
 out/mixture/mixture.json: | build
 	$(MIDTRAIN) prepare fixtures/prepare.toml
@@ -171,6 +181,8 @@ parity: demo
 		--tokenizer $(TINYSTORIES)/tokenizer.json --eos '<|end_story|>' \
 		--midtrain-arg=--eos --midtrain-arg='<|end_story|>' --corpus $(ALL_CORPORA) --edge-cases
 	.venv-parity/bin/python scripts/parity/chat_templates.py --midtrain $(MIDTRAIN) --smollm2 $(SMOLLM2)
+	$(MAKE) $(SMOLLM2)/model.safetensors
+	.venv-parity/bin/python scripts/parity/eval_tasks.py --midtrain $(MIDTRAIN) --model $(SMOLLM2) --tasks fixtures/tasks
 
 $(SMOLLM2)/tokenizer.json $(SMOLLM2)/model.safetensors:
 	bash scripts/parity/setup_venv.sh transformers

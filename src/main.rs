@@ -40,6 +40,7 @@ enum Command {
     Report(cmd::train::ReportArgs),
     Compare(cmd::train::CompareArgs),
     Score(cmd::model::ScoreArgs),
+    Eval(cmd::eval::EvalArgs),
     Soup(cmd::model::SoupArgs),
     Rope(cmd::model::RopeArgs),
 }
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
         Command::Report(args) => cmd::train::report(args),
         Command::Compare(args) => cmd::train::compare(args),
         Command::Score(args) => cmd::model::score(args),
+        Command::Eval(args) => cmd::eval::run(args, cli.quiet),
         Command::Soup(args) => cmd::model::soup(args),
         Command::Rope(args) => cmd::model::rope(args),
     };

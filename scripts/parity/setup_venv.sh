@@ -38,6 +38,7 @@ group_packages() {
     tokenizers) echo "tokenizers" ;;
     fasttext) echo "fasttext-numpy2-wheel numpy" ;;
     olmo) echo "ai2-olmo-core numpy" ;;
+    tasks) echo "pyarrow" ;;
     *) return 1 ;;
   esac
 }
@@ -49,13 +50,14 @@ group_modules() {
     tokenizers) echo "tokenizers" ;;
     fasttext) echo "fasttext numpy" ;;
     olmo) echo "olmo_core.data.source_mixture numpy" ;;
+    tasks) echo "pyarrow" ;;
     *) return 1 ;;
   esac
 }
 
 for g in "$@"; do
   if ! group_packages "$g" >/dev/null; then
-    echo "setup_venv: unknown group '$g' (known: megatron datatrove transformers tokenizers fasttext olmo)" >&2
+    echo "setup_venv: unknown group '$g' (known: megatron datatrove transformers tokenizers fasttext olmo tasks)" >&2
     exit 2
   fi
 done

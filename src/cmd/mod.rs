@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod decontaminate;
 pub mod dedup;
+pub mod eval;
 pub mod filter;
 pub mod inspect;
 pub mod mix;

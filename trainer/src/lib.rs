@@ -5,7 +5,8 @@
 //! `schedule`), AdamW with parameter groups and clipping ([`optim`]), a packed, resumable data
 //! loader over mixtures (`data`), and the training run ([`train`]: config, loop, evaluator,
 //! checkpointer, records) with its training statistics (`metrics`), evaluation (`eval`),
-//! HTML reports (`report`) and weight averaging (`soup`).
+//! HTML reports (`report`) and weight averaging (`soup`); evaluation on lm-eval-style tasks
+//! ([`tasks`]).
 
 // Modules whose types make up the public API stay public; the rest is private behind the
 // `pub use` below, so the compiler reports what nothing uses.
@@ -22,6 +23,7 @@ mod report;
 pub mod rope;
 mod schedule;
 mod soup;
+pub mod tasks;
 pub mod train;
 
 pub use eval::score;

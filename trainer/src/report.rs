@@ -9,6 +9,7 @@ use anyhow::Result;
 use util::html::{COLORS, escape, page};
 
 use crate::passkey::PasskeyGrid;
+use crate::tasks::TaskScores;
 use crate::train::records::ShortChange;
 use crate::train::{EvalRecord, Metrics, StepRecord, read_metrics};
 
@@ -188,8 +189,59 @@ fn passkey_heat_map(record: &EvalRecord) -> Option<String> {
     Some(heat_map(&title, &rows, &columns, &grid.accuracy))
 }
 
+/// `[eval.tasks]` scores: accuracy against the step, and a table of every evaluation's scores
+/// (accuracy ± standard error, or perplexity and bits per byte).
+fn task_section(evals: &[EvalRecord]) -> String {
+    let scored: Vec<(&EvalRecord, &std::collections::BTreeMap<String, TaskScores>)> =
+        evals.iter().filter_map(|e| e.tasks.as_ref().map(|t| (e, t))).collect();
+    let mut names: Vec<&String> = scored.iter().flat_map(|(_, t)| t.keys()).collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return String::new();
+    }
+    let series: Vec<Series> = names
+        .iter()
+        .map(|name| Series {
+            name: (*name).clone(),
+            points: scored.iter().filter_map(|(e, t)| Some((e.step as f64, t.get(*name)?.acc?))).collect(),
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    let mut out = String::new();
+    if !series.is_empty() {
+        out.push_str(&line_chart("task accuracy (acc)", "step", &series, false));
+    }
+    out.push_str("<h2>Task scores</h2><table><tr><th>evaluation</th>");
+    for name in &names {
+        let _ = write!(out, "<th>{}</th>", escape(name));
+    }
+    out.push_str("</tr>");
+    for (e, tasks) in &scored {
+        let _ = write!(out, "<tr><td>{} {} (step {})</td>", escape(&e.stage), e.when.as_str(), e.step);
+        for name in &names {
+            let cell = match tasks.get(*name) {
+                Some(TaskScores { acc: Some(acc), stderr, acc_norm, .. }) => format!(
+                    "acc {:.1}%{}{}",
+                    100.0 * acc,
+                    stderr.map_or(String::new(), |s| format!(" ± {:.1}", 100.0 * s)),
+                    acc_norm.map_or(String::new(), |a| format!(" · norm {:.1}%", 100.0 * a))
+                ),
+                Some(TaskScores { perplexity: Some(ppl), bits_per_byte, .. }) => {
+                    format!("ppl {ppl:.2}{}", bits_per_byte.map_or(String::new(), |b| format!(" · {b:.3} bits/byte")))
+                }
+                _ => "–".into(),
+            };
+            let _ = write!(out, "<td>{cell}</td>");
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table>");
+    out
+}
+
 /// The report of one run folder: charts, a summary table, the short-context check of each
-/// stage, loss by position and passkey heat maps.
+/// stage, loss by position, passkey heat maps and task scores.
 pub fn run_report(run: &Path) -> Result<String> {
     let Metrics { steps, evals } = read_metrics(run)?;
     let mut body = String::new();
@@ -261,6 +313,7 @@ pub fn run_report(run: &Path) -> Result<String> {
     for map in evals.iter().filter_map(passkey_heat_map) {
         body.push_str(&map);
     }
+    body.push_str(&task_section(&evals));
     Ok(page(&format!("midtrain run {}", run.display()), &body))
 }
 

@@ -20,6 +20,19 @@ pub(super) fn open(
     format: Format,
     options: &ReadOptions,
 ) -> Result<BatchIter, ReadError> {
+    Ok(Box::new(JsonlBatches {
+        path: path.to_path_buf(),
+        source,
+        options: options.clone(),
+        reader: decompressed(path, format)?,
+        line: 0,
+        done: false,
+        buf: Vec::new(),
+    }))
+}
+
+/// The file's lines, through gzip or zstd by its format.
+fn decompressed(path: &Path, format: Format) -> Result<BufReader<Box<dyn Read + Send>>, FileError> {
     let file = File::open(path).map_err(FileError::at(path))?;
     let inner: Box<dyn Read + Send> = match format {
         Format::Jsonl => Box::new(file),
@@ -27,15 +40,30 @@ pub(super) fn open(
         Format::JsonlZst => Box::new(zstd::stream::read::Decoder::new(file).map_err(FileError::at(path))?),
         Format::Parquet => unreachable!("parquet has its own reader"),
     };
-    Ok(Box::new(JsonlBatches {
-        path: path.to_path_buf(),
-        source,
-        options: options.clone(),
-        reader: BufReader::with_capacity(1 << 20, inner),
-        line: 0,
-        done: false,
-        buf: Vec::new(),
-    }))
+    Ok(BufReader::with_capacity(1 << 20, inner))
+}
+
+/// Every line of a JSON-lines file as a JSON object (blank lines skipped), with its row number.
+pub(super) fn records(path: &Path, format: Format) -> Result<Vec<super::Record>, ReadError> {
+    let mut reader = decompressed(path, format)?;
+    let (mut out, mut buf, mut line) = (Vec::new(), Vec::new(), 0u64);
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf).map_err(FileError::at(path))? == 0 {
+            return Ok(out);
+        }
+        let row = line;
+        line += 1;
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let bad = |message: String| ReadError::Record { path: path.to_path_buf(), row, message };
+        match serde_json::from_slice::<Json>(&buf) {
+            Ok(Json::Object(map)) => out.push((row, map)),
+            Ok(_) => return Err(bad("bad_json: not an object".into())),
+            Err(e) => return Err(bad(format!("bad_json: {e}"))),
+        }
+    }
 }
 
 struct JsonlBatches {

@@ -113,6 +113,9 @@ pub enum ReadError {
         row_name(path, *row)
     )]
     Row { path: PathBuf, row: u64, message: String },
+    /// A row of a file read whole ([`read_records`]), which has no skipping policy.
+    #[error("{path}: {}: {message}", row_name(path, *row))]
+    Record { path: PathBuf, row: u64, message: String },
     #[error("input pattern {pattern:?}: {source}")]
     Pattern {
         pattern: String,
@@ -207,6 +210,18 @@ pub fn open(path: &Path, options: &ReadOptions) -> Result<BatchIter, ReadError> 
     match Format::of(path) {
         Some(Format::Parquet) => parquet::open(path, source, options),
         Some(format) => jsonl::open(path, source, format, options),
+        None => Err(ReadError::UnknownFormat { path: path.to_path_buf() }),
+    }
+}
+
+/// A JSON object per row of a (small) file, all columns, with its row number: for task files
+/// and other inputs read whole rather than streamed as documents.
+pub type Record = (u64, serde_json::Map<String, serde_json::Value>);
+
+pub fn read_records(path: &Path) -> Result<Vec<Record>, ReadError> {
+    match Format::of(path) {
+        Some(Format::Parquet) => parquet::records(path),
+        Some(format) => jsonl::records(path, format),
         None => Err(ReadError::UnknownFormat { path: path.to_path_buf() }),
     }
 }

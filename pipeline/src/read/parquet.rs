@@ -365,6 +365,27 @@ pub(crate) fn string_at(array: &ArrayRef, i: usize) -> Option<&str> {
     }
 }
 
+/// Every row of a parquet file as a JSON object of all its columns (as [`json_at`] reads them).
+pub(super) fn records(path: &Path) -> Result<Vec<super::Record>, ReadError> {
+    let file = File::open(path).map_err(FileError::at(path))?;
+    let footer = |source| ReadError::Footer { path: path.to_path_buf(), source };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(footer)?.build().map_err(footer)?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| ReadError::Record {
+            path: path.to_path_buf(),
+            row: out.len() as u64,
+            message: format!("unreadable_row_group: {e}"),
+        })?;
+        let schema = batch.schema();
+        for i in 0..batch.num_rows() {
+            let row = schema.fields().iter().zip(batch.columns()).map(|(f, c)| (f.name().clone(), json_at(c, i)));
+            out.push((out.len() as u64, row.collect()));
+        }
+    }
+    Ok(out)
+}
+
 /// A predicate value from row `i` of any scalar column.
 fn value_at(array: &ArrayRef, i: usize) -> Value {
     if array.is_null(i) {

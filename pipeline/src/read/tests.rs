@@ -270,3 +270,30 @@ fn inputs_expand_sorted_and_unknown_formats_are_refused() {
     let none = dir.path().join("*.zst").to_string_lossy().into_owned();
     assert!(expand_inputs(&[none]).unwrap_err().to_string().contains("matches no file"));
 }
+
+#[test]
+fn records_read_every_column_of_parquet_and_every_line_of_jsonl() {
+    let dir = tempfile::tempdir().unwrap();
+    let parquet = dir.path().join("r.parquet");
+    write_parquet(&parquet, vec![Some("one"), None, Some("three")], vec![0.5, 1.0, 2.0], 2);
+    let rows = read_records(&parquet).unwrap();
+    assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 1, 2], "row numbers across row groups");
+    assert_eq!(
+        serde_json::Value::Object(rows[0].1.clone()),
+        serde_json::json!({"id": "doc-0", "text": "one", "score": 0.5, "n": 0})
+    );
+    assert_eq!(rows[1].1["text"], serde_json::Value::Null);
+
+    let jsonl = dir.path().join("r.jsonl.gz");
+    std::fs::rename(write_compressed(dir.path(), "r.jsonl.gz"), &jsonl).unwrap();
+    let err = read_records(&jsonl).unwrap_err().to_string();
+    // Line 4 holds invalid UTF-8; blank line 2 is skipped; rows are lines.
+    assert!(err.contains("r.jsonl.gz") && err.contains("line 4") && err.contains("bad_json"), "{err}");
+    let good = dir.path().join("g.jsonl");
+    std::fs::write(&good, "{\"a\": 1}\n\n{\"a\": {\"b\": [1, 2]}}\n").unwrap();
+    let rows = read_records(&good).unwrap();
+    assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 2]);
+    assert_eq!(rows[1].1["a"]["b"][1], 2);
+    std::fs::write(&good, "[1, 2]\n").unwrap();
+    assert!(read_records(&good).unwrap_err().to_string().contains("line 1: bad_json: not an object"));
+}

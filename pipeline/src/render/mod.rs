@@ -197,7 +197,7 @@ impl Renderer {
                     Some(Json::Null) => return Err(RenderProblem::NullField(column.clone())),
                     Some(Json::Array(m)) => m,
                     Some(other) => {
-                        return Err(RenderProblem::NotMessages { field: column.clone(), found: kind(other) });
+                        return Err(RenderProblem::NotMessages { field: column.clone(), found: json_kind(other) });
                     }
                 };
                 template.render(messages, *loss_mask == LossMask::Assistant)
@@ -219,14 +219,15 @@ fn root(name: &str) -> &str {
 }
 
 /// `a.b.c` in a JSON object (a list is indexed by a number: `choices.0`).
-pub(crate) fn lookup<'a>(row: &'a Json, name: &str) -> Option<&'a Json> {
+pub fn lookup<'a>(row: &'a Json, name: &str) -> Option<&'a Json> {
     name.split('.').try_fold(row, |v, key| match v {
         Json::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
         _ => v.get(key),
     })
 }
 
-fn kind(v: &Json) -> &'static str {
+/// What a JSON value is, for messages ("a list", "null").
+pub fn json_kind(v: &Json) -> &'static str {
     match v {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",

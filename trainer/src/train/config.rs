@@ -219,6 +219,21 @@ pub struct EvalConfig {
     pub position_bucket: Option<usize>,
     /// Passkey retrieval over lengths × depths at the start of the run and the end of each stage.
     pub passkey: Option<PasskeyConfig>,
+    /// Tasks (as `midtrain eval` reads them) at the start of the run and the end of each stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<TasksConfig>,
+}
+
+/// `[eval.tasks]`: lm-eval-style task files scored at the run's start and each stage's end.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TasksConfig {
+    /// Task files: `.jsonl` / `.parquet` items or `.toml` task specs.
+    pub files: Vec<PathBuf>,
+    /// The model's tokenizer.json (default: the base checkpoint's).
+    pub tokenizer: Option<PathBuf>,
+    /// The first this many items of each task.
+    pub limit: Option<usize>,
 }
 
 fn default_eval_tokens() -> u64 {
@@ -237,6 +252,7 @@ impl Default for EvalConfig {
             short_seq_len: None,
             position_bucket: None,
             passkey: None,
+            tasks: None,
         }
     }
 }
@@ -354,9 +370,20 @@ impl RopeChange {
 impl TrainConfig {
     /// Read a TOML config; relative paths become relative to its folder.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with(path, &toml::Table::new())
+    }
+
+    /// [`load`](Self::load) with `overrides` merged into the TOML first: tables key by key,
+    /// anything else (arrays of `[[stage]]` too) replaced whole. Paths in the overrides are
+    /// relative to the config's folder as well.
+    pub fn load_with(path: &Path, overrides: &toml::Table) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let mut config: Self =
+        let mut table: toml::Table =
             toml::from_str(&text).with_context(|| format!("{}: invalid train config", path.display()))?;
+        merge_toml(&mut table, overrides);
+        let mut config: Self = toml::Value::Table(table)
+            .try_into()
+            .with_context(|| format!("{}: invalid train config", path.display()))?;
         let base = util::fsutil::config_folder(path).with_context(|| format!("{}: cannot read", path.display()))?;
         let resolve = |p: &mut PathBuf| *p = util::fsutil::resolve_against(&base, p);
         match &mut config.model.source {
@@ -368,6 +395,10 @@ impl TrainConfig {
         }
         if let Some(p) = &mut config.eval.passkey {
             resolve(&mut p.tokenizer);
+        }
+        if let Some(t) = &mut config.eval.tasks {
+            t.files.iter_mut().for_each(resolve);
+            t.tokenizer.as_mut().map(resolve);
         }
         config.validate().with_context(|| format!("{}", path.display()))?;
         Ok(config)
@@ -395,6 +426,10 @@ impl TrainConfig {
         ensure!(e.short_seq_len != Some(0), "[eval] short_seq_len must be at least 1");
         ensure!(e.position_bucket != Some(0), "[eval] position_bucket must be at least 1");
         ensure!(e.max_tokens > 0, "[eval] max_tokens must be at least 1");
+        if let Some(t) = &e.tasks {
+            ensure!(!t.files.is_empty(), "[eval.tasks] files is empty: name task files, or drop the section");
+            ensure!(t.limit != Some(0), "[eval.tasks] limit must be at least 1");
+        }
         ensure!(
             e.degradation_tolerance.is_finite() && e.degradation_tolerance >= 0.0,
             "[eval] degradation_tolerance {} must be a non-negative number",
@@ -495,6 +530,18 @@ impl TrainConfig {
             warmup_steps: s.warmup_steps,
             total_steps: self.stage_steps()[stage],
             decay: s.decay,
+        }
+    }
+}
+
+/// Merge `overrides` into `table`: nested tables key by key, other values replaced.
+fn merge_toml(table: &mut toml::Table, overrides: &toml::Table) {
+    for (key, value) in overrides {
+        match (table.get_mut(key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(over)) => merge_toml(inner, over),
+            _ => {
+                table.insert(key.clone(), value.clone());
+            }
         }
     }
 }

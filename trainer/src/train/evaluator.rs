@@ -1,6 +1,6 @@
 //! The evaluations of one stage: held-out loss per domain at the stage's length; at its start
 //! and end also the short-context check and loss by position; passkey retrieval at the run's
-//! start and each stage's end.
+//! start and each stage's end, with the task scores of `[eval.tasks]`.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +15,56 @@ use crate::data::{Corpus, eval_batches};
 use crate::eval;
 use crate::model::{Batch, Llama};
 use crate::passkey::PasskeyPrompts;
+use crate::tasks::{EvalOptions, Task, TaskScores, evaluate_task};
+
+/// `[eval.tasks]` loaded: the tasks and the tokenizer their prompts are encoded with.
+pub struct EvalTasks {
+    tasks: Vec<Task>,
+    tokenizer: tokenizers::Tokenizer,
+}
+
+impl EvalTasks {
+    pub fn load(
+        config: &super::config::TasksConfig,
+        model: &super::config::ModelSource,
+        vocab_size: usize,
+    ) -> Result<Self> {
+        let tokenizer_path = match (&config.tokenizer, model) {
+            (Some(path), _) => path.clone(),
+            (None, super::config::ModelSource::Checkpoint(dir)) => dir.join("tokenizer.json"),
+            (None, super::config::ModelSource::Fresh(_)) => {
+                anyhow::bail!(
+                    "[eval.tasks] needs a tokenizer: the run starts from a config.json, not a checkpoint folder"
+                )
+            }
+        };
+        let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| anyhow::anyhow!("[eval.tasks] tokenizer {}: {e}", tokenizer_path.display()))?;
+        let vocab = tokenizer.get_vocab_size(true);
+        anyhow::ensure!(
+            vocab <= vocab_size,
+            "[eval.tasks] tokenizer {} has {vocab} ids, but the model's vocab_size is {vocab_size}: give the model's tokenizer",
+            tokenizer_path.display()
+        );
+        let tasks = config.files.iter().map(|f| Task::load(f, config.limit)).collect::<Result<Vec<_>>>()?;
+        let mut names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+        names.sort();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            anyhow::bail!("[eval.tasks] two files are named {:?}: task names are file stems and must differ", w[0]);
+        }
+        Ok(Self { tasks, tokenizer })
+    }
+
+    fn evaluate(&self, model: &mut Llama, seq_len: usize) -> Result<BTreeMap<String, TaskScores>> {
+        let options = EvalOptions { max_length: Some(seq_len), ..EvalOptions::default() };
+        let mut scores = BTreeMap::new();
+        for task in &self.tasks {
+            let (s, _) = evaluate_task(model, &self.tokenizer, task, &options, &mut |_, _| {})?;
+            scores.insert(task.name.clone(), s);
+        }
+        Ok(scores)
+    }
+}
 
 /// Held-out batches of each domain (domains without any are left out).
 type DomainBatches = Vec<(String, Vec<Batch>)>;
@@ -23,6 +73,7 @@ pub struct Evaluator<'a> {
     config: &'a TrainConfig,
     stage: &'a StageConfig,
     passkey: Option<&'a PasskeyPrompts>,
+    tasks: Option<&'a EvalTasks>,
     at_stage_length: DomainBatches,
     /// Empty when the stage runs at the short length itself.
     at_short_length: DomainBatches,
@@ -36,6 +87,7 @@ impl<'a> Evaluator<'a> {
         stage: &'a StageConfig,
         corpus: &Arc<Corpus>,
         passkey: Option<&'a PasskeyPrompts>,
+        tasks: Option<&'a EvalTasks>,
     ) -> Self {
         let rows = config.batch.micro_batch_size;
         let heldout = |seq_len: usize| -> DomainBatches {
@@ -52,6 +104,7 @@ impl<'a> Evaluator<'a> {
             config,
             stage,
             passkey,
+            tasks,
             at_stage_length: heldout(stage.seq_len),
             at_short_length: if stage.seq_len == short_seq_len { Vec::new() } else { heldout(short_seq_len) },
             short_seq_len,
@@ -74,6 +127,7 @@ impl<'a> Evaluator<'a> {
             short: None,
             stage: self.stage.name.clone(),
             step: state.step,
+            tasks: None,
             when,
         };
         if when != When::Interval {
@@ -85,6 +139,12 @@ impl<'a> Evaluator<'a> {
             && (when == When::End || run_start)
         {
             record.passkey = Some(crate::passkey::evaluate(model, prompts, grid, self.config.seed)?);
+            model.set_sequence_length(self.stage.seq_len as u64)?;
+        }
+        if let Some(tasks) = self.tasks
+            && (when == When::End || run_start)
+        {
+            record.tasks = Some(tasks.evaluate(model, self.stage.seq_len)?);
             model.set_sequence_length(self.stage.seq_len as u64)?;
         }
         Ok(Some(record))

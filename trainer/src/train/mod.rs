@@ -17,7 +17,7 @@ mod training_loop;
 
 pub use config::{
     BatchConfig, DataConfig, EvalConfig, LoopConfig, MAX_SKIPPED_IN_A_ROW, ModelConfig, ModelSource, OnNonFinite,
-    RopeChange, ScheduleConfig, StageConfig, TrainConfig,
+    RopeChange, ScheduleConfig, StageConfig, TasksConfig, TrainConfig,
 };
 pub use records::{EvalRecord, Metrics, StepRecord, When, read_metrics};
 pub use state::TrainerState;

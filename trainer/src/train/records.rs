@@ -58,7 +58,7 @@ impl When {
 }
 
 /// One evaluation. At a stage's start and end it also holds the short-context check and loss
-/// by position, and at the run's start and each stage's end passkey retrieval.
+/// by position, and at the run's start and each stage's end passkey retrieval and task scores.
 ///
 /// Fields are in alphabetical order: the order these lines have always had.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,6 +75,9 @@ pub struct EvalRecord {
     pub short: Option<ShortContext>,
     pub stage: String,
     pub step: u64,
+    /// Task scores (`[eval.tasks]`), by task name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<BTreeMap<String, crate::tasks::TaskScores>>,
     pub when: When,
 }
 

@@ -414,3 +414,53 @@ fn the_config_snapshot_keeps_the_shape_of_the_toml() {
     let err = toml::from_str::<StageConfig>(half).unwrap_err().to_string();
     assert!(err.contains("go together"), "{err}");
 }
+
+/// A word-level tokenizer over `words` (id 0 is `<unk>`), small enough for the tiny models.
+fn word_tokenizer(dir: &Path, words: &[&str]) -> PathBuf {
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("<unk>".into(), 0.into());
+    for (i, w) in words.iter().enumerate() {
+        vocab.insert((*w).into(), (i + 1).into());
+    }
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
+        "pre_tokenizer": { "type": "Whitespace" }, "post_processor": null, "decoder": null,
+        "model": { "type": "WordLevel", "vocab": vocab, "unk_token": "<unk>" }
+    });
+    let path = dir.join("words.json");
+    std::fs::write(&path, json.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn eval_tasks_are_scored_at_the_run_start_and_each_stage_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), vec![stage("one", 128 * 4, 32), stage("two", 128 * 2, 32)]);
+    let tokenizer = word_tokenizer(dir.path(), &["red", "green", "blue", "sky", "grass", "is", "the"]);
+    let mc = dir.path().join("colours.jsonl");
+    std::fs::write(
+        &mc,
+        "{\"context\": \"the sky is\", \"choices\": [\"blue\", \"green\"], \"gold\": 0}\n\
+         {\"context\": \"the grass is\", \"choices\": [\"red\", \"green\"], \"gold\": 1}\n",
+    )
+    .unwrap();
+    let ppl = dir.path().join("held.jsonl");
+    std::fs::write(&ppl, "{\"text\": \"the sky is blue the grass is green\"}\n").unwrap();
+    config.eval.tasks = Some(TasksConfig { files: vec![mc.clone(), ppl], tokenizer: None, limit: None });
+    let run = dir.path().join("run");
+    let err = train(&config, &run, &TrainOptions::default(), &mut |_| {}).unwrap_err();
+    assert!(format!("{err:#}").contains("[eval.tasks] needs a tokenizer"), "{err:#}");
+    assert!(!run.exists(), "refused before anything is written");
+
+    config.eval.tasks.as_mut().unwrap().tokenizer = Some(tokenizer);
+    train(&config, &run, &TrainOptions::default(), &mut |_| {}).unwrap();
+    let evals = read_metrics(&run).unwrap().evals;
+    let with_tasks: Vec<(&str, When, u64)> =
+        evals.iter().filter(|e| e.tasks.is_some()).map(|e| (e.stage.as_str(), e.when, e.step)).collect();
+    assert_eq!(with_tasks, [("one", When::Start, 0), ("one", When::End, 4), ("two", When::End, 6)]);
+    let last = evals.iter().rev().find_map(|e| e.tasks.as_ref()).unwrap();
+    assert_eq!(last["colours"].n, 2);
+    assert!(last["colours"].acc.is_some() && last["held"].perplexity.is_some());
+    let html = crate::run_report(&run).unwrap();
+    assert!(html.contains("Task scores") && html.contains("colours") && html.contains("ppl "), "report draws them");
+}

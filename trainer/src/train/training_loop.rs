@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor, Var};
 
 use super::checkpointer;
 use super::config::{MAX_SKIPPED_IN_A_ROW, ModelSource, OnNonFinite, StageConfig, TrainConfig};
-use super::evaluator::Evaluator;
+use super::evaluator::{EvalTasks, Evaluator};
 use super::records::{EvalRecord, MetricsLog, StepRecord, When};
 use super::state::TrainerState;
 use crate::data::{Corpus, Cursor, Packer, Prefetcher};
@@ -70,7 +70,7 @@ pub fn train(config: &TrainConfig, run: &Path, options: &TrainOptions, on_event:
     while trainer.state.stage < config.stages.len() {
         let stage = &config.stages[trainer.state.stage];
         let corpus = inputs.corpora[config.stage_data(stage)].clone();
-        if trainer.run_stage(corpus, inputs.passkey.as_ref(), on_event)? == Flow::Stop {
+        if trainer.run_stage(corpus, inputs.passkey.as_ref(), inputs.tasks.as_ref(), on_event)? == Flow::Stop {
             break;
         }
     }
@@ -83,6 +83,7 @@ struct Inputs {
     /// the model's vocabulary).
     corpora: BTreeMap<PathBuf, Arc<Corpus>>,
     passkey: Option<PasskeyPrompts>,
+    tasks: Option<EvalTasks>,
 }
 
 impl Inputs {
@@ -95,6 +96,10 @@ impl Inputs {
         let base = LlamaConfig::load(&base_config)?;
         config.validate_against_model(&base)?;
         let passkey = passkey_prompts(config, base.vocab_size)?;
+        let tasks = match &config.eval.tasks {
+            Some(t) => Some(EvalTasks::load(t, &config.model.source, base.vocab_size)?),
+            None => None,
+        };
         let mut corpora: BTreeMap<PathBuf, Arc<Corpus>> = BTreeMap::new();
         for stage in &config.stages {
             let path = config.stage_data(stage);
@@ -106,7 +111,7 @@ impl Inputs {
             Packer::check(&corpus, &config.pack_options(stage)).with_context(|| format!("stage {:?}", stage.name))?;
             corpora.insert(path.to_path_buf(), corpus);
         }
-        Ok(Self { corpora, passkey })
+        Ok(Self { corpora, passkey, tasks })
     }
 
     fn identities(&self) -> BTreeMap<String, String> {
@@ -247,6 +252,7 @@ impl<'a> Trainer<'a> {
         &mut self,
         corpus: Arc<Corpus>,
         passkey: Option<&PasskeyPrompts>,
+        tasks: Option<&EvalTasks>,
         on_event: &mut dyn FnMut(Event),
     ) -> Result<Flow> {
         let config = self.config;
@@ -258,7 +264,7 @@ impl<'a> Trainer<'a> {
             self.state.optimizer_steps = 0;
         }
         on_event(Event::Stage { index: self.state.stage, name: &stage.name, steps, tokens: stage.tokens });
-        let evaluator = Evaluator::new(config, stage, &corpus, passkey);
+        let evaluator = Evaluator::new(config, stage, &corpus, passkey, tasks);
         if self.state.step_in_stage == 0 {
             // "start" measures the model as it enters the stage, before its RoPE change: the
             // short-context baseline and the zero-shot loss by position at the new length.
