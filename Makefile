@@ -11,7 +11,7 @@ ALL_CORPORA = $(foreach c,web wiki books code math instruct,$(CORPORA)/$(c).parq
 SMOLLM2 ?= .models/smollm2-135m
 TINYSTORIES ?= ../shared/models/tinystories-656k
 
-.PHONY: build demo test lint fmt bench fixtures tasks parity slurm-test clean experiment-context experiment-schedules
+.PHONY: build demo test lint fmt bench fixtures tasks parity slurm-test clean experiment-context experiment-schedules experiment-smollm2-quality
 
 build:
 	$(CARGO) build --bin midtrain
@@ -41,6 +41,9 @@ demo: build
 	$(MIDTRAIN) eval out/run/checkpoints/step-00000040 --tokenizer fixtures/tokenizer.json \
 		--tasks fixtures/tasks/math_mc.toml fixtures/tasks/heldout_web.jsonl fixtures/tasks/heldout_code.jsonl \
 		--samples out/run/eval-samples.jsonl
+	@echo "== ablate two candidate mixes: anneal each, evaluate on the tasks, rank (out/ablate/report.html)"
+	rm -rf out/ablate
+	$(MIDTRAIN) ablate mixtures/ablations/fixtures.toml --out out/ablate
 	$(MIDTRAIN) soup out/run/checkpoints/step-00000020 out/run/checkpoints/step-00000040 --out out/run/soup
 	$(MIDTRAIN) rope out/run/soup/config.json --json | cut -c1-200
 	@echo "== tokenize a dump as it is (no filtering)"
@@ -145,6 +148,14 @@ experiment-schedules: out/mixture/mixture.json
 	done
 	$(MIDTRAIN) compare $(EXPERIMENTS)/schedules/wsd $(EXPERIMENTS)/schedules/cosine \
 		--out $(EXPERIMENTS)/schedules/compare.html
+
+## experiment-smollm2-quality: SmolLM2-135M annealed 20k tokens on FineWeb-filtered vs unfiltered
+## web (math, code, schedule equal), evaluated on the corpora tasks and ranked
+## (out/experiments/smollm2/quality/report.html). Config: trainer/configs/experiments/smollm2/
+experiment-smollm2-quality: build tasks
+	$(MAKE) $(SMOLLM2)/model.safetensors
+	$(MIDTRAIN) prepare trainer/configs/experiments/smollm2/prepare.toml
+	$(MIDTRAIN) ablate trainer/configs/experiments/smollm2/quality.toml --out $(EXPERIMENTS)/smollm2/quality
 
 ## parity: differential checks against the reference implementations (by hand; installs them)
 parity: demo

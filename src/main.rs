@@ -41,6 +41,7 @@ enum Command {
     Compare(cmd::train::CompareArgs),
     Score(cmd::model::ScoreArgs),
     Eval(cmd::eval::EvalArgs),
+    Ablate(cmd::ablate::AblateArgs),
     Soup(cmd::model::SoupArgs),
     Rope(cmd::model::RopeArgs),
 }
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => cmd::train::compare(args),
         Command::Score(args) => cmd::model::score(args),
         Command::Eval(args) => cmd::eval::run(args, cli.quiet),
+        Command::Ablate(args) => cmd::ablate::run(args, cli.quiet),
         Command::Soup(args) => cmd::model::soup(args),
         Command::Rope(args) => cmd::model::rope(args),
     };

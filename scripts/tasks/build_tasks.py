@@ -4,8 +4,9 @@
 - math_mc: the lettered multiple-choice problems of math.parquet (MathQA style:
   "question\nA. 30\nB. 38\n...\nAnswer: D") as a multiple_choice task, with a .toml giving
   the prompt ("Question: ...\nAnswer:", choices scored after a space, acc_norm by characters).
-  Hold it out of training with `midtrain decontaminate --against math_mc.jsonl --columns question`
-  (or leave the math domain's lettered problems out of the mix).
+  Each item keeps its source document as `text`: hold the tasks out of training with
+  `midtrain decontaminate --against math_mc.jsonl heldout_math.jsonl --columns text` (or a
+  prepare config's [decontaminate], as trainer/configs/experiments/smollm2/prepare.toml does).
 - heldout_DOMAIN: short-context held-out perplexity per domain, the last documents by id of
   each corpus file, cut at a paragraph or line boundary to at most --max-chars characters.
 
@@ -89,7 +90,8 @@ def main():
         p = lettered_problem(r["text"])
         if p:
             question, choices, gold = p
-            items.append({"id": r["id"], "question": question, "choices": choices, "gold": gold, "source": r["source"]})
+            items.append({"id": r["id"], "question": question, "choices": choices, "gold": gold,
+                          "text": r["text"], "source": r["source"]})
     found = len(items)
     items = items[: args.items]
     write_jsonl(os.path.join(args.out, "math_mc.jsonl"), items)

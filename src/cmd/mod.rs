@@ -1,5 +1,6 @@
 //! One module per subcommand: argument definitions and output formatting.
 
+pub mod ablate;
 pub mod audit;
 pub mod decontaminate;
 pub mod dedup;

@@ -6,10 +6,11 @@
 //! loader over mixtures (`data`), and the training run ([`train`]: config, loop, evaluator,
 //! checkpointer, records) with its training statistics (`metrics`), evaluation (`eval`),
 //! HTML reports (`report`) and weight averaging (`soup`); evaluation on lm-eval-style tasks
-//! ([`tasks`]).
+//! ([`tasks`]) and ablations of candidate mixes ranked on them ([`ablate`]).
 
 // Modules whose types make up the public API stay public; the rest is private behind the
 // `pub use` below, so the compiler reports what nothing uses.
+pub mod ablate;
 mod data;
 mod eval;
 mod fused;

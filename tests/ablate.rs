@@ -1,0 +1,97 @@
+//! End-to-end test of `midtrain ablate` on the committed fixture datasets and tasks: two arms of
+//! a few steps from a fresh tiny model.
+
+mod common;
+
+use std::path::Path;
+
+use common::{midtrain_quiet as midtrain, ok, root};
+
+fn write_plan(dir: &Path) -> std::path::PathBuf {
+    let r = root();
+    let recipe = format!(
+        "name = \"ablate-test\"\nbudget_tokens = 20000\nseed = 3\nmin_overlap = 0.0\n[pretraining]\nweb = 1.0\n\
+         [[domain]]\nname = \"web\"\ndatasets = [\"{web}\"]\nweight = 0.8\nmax_epochs = 4\n\
+         [[domain]]\nname = \"math\"\ndatasets = [\"{math}\"]\nweight = 0.2\nmax_epochs = 4\n",
+        web = r.join("fixtures/shards/web").display(),
+        math = r.join("fixtures/shards/math").display(),
+    );
+    std::fs::write(dir.join("recipe.toml"), recipe).unwrap();
+    let train = format!(
+        "seed = 1\ncheckpoint_every = 2\n[model]\nconfig = \"{model}\"\nfinal_lr = 3e-3\n[data]\npath = \"unused\"\n\
+         heldout_docs = 2\n[batch]\nmicro_batch_size = 2\nbatch_tokens = 256\n[[stage]]\nname = \"anneal\"\n\
+         tokens = 768\nseq_len = 128\nschedule = {{ warmup_steps = 1, decay = {{ style = \"linear\" }} }}\n",
+        model = r.join("trainer/configs/tiny-llama.json").display()
+    );
+    std::fs::write(dir.join("train.toml"), train).unwrap();
+    let plan = format!(
+        "train = \"train.toml\"\nrecipe = \"recipe.toml\"\ntokenizer = \"{tok}\"\nlimit = 4\nbootstrap = 200\n\
+         tasks = [\"{mc}\", \"{ppl}\"]\n\
+         [[arm]]\nname = \"baseline\"\n\
+         [[arm]]\nname = \"more-math\"\nweights = {{ math = 0.6, web = 0.4 }}\n\
+         [arm.train.eval]\nevery = 1\n",
+        tok = r.join("fixtures/tokenizer.json").display(),
+        mc = r.join("fixtures/tasks/math_mc.toml").display(),
+        ppl = r.join("fixtures/tasks/heldout_web.jsonl").display(),
+    );
+    let path = dir.join("plan.toml");
+    std::fs::write(&path, plan).unwrap();
+    path
+}
+
+#[test]
+fn ablate_runs_both_arms_reports_them_and_skips_finished_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = write_plan(dir.path());
+    let out = dir.path().join("out");
+    let args = ["ablate", plan.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"];
+    let report: serde_json::Value = serde_json::from_str(&ok(midtrain(&args, &[]))).unwrap();
+    let arms = report["arms"].as_array().unwrap();
+    assert_eq!(arms.iter().map(|a| a["name"].as_str().unwrap()).collect::<Vec<_>>(), ["baseline", "more-math"]);
+    assert_eq!(report["baseline"], "baseline");
+    let mut ranks: Vec<u64> = arms.iter().map(|a| a["rank"].as_u64().unwrap()).collect();
+    ranks.sort();
+    assert_eq!(ranks, [1, 2]);
+    for arm in arms {
+        assert_eq!(arm["skipped"], false);
+        let mc = &arm["tasks"]["math_mc"];
+        assert_eq!((mc["metric"].as_str().unwrap(), mc["n"].as_u64().unwrap()), ("acc", 4));
+        let s = &mc["score"];
+        assert!(s["low"].as_f64().unwrap() <= s["value"].as_f64().unwrap());
+        assert!(s["value"].as_f64().unwrap() <= s["high"].as_f64().unwrap());
+        assert_eq!(arm["tasks"]["heldout_web"]["metric"], "loss");
+    }
+    assert!(arms[0]["tasks"]["math_mc"]["vs_baseline"].is_null(), "the baseline has no difference to itself");
+    assert!(arms[1]["tasks"]["heldout_web"]["vs_baseline"]["value"].is_f64());
+    // The realised mixes differ as the weights say.
+    let math_share = |a: &serde_json::Value| {
+        a["mix"].as_array().unwrap().iter().find(|d| d[0] == "math").unwrap()[1].as_f64().unwrap()
+    };
+    assert!(math_share(&arms[1]) > math_share(&arms[0]) + 0.2, "{} vs {}", math_share(&arms[1]), math_share(&arms[0]));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("baseline") && html.contains("more-math") && html.contains("<polyline"));
+    assert!(out.join("report.json").is_file());
+    // The second arm's train table was merged into its config.
+    let snapshot = |arm: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join(format!("arms/{arm}/run/train.json"))).unwrap()).unwrap()
+    };
+    assert_eq!(
+        (snapshot("baseline")["eval"]["every"].as_u64(), snapshot("more-math")["eval"]["every"].as_u64()),
+        (Some(0), Some(1))
+    );
+
+    // A rerun skips both arms (their eval.json stays as it was) and reports the same.
+    let eval = out.join("arms/more-math/eval.json");
+    let before = std::fs::metadata(&eval).unwrap().modified().unwrap();
+    let again: serde_json::Value = serde_json::from_str(&ok(midtrain(&args, &[]))).unwrap();
+    assert!(again["arms"].as_array().unwrap().iter().all(|a| a["skipped"] == true));
+    assert_eq!(std::fs::metadata(&eval).unwrap().modified().unwrap(), before);
+    assert_eq!(again["arms"][1]["tasks"], report["arms"][1]["tasks"]);
+
+    // An arm finished with other settings is refused, not silently reused.
+    let changed = std::fs::read_to_string(&plan).unwrap().replace("math = 0.6, web = 0.4", "math = 0.5, web = 0.5");
+    std::fs::write(&plan, changed).unwrap();
+    let refused = midtrain(&args, &[]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("more-math") && err.contains("other settings"), "{err}");
+}
