@@ -40,3 +40,18 @@ impl TextProgress {
         self.bar.finish_and_clear();
     }
 }
+
+/// A bar counting `unit` (steps, requests) towards a length set later; hidden with --quiet.
+pub fn counter(unit: &str, with_message: bool, quiet: bool) -> ProgressBar {
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    if !quiet {
+        bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+    }
+    let message = if with_message { " · {msg}" } else { "" };
+    bar.set_style(
+        ProgressStyle::with_template(&format!("{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit}{message} · ETA {{eta}}"))
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}

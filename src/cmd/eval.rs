@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use trainer::model::Llama;
 use trainer::tasks::{EvalOptions, ItemResult, Task, TaskScores, evaluate_task};
@@ -88,15 +87,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> Result<ExitCode> {
     let mut results: BTreeMap<String, TaskScores> = BTreeMap::new();
     let mut samples = String::new();
     for task in &tasks {
-        let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
-        if !quiet {
-            bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
-        }
-        bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} requests · ETA {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+        let bar = crate::progress::counter("requests", false, quiet);
         bar.set_prefix(task.name.clone());
         let (scores, items) = evaluate_task(&mut model, &tokenizer, task, &options, &mut |done, total| {
             bar.set_length(total as u64);

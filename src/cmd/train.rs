@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
 use trainer::train::{Event, TrainConfig, TrainDevice, TrainOptions, train};
 
 /// Train a Llama model through the stages of a config (annealing, context extension).
@@ -41,15 +41,7 @@ enum Device {
 pub fn run(args: TrainArgs, quiet: bool) -> Result<ExitCode> {
     trainer::keep_freed_memory();
     let config = TrainConfig::load(&args.config)?;
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
-    if !quiet {
-        bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
-    }
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps · {msg} · ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let bar = crate::progress::counter("steps", true, quiet);
     // Stage, evaluation and checkpoint lines also reach logs where the bar is not drawn.
     let say = |line: String| match (quiet, bar.is_hidden()) {
         (true, _) => {}
