@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from torch_train import median_rate, write_bench_config  # noqa: E402  (the same midtrain run config)
 
 
 def run_measured(cmd: list, env: dict) -> tuple[str, float]:
@@ -59,31 +61,10 @@ def torch_worker(model_dir: str, threads: int, batch: int, seq: int, steps: int)
 def midtrain_run(binary: str, model_dir: Path, threads: int, batch: int, seq: int, steps: int, data: Path):
     with tempfile.TemporaryDirectory(prefix="smollm2_bench_") as t:
         tmp = Path(t)
-        (tmp / "train.toml").write_text(f"""
-seed = 1
-checkpoint_every = 1000000
-[model]
-checkpoint = "{model_dir}"
-final_lr = 1e-5
-[data]
-path = "{data}"
-document_masking = false
-mask_loss_across_documents = false
-heldout_docs = 0
-[batch]
-micro_batch_size = {batch}
-batch_tokens = {batch * seq}
-[[stage]]
-name = "bench"
-tokens = {steps * batch * seq}
-seq_len = {seq}
-schedule = {{ decay = {{ style = "constant" }} }}
-""")
+        write_bench_config(tmp / "train.toml", f'checkpoint = "{model_dir}"', 1e-5, data, batch, seq, steps)
         env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
         _, rss = run_measured([binary, "train", str(tmp / "train.toml"), "--out", str(tmp / "run"), "--quiet"], env)
-        rates = [json.loads(line)["tokens_per_s"] for line in (tmp / "run" / "metrics.jsonl").read_text().splitlines()
-                 if "tokens_per_s" in line]
-        return statistics.median(rates[2:]) if len(rates) > 2 else rates[-1], rss
+        return median_rate(tmp / "run"), rss
 
 
 def main() -> int:

@@ -49,36 +49,47 @@ def torch_run(threads: int, steps: int) -> float:
     return statistics.median(rates[2:])
 
 
-def midtrain_run(binary: str, threads: int, steps: int, data: Path) -> float:
-    with tempfile.TemporaryDirectory(prefix="train_bench_") as t:
-        tmp = Path(t)
-        (tmp / "config.json").write_text(json.dumps(CONFIG))
-        (tmp / "train.toml").write_text(f"""
+def write_bench_config(path: Path, model: str, final_lr: float, data: Path, batch: int, seq: int, steps: int) -> None:
+    """A `midtrain train` config of `steps` constant-LR steps of batch x seq, no masking, no
+    evaluation; `model` is its [model] source line (config = ... or checkpoint = ...)."""
+    path.write_text(f"""
 seed = 1
 checkpoint_every = 1000000
 [model]
-config = "config.json"
-final_lr = 1e-4
+{model}
+final_lr = {final_lr}
 [data]
 path = "{data}"
 document_masking = false
 mask_loss_across_documents = false
 heldout_docs = 0
 [batch]
-micro_batch_size = {BATCH}
-batch_tokens = {BATCH * SEQ}
+micro_batch_size = {batch}
+batch_tokens = {batch * seq}
 [[stage]]
 name = "bench"
-tokens = {steps * BATCH * SEQ}
-seq_len = {SEQ}
+tokens = {steps * batch * seq}
+seq_len = {seq}
 schedule = {{ decay = {{ style = "constant" }} }}
 """)
+
+
+def median_rate(run: Path) -> float:
+    """Median tokens/s of a run's steps after the first two (warm-up)."""
+    rates = [json.loads(line)["tokens_per_s"] for line in (run / "metrics.jsonl").read_text().splitlines()
+             if "tokens_per_s" in line]
+    return statistics.median(rates[2:]) if len(rates) > 2 else rates[-1]
+
+
+def midtrain_run(binary: str, threads: int, steps: int, data: Path) -> float:
+    with tempfile.TemporaryDirectory(prefix="train_bench_") as t:
+        tmp = Path(t)
+        (tmp / "config.json").write_text(json.dumps(CONFIG))
+        write_bench_config(tmp / "train.toml", 'config = "config.json"', 1e-4, data, BATCH, SEQ, steps)
         env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
         subprocess.run([binary, "train", str(tmp / "train.toml"), "--out", str(tmp / "run"), "--quiet"],
                        check=True, env=env)
-        rates = [json.loads(line)["tokens_per_s"] for line in (tmp / "run" / "metrics.jsonl").read_text().splitlines()
-                 if "tokens_per_s" in line]
-        return statistics.median(rates[2:])
+        return median_rate(tmp / "run")
 
 
 def main() -> int:
