@@ -77,6 +77,24 @@ impl FlashAttention {
         Head { q: r * t * h * hd + hq * hd, kv: r * t * kvh * hd + g * hd, q_row: h * hd, kv_row: kvh * hd }
     }
 
+    /// `out[a][j] = scale · q_tile[a] · k[j0 + j]` for an m × n tile (rows KEY_TILE apart): the
+    /// scores forward computes and backward recomputes.
+    fn scores(&self, at: &Head, (q_tile, k): (&[f32], &[f32]), j0: usize, (m, n): (usize, usize), out: &mut [f32]) {
+        let k_tile = &k[at.kv + j0 * at.kv_row..];
+        matmul(
+            (m, n, self.head_dim),
+            out,
+            KEY_TILE,
+            false,
+            q_tile,
+            (at.q_row, 1),
+            k_tile,
+            (1, at.kv_row),
+            self.scale,
+            false,
+        );
+    }
+
     /// Keys `lo..hi` that query `i` of row `r` sees, clipped to `j0..j1`.
     fn visible(&self, r: usize, i: usize, j0: usize, j1: usize) -> (usize, usize) {
         let lo = (self.starts[r * self.seq + i] as usize).max(j0);
@@ -126,20 +144,7 @@ impl FlashAttention {
         for j0 in (first_key..i1).step_by(KEY_TILE) {
             let j1 = (j0 + KEY_TILE).min(i1);
             let n = j1 - j0;
-            // scores = scale · q_tile · k_tileᵀ
-            let k_tile = &k[at.kv + j0 * at.kv_row..];
-            matmul(
-                (m, n, hd),
-                scores,
-                KEY_TILE,
-                false,
-                q_tile,
-                (at.q_row, 1),
-                k_tile,
-                (1, at.kv_row),
-                self.scale,
-                false,
-            );
+            self.scores(&at, (q_tile, k), j0, (m, n), scores);
             for a in 0..m {
                 let row = &mut scores[a * KEY_TILE..a * KEY_TILE + n];
                 let (lo, hi) = self.visible(r, i0 + a, j0, j1);
@@ -215,18 +220,7 @@ impl FlashAttention {
                 let n = j1 - j0;
                 let k_tile = &k[at.kv + j0 * at.kv_row..];
                 let v_tile = &v[at.kv + j0 * at.kv_row..];
-                matmul(
-                    (m, n, hd),
-                    &mut probs,
-                    KEY_TILE,
-                    false,
-                    q_tile,
-                    (at.q_row, 1),
-                    k_tile,
-                    (1, at.kv_row),
-                    self.scale,
-                    false,
-                );
+                self.scores(&at, (q_tile, k), j0, (m, n), &mut probs);
                 for a in 0..m {
                     let (lo, hi) = self.visible(r, i0 + a, j0, j1);
                     let row = &mut probs[a * KEY_TILE..a * KEY_TILE + n];
