@@ -24,7 +24,7 @@ use trainer::tasks::{EvalOptions, ItemResult, Task, TaskScores, evaluate_task};
       description, seed.
 
 Examples:
-  midtrain eval .models/smollm2-135m --tasks fixtures/tasks/arithmetic.jsonl --json
+  midtrain eval .models/smollm2-135m --tasks fixtures/tasks/math_mc.toml fixtures/tasks/heldout_web.jsonl --json
   midtrain eval out/run/checkpoints/step-00000040 --tasks tasks/*.toml --limit 200 --samples out/samples.jsonl")]
 pub struct EvalArgs {
     /// An HF checkpoint folder (config.json, weights, tokenizer.json).
