@@ -11,7 +11,7 @@ ALL_CORPORA = $(foreach c,web wiki books code math instruct,$(CORPORA)/$(c).parq
 SMOLLM2 ?= .models/smollm2-135m
 TINYSTORIES ?= ../shared/models/tinystories-656k
 
-.PHONY: build demo test lint fmt bench fixtures tasks parity slurm-test clean experiment-context experiment-schedules experiment-smollm2-quality
+.PHONY: build demo test lint fmt bench fixtures tasks parity slurm-test clean experiment-context experiment-schedules experiment-smollm2-quality experiment-smollm2-schedules experiment-smollm2-context
 
 build:
 	$(CARGO) build --bin midtrain
@@ -156,6 +156,24 @@ experiment-smollm2-quality: build tasks
 	$(MAKE) $(SMOLLM2)/model.safetensors
 	$(MIDTRAIN) prepare trainer/configs/experiments/smollm2/prepare.toml
 	$(MIDTRAIN) ablate trainer/configs/experiments/smollm2/quality.toml --out $(EXPERIMENTS)/smollm2/quality
+
+## experiment-smollm2-schedules: SmolLM2-135M annealed 24k tokens with WSD (1-sqrt over the last
+## 20%), cosine and linear, and a WSD branch decayed from the stable checkpoint at step 12
+## (out/experiments/smollm2/schedules/report.html). ~35 min on 2 cores.
+experiment-smollm2-schedules: build tasks
+	$(MAKE) $(SMOLLM2)/model.safetensors
+	$(MIDTRAIN) prepare trainer/configs/experiments/smollm2/prepare.toml
+	$(MIDTRAIN) ablate trainer/configs/experiments/smollm2/schedules.toml --out $(EXPERIMENTS)/smollm2/schedules
+
+## experiment-smollm2-context: SmolLM2-135M extended 2,048 -> 8,192 with ABF + YaRN, ABF, PI
+## (16k tokens each, 40% from long documents); short-context scores in report.html, passkey by
+## length and depth and loss by position in compare.html (out/experiments/smollm2/context/). ~1 h.
+experiment-smollm2-context: build tasks
+	$(MAKE) $(SMOLLM2)/model.safetensors
+	$(MIDTRAIN) prepare trainer/configs/experiments/smollm2/prepare.toml
+	$(MIDTRAIN) ablate trainer/configs/experiments/smollm2/context.toml --out $(EXPERIMENTS)/smollm2/context
+	$(MIDTRAIN) compare $(foreach a,abf-yarn abf pi,$(EXPERIMENTS)/smollm2/context/arms/$(a)/run) \
+		--out $(EXPERIMENTS)/smollm2/context/compare.html
 
 ## parity: differential checks against the reference implementations (by hand; installs them)
 parity: demo

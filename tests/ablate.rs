@@ -7,7 +7,10 @@ use std::path::Path;
 
 use common::{midtrain_quiet as midtrain, ok, root};
 
-fn write_plan(dir: &Path) -> std::path::PathBuf {
+const TWO_ARMS: &str = "[[arm]]\nname = \"baseline\"\n\
+     [[arm]]\nname = \"more-math\"\nweights = { math = 0.6, web = 0.4 }\n[arm.train.eval]\nevery = 1\n";
+
+fn write_plan(dir: &Path, arms: &str) -> std::path::PathBuf {
     let r = root();
     let recipe = format!(
         "name = \"ablate-test\"\nbudget_tokens = 20000\nseed = 3\nmin_overlap = 0.0\n[pretraining]\nweb = 1.0\n\
@@ -26,10 +29,7 @@ fn write_plan(dir: &Path) -> std::path::PathBuf {
     std::fs::write(dir.join("train.toml"), train).unwrap();
     let plan = format!(
         "train = \"train.toml\"\nrecipe = \"recipe.toml\"\ntokenizer = \"{tok}\"\nlimit = 4\nbootstrap = 200\n\
-         tasks = [\"{mc}\", \"{ppl}\"]\n\
-         [[arm]]\nname = \"baseline\"\n\
-         [[arm]]\nname = \"more-math\"\nweights = {{ math = 0.6, web = 0.4 }}\n\
-         [arm.train.eval]\nevery = 1\n",
+         tasks = [\"{mc}\", \"{ppl}\"]\n{arms}",
         tok = r.join("fixtures/tokenizer.json").display(),
         mc = r.join("fixtures/tasks/math_mc.toml").display(),
         ppl = r.join("fixtures/tasks/heldout_web.jsonl").display(),
@@ -42,7 +42,7 @@ fn write_plan(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn ablate_runs_both_arms_reports_them_and_skips_finished_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = write_plan(dir.path());
+    let plan = write_plan(dir.path(), TWO_ARMS);
     let out = dir.path().join("out");
     let args = ["ablate", plan.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"];
     let report: serde_json::Value = serde_json::from_str(&ok(midtrain(&args, &[]))).unwrap();
@@ -94,4 +94,46 @@ fn ablate_runs_both_arms_reports_them_and_skips_finished_ones() {
     let refused = midtrain(&args, &[]);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && err.contains("more-math") && err.contains("other settings"), "{err}");
+}
+
+#[test]
+fn an_arm_branches_from_an_earlier_arms_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let branch = "[[arm]]\nname = \"decay\"\nbranch_from = { arm = \"baseline\", step = 2 }\n\
+                  train = { stage = [{ name = \"decay\", tokens = 256, seq_len = 128, \
+                  schedule = { decay = { style = \"wsd\", decay_steps = 1, shape = \"one_minus_sqrt\" } } }] }\n";
+    let out = dir.path().join("out");
+    let run =
+        |plan: &Path| midtrain(&["ablate", plan.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"], &[]);
+    // Only an earlier arm can be branched from.
+    let refused = run(&write_plan(dir.path(), &format!("{branch}[[arm]]\nname = \"baseline\"\n")));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("not an earlier arm"), "{err}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(run(&write_plan(dir.path(), &format!("[[arm]]\nname = \"baseline\"\n{branch}")))))
+            .unwrap();
+    assert_eq!(report["arms"].as_array().unwrap().len(), 2);
+    let losses = |arm: &str| -> Vec<f64> {
+        let text = std::fs::read_to_string(out.join(format!("arms/{arm}/run/metrics.jsonl"))).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r.get("eval").is_none())
+            .map(|r| r["loss"].as_f64().unwrap())
+            .collect()
+    };
+    let (base, decay) = (losses("baseline"), losses("decay"));
+    assert_eq!((base.len(), decay.len()), (3, 1));
+    assert_eq!(decay[0], base[2], "the branch continues the baseline's weights and data after step 2");
+
+    // A step the earlier arm did not save is named, not silently replaced by the base model.
+    let missing = run(&write_plan(
+        dir.path(),
+        &format!(
+            "[[arm]]\nname = \"baseline\"\n{}",
+            branch.replacen("decay", "late", 1).replace("step = 2", "step = 1")
+        ),
+    ));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && err.contains("step-00000001") && err.contains("checkpoint_every"), "{err}");
 }

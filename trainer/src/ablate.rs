@@ -17,6 +17,10 @@
 //! weights = { math = 0.35, web = 0.25 }              # domain weights changed
 //! datasets = { web = ["../out/prepared/web-raw"] }   # a domain read from another dataset
 //! train = { stage = [{ name = "anneal", tokens = 65536, seq_len = 256, schedule = { decay = { style = "cosine" } } }] }
+//! [[arm]]
+//! name = "wsd-early-decay"         # decay branched from an earlier arm's stable-phase checkpoint:
+//! branch_from = { arm = "baseline", step = 12 }    # its weights, moments and data position
+//! train = { stage = [{ name = "decay", tokens = 4096, seq_len = 256, schedule = { decay = { style = "wsd", decay_steps = 4 } } }] }
 //! ```
 //!
 //! OUT/arms/NAME/ holds the arm's recipe and identity (`arm.json`), its mixture, its training run
@@ -70,6 +74,16 @@ pub struct Arm {
     /// Merged into the train config (tables key by key, arrays replaced).
     #[serde(default)]
     pub train: toml::Table,
+    /// Start from a checkpoint of an earlier arm instead of the base (a WSD decay branched from
+    /// the stable phase); the arm's train config then holds only what follows that step.
+    pub branch_from: Option<BranchFrom>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BranchFrom {
+    pub arm: String,
+    pub step: u64,
 }
 
 impl AblatePlan {
@@ -109,6 +123,14 @@ impl AblatePlan {
                 "arm {:?} has no recipe, and the plan names none",
                 arm.name
             );
+            if let Some(from) = &arm.branch_from {
+                ensure!(
+                    self.arms[..i].iter().any(|a| a.name == from.arm),
+                    "arm {:?}: branch_from names {:?}, which is not an earlier arm (arms run in order)",
+                    arm.name,
+                    from.arm
+                );
+            }
         }
         Ok(())
     }
@@ -194,8 +216,11 @@ pub fn ablate(plan: &AblatePlan, out: &Path, on_event: &mut dyn FnMut(AblateEven
     let mut skipped = Vec::new();
     for arm in &plan.arms {
         let dir = out.join("arms").join(&arm.name);
+        let branch_from = arm.branch_from.as_ref().map(|from| {
+            out.join("arms").join(&from.arm).join("run/checkpoints").join(checkpointer::step_dir_name(from.step))
+        });
         let (eval, was_done) =
-            run_arm(plan, arm, &tasks, &dir, on_event).with_context(|| format!("arm {:?}", arm.name))?;
+            run_arm(plan, arm, branch_from, &tasks, &dir, on_event).with_context(|| format!("arm {:?}", arm.name))?;
         evals.push(eval);
         skipped.push(was_done);
     }
@@ -217,6 +242,7 @@ pub fn ablate(plan: &AblatePlan, out: &Path, on_event: &mut dyn FnMut(AblateEven
 fn run_arm(
     plan: &AblatePlan,
     arm: &Arm,
+    branch_from: Option<PathBuf>,
     tasks: &[Task],
     dir: &Path,
     on_event: &mut dyn FnMut(AblateEvent),
@@ -237,7 +263,7 @@ fn run_arm(
     }
     let identity = serde_json::json!({
         "recipe": recipe, "train": plan.train, "train_overrides": arm.train, "base": plan.base,
-        "tasks": plan.tasks, "tokenizer": plan.tokenizer, "limit": plan.limit,
+        "branch_from": arm.branch_from, "tasks": plan.tasks, "tokenizer": plan.tokenizer, "limit": plan.limit,
     });
     let eval_path = dir.join("eval.json");
     if eval_path.is_file() {
@@ -274,9 +300,17 @@ fn run_arm(
     if let Some(base) = &plan.base {
         config.model.source = ModelSource::Checkpoint(base.clone());
     }
+    if let Some(from) = &branch_from {
+        ensure!(
+            from.join("model.safetensors").is_file() || from.join("model.safetensors.index.json").is_file(),
+            "branch_from: {} is not a checkpoint: set the earlier arm's checkpoint_every so that it saves that step",
+            from.display()
+        );
+    }
     say(on_event, "training");
     let run = dir.join("run");
-    train(&config, &run, &TrainOptions::default(), &mut |e| on_event(AblateEvent::Train(e)))?;
+    let options = TrainOptions { branch_from, ..Default::default() };
+    train(&config, &run, &options, &mut |e| on_event(AblateEvent::Train(e)))?;
     let (_, checkpoint) =
         checkpointer::list(&run)?.pop().context("the run wrote no checkpoint: is its budget below one step?")?;
 
