@@ -159,7 +159,7 @@ experiment-smollm2-quality: build tasks
 
 ## experiment-smollm2-schedules: SmolLM2-135M annealed 24k tokens with WSD (1-sqrt over the last
 ## 20%), cosine and linear, and a WSD branch decayed from the stable checkpoint at step 12
-## (out/experiments/smollm2/schedules/report.html). ~35 min on 2 cores.
+## (out/experiments/smollm2/schedules/report.html). ~50 min on 2 cores.
 experiment-smollm2-schedules: build tasks
 	$(MAKE) $(SMOLLM2)/model.safetensors
 	$(MIDTRAIN) prepare trainer/configs/experiments/smollm2/prepare.toml
@@ -178,8 +178,8 @@ experiment-smollm2-context: build tasks
 ## parity: differential checks against the reference implementations (by hand; installs them)
 parity: demo
 	bash scripts/parity/setup_venv.sh megatron datatrove tokenizers transformers olmo
-	.venv-parity/bin/python scripts/parity/olmo_core_mixture.py out/mixture --max-share-error 0.01
-	.venv-parity/bin/python scripts/parity/olmo_core_mixture.py out/mixture-select --max-share-error 0.01
+	.venv-olmo/bin/python scripts/parity/olmo_core_mixture.py out/mixture --max-share-error 0.01
+	.venv-olmo/bin/python scripts/parity/olmo_core_mixture.py out/mixture-select --max-share-error 0.01
 	rm -rf out/parity-run
 	$(MIDTRAIN) train trainer/configs/fixtures-anneal.toml --out out/parity-run
 	.venv-parity/bin/python scripts/parity/transformers_llama.py --midtrain $(MIDTRAIN) \

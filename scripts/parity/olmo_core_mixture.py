@@ -1,6 +1,6 @@
 """Load midtrain's OLMo-core export (`olmo_data.yaml` of `mix build`) with ai2-olmo-core itself.
 
-    .venv-parity/bin/python scripts/parity/olmo_core_mixture.py out/mixture [--max-share-error 0.01]
+    .venv-olmo/bin/python scripts/parity/olmo_core_mixture.py out/mixture [--max-share-error 0.01]
 
 `SourceMixtureList.from_yaml` reads the file as it is; `SourceMixtureDatasetConfig.build` with
 the dtype and token count stated in its header must then count, per token file, exactly the

@@ -10,11 +10,13 @@
 #   transformers  torch transformers tokenizers numpy
 #   tokenizers    tokenizers
 #   fasttext      fasttext-numpy2-wheel numpy
-#   olmo          ai2-olmo-core numpy (pulls torch)
+#   olmo          ai2-olmo-core numpy, in its own venv (<repo>/.venv-olmo): it pins torch 2.13 and,
+#                 through cached-path, huggingface-hub < 2, which transformers 5 cannot import with
 #
 # A group is skipped when all of its modules already import in the venv, so re-running is cheap.
 # Environment: PYTHON (interpreter used to create the venv, default python3),
-#              VENV (venv path, default <repo>/.venv-parity).
+#              VENV (venv path, default <repo>/.venv-parity), VENV_OLMO (default <repo>/.venv-olmo).
+# Each venv used is checked with `pip check` at the end: a group that breaks another fails here.
 set -euo pipefail
 set -f  # no globbing: requirement specs contain [ ] and *
 
@@ -62,35 +64,52 @@ for g in "$@"; do
   fi
 done
 
-if [ ! -x "$VENV/bin/python" ]; then
-  echo "setup_venv: creating $VENV"
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
-fi
-PY="$VENV/bin/python"
+VENV_OLMO="${VENV_OLMO:-$ROOT/.venv-olmo}"
+group_venv() {
+  case "$1" in
+    olmo) echo "$VENV_OLMO" ;;
+    *) echo "$VENV" ;;
+  esac
+}
 
 importable() {
-  # all named modules import without error
-  local m
+  # all named modules import without error in the interpreter $1
+  local py=$1 m
+  shift
   for m in "$@"; do
-    "$PY" -c "import $m" >/dev/null 2>&1 || return 1
+    "$py" -c "import $m" >/dev/null 2>&1 || return 1
   done
 }
 
+used=()
 for g in "$@"; do
+  venv="$(group_venv "$g")"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "setup_venv: creating $venv"
+    "$PYTHON" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+  fi
+  py="$venv/bin/python"
+  case " ${used[*]} " in *" $venv "*) ;; *) used+=("$venv") ;; esac
   # shellcheck disable=SC2046
-  if importable $(group_modules "$g"); then
-    echo "setup_venv: group '$g' already installed"
+  if importable "$py" $(group_modules "$g"); then
+    echo "setup_venv: group '$g' already installed in $venv"
     continue
   fi
-  echo "setup_venv: installing group '$g': $(group_packages "$g")"
+  echo "setup_venv: installing group '$g' into $venv: $(group_packages "$g")"
   # shellcheck disable=SC2046
-  "$PY" -m pip install $(group_packages "$g")
+  "$py" -m pip install $(group_packages "$g")
   # shellcheck disable=SC2046
-  if ! importable $(group_modules "$g"); then
+  if ! importable "$py" $(group_modules "$g"); then
     echo "setup_venv: group '$g' installed but does not import: $(group_modules "$g")" >&2
     exit 1
   fi
 done
 
-echo "setup_venv: ready: $PY"
+for venv in "${used[@]}"; do
+  if ! "$venv/bin/python" -m pip check; then
+    echo "setup_venv: $venv has conflicting packages (above): a group broke another's requirements" >&2
+    exit 1
+  fi
+  echo "setup_venv: ready: $venv/bin/python"
+done
