@@ -155,12 +155,11 @@ impl FlashAttention {
                 let (lo, hi) = (lo - j0, hi - j0);
                 let tile_max = row[lo..hi].iter().fold(f32::NEG_INFINITY, |x, &y| x.max(y));
                 let new_max = row_max[a].max(tile_max);
-                let correction = (row_max[a] - new_max).exp();
-                let mut sum = 0f32;
+                let correction = super::exp(row_max[a] - new_max);
                 for (j, s) in row.iter_mut().enumerate() {
-                    *s = if (lo..hi).contains(&j) { (*s - new_max).exp() } else { 0.0 };
-                    sum += *s;
+                    *s = if (lo..hi).contains(&j) { super::exp(*s - new_max) } else { 0.0 };
                 }
+                let sum = super::lanes_sum(row);
                 row_sum[a] = row_sum[a] * correction + sum;
                 row_max[a] = new_max;
                 if correction != 1.0 {
@@ -225,7 +224,7 @@ impl FlashAttention {
                     let (lo, hi) = self.visible(r, i0 + a, j0, j1);
                     let row = &mut probs[a * KEY_TILE..a * KEY_TILE + n];
                     for (j, p) in row.iter_mut().enumerate() {
-                        *p = if (lo..hi).contains(&(j + j0)) { (*p - lse[i0 + a]).exp() } else { 0.0 };
+                        *p = if (lo..hi).contains(&(j + j0)) { super::exp(*p - lse[i0 + a]) } else { 0.0 };
                     }
                 }
                 // d_v += pᵀ · d_out_tile

@@ -196,7 +196,7 @@ impl SwiGlu {
 }
 
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + super::exp(-x))
 }
 
 impl CustomOp2 for SwiGlu {

@@ -63,9 +63,30 @@ impl TargetLogProbs {
     }
 }
 
-fn log_sum_exp(row: &[f32]) -> f32 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    max + row.iter().map(|&x| (x - max).exp()).sum::<f32>().ln()
+/// The row's maximum, in 8 interleaved lanes so that it vectorizes (max is exact: any order).
+fn row_max(row: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = row.chunks_exact(8);
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane = lane.max(x);
+        }
+    }
+    lanes.iter().fold(tail, |a, &b| a.max(b))
+}
+
+/// The log-sum-exp of `row`, which becomes its softmax when `into_softmax` and scratch
+/// otherwise (the exponentials are taken in place, in one vectorized pass, then summed).
+fn log_sum_exp(row: &mut [f32], into_softmax: bool) -> f32 {
+    let max = row_max(row);
+    row.iter_mut().for_each(|x| *x = super::exp(*x - max));
+    let sum = super::lanes_sum(row);
+    if into_softmax {
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|x| *x *= inv);
+    }
+    max + sum.ln()
 }
 
 impl CustomOp2 for TargetLogProbs {
@@ -96,12 +117,9 @@ impl CustomOp2 for TargetLogProbs {
                 .par_chunks_mut(vocab)
                 .enumerate()
                 .map(|(a, row)| {
-                    let z = log_sum_exp(row);
-                    let log_prob = row[self.targets[start + a] as usize] - z;
-                    if keep {
-                        row.iter_mut().for_each(|x| *x = (*x - z).exp());
-                    }
-                    (z, log_prob)
+                    let target_logit = row[self.targets[start + a] as usize];
+                    let z = log_sum_exp(row, keep);
+                    (z, target_logit - z)
                 })
                 .collect();
             for (a, (z, log_prob)) in rows_out.into_iter().enumerate() {
@@ -153,7 +171,7 @@ impl CustomOp2 for TargetLogProbs {
                         chunk.par_chunks_mut(vocab).enumerate().for_each(|(a, row)| {
                             let i = start + a;
                             for x in row.iter_mut() {
-                                let p = if keep { *x } else { (*x - lse[i]).exp() };
+                                let p = if keep { *x } else { super::exp(*x - lse[i]) };
                                 *x = -g[i] * p;
                             }
                             row[self.targets[i] as usize] += g[i];

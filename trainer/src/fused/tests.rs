@@ -205,3 +205,21 @@ fn chunked_target_log_probs_equal_the_composed_log_softmax_and_its_gradients() {
     let outside = TargetLogProbs::new(Arc::new(vec![vocab as u32; n])).apply(hidden.as_tensor(), weight.as_tensor());
     assert!(outside.unwrap_err().to_string().contains("outside the vocabulary"));
 }
+
+#[test]
+fn fast_exp_matches_f64_exp_to_a_few_ulp() {
+    let mut worst = 0f64;
+    let mut x = -86.5f32;
+    while x < 88.72 {
+        let want = (x as f64).exp();
+        let got = super::exp(x) as f64;
+        worst = worst.max(((got - want) / want).abs());
+        x += 0.001_37;
+    }
+    assert!(worst < 5e-7, "worst relative error {worst:e}");
+    assert_eq!(super::exp(0.0), 1.0);
+    assert_eq!((super::exp(f32::NEG_INFINITY), super::exp(-100.0)), (0.0, 0.0));
+    assert_eq!((super::exp(f32::INFINITY), super::exp(89.0)), (f32::INFINITY, f32::INFINITY));
+    assert!(super::exp(f32::NAN).is_nan());
+    assert!(super::exp(88.72).is_finite() && super::exp(-86.5) > 0.0);
+}
