@@ -114,6 +114,8 @@ fn an_arm_branches_from_an_earlier_arms_checkpoint() {
         serde_json::from_str(&ok(run(&write_plan(dir.path(), &format!("[[arm]]\nname = \"baseline\"\n{branch}")))))
             .unwrap();
     assert_eq!(report["arms"].as_array().unwrap().len(), 2);
+    let trained = |k: usize| report["arms"][k]["trained_tokens"].as_u64().unwrap();
+    assert_eq!((trained(0), trained(1)), (768, 256), "the branch counts the tokens after its branch point");
     let losses = |arm: &str| -> Vec<f64> {
         let text = std::fs::read_to_string(out.join(format!("arms/{arm}/run/metrics.jsonl"))).unwrap();
         text.lines()

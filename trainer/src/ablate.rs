@@ -196,7 +196,10 @@ pub struct ArmReport {
     pub skipped: bool,
     /// Realised share of each domain in the arm's mixture (and the planned one).
     pub mix: Vec<(String, f64, f64)>,
-    pub tokens: u64,
+    /// Tokens in the arm's mixture (what its training drew from).
+    pub mixture_tokens: u64,
+    /// Tokens the arm trained on (a branch: from its branch point on).
+    pub trained_tokens: u64,
     pub final_loss: Option<f64>,
     pub tasks: BTreeMap<String, ArmTask>,
     /// 1 = best: by the mean over tasks of the arm's rank on each.
@@ -226,13 +229,19 @@ pub fn ablate(plan: &AblatePlan, out: &Path, on_event: &mut dyn FnMut(AblateEven
     }
     let report = compare(plan, out, &evals, &skipped)?;
     util::fsutil::write_atomic(&out.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    let steps_of =
+        |arm: &str| read_metrics(&out.join("arms").join(arm).join("run")).map(|m| m.steps).unwrap_or_default();
     let curves: Vec<Series> = plan
         .arms
         .iter()
         .map(|arm| {
-            let steps =
-                read_metrics(&out.join("arms").join(&arm.name).join("run")).map(|m| m.steps).unwrap_or_default();
-            Series { name: arm.name.clone(), points: steps.iter().map(|s| (s.tokens as f64, s.loss)).collect() }
+            // A branch's tokens count from its branch point: draw it from there.
+            let offset = arm
+                .branch_from
+                .as_ref()
+                .map_or(0, |from| steps_of(&from.arm).iter().find(|s| s.step == from.step).map_or(0, |s| s.tokens));
+            let points = steps_of(&arm.name).iter().map(|s| ((s.tokens + offset) as f64, s.loss)).collect();
+            Series { name: arm.name.clone(), points }
         })
         .collect();
     util::fsutil::write_atomic(&out.join("report.html"), html(&report, &curves).as_bytes())?;
@@ -383,7 +392,8 @@ fn compare(plan: &AblatePlan, out: &Path, evals: &[ArmEval], skipped: &[bool]) -
             .iter()
             .map(|d| (d.name.clone(), d.tokens as f64 / mixture.tokens.max(1) as f64, d.share))
             .collect();
-        let final_loss = read_metrics(&dir.join("run")).ok().and_then(|m| m.steps.last().map(|s| s.loss));
+        let last_step = read_metrics(&dir.join("run")).ok().and_then(|m| m.steps.last().cloned());
+        let final_loss = last_step.as_ref().map(|s| s.loss);
         let mut tasks = BTreeMap::new();
         for (t, name) in names.iter().enumerate() {
             let (mine, base) = (&eval.items[*name], &evals[0].items[*name]);
@@ -402,7 +412,8 @@ fn compare(plan: &AblatePlan, out: &Path, evals: &[ArmEval], skipped: &[bool]) -
             name: arm.name.clone(),
             skipped: skipped[k],
             mix,
-            tokens: mixture.tokens,
+            mixture_tokens: mixture.tokens,
+            trained_tokens: last_step.map_or(0, |s| s.tokens),
             final_loss,
             tasks,
             rank: 0,
@@ -464,7 +475,8 @@ fn html(report: &AblateReport, curves: &[Series]) -> String {
     body.push_str("</table>");
     body.push_str(&line_chart("training loss by arm", "tokens", curves, false));
     body.push_str(
-        "<h2>Realised mix</h2><table><tr><th>arm</th><th>tokens</th><th>domains: realised (planned)</th></tr>",
+        "<h2>Realised mix</h2><table><tr><th>arm</th><th>mixture tokens</th><th>trained tokens</th>\
+         <th>domains: realised (planned)</th></tr>",
     );
     for arm in &report.arms {
         let shares: Vec<String> = arm
@@ -474,9 +486,10 @@ fn html(report: &AblateReport, curves: &[Series]) -> String {
             .collect();
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&arm.name),
-            arm.tokens,
+            arm.mixture_tokens,
+            arm.trained_tokens,
             shares.join(" · ")
         );
     }
