@@ -167,7 +167,7 @@ experiment-smollm2-schedules: build tasks
 
 ## experiment-smollm2-context: SmolLM2-135M extended 2,048 -> 8,192 with ABF + YaRN, ABF, PI
 ## (16k tokens each, 40% from long documents); short-context scores in report.html, passkey by
-## length and depth and loss by position in compare.html (out/experiments/smollm2/context/). ~1 h.
+## length and depth and loss by position in compare.html (out/experiments/smollm2/context/). ~80 min.
 experiment-smollm2-context: build tasks
 	$(MAKE) $(SMOLLM2)/model.safetensors
 	$(MIDTRAIN) prepare trainer/configs/experiments/smollm2/prepare.toml

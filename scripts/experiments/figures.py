@@ -6,7 +6,8 @@
 
 schedules: per arm, the learning rate and the held-out loss (mean over domains) against tokens.
 context: per arm, held-out loss by position within the document at the stage's end (and the base
-model before the RoPE change), and passkey accuracy by length.
+model before the RoPE change; mean over domains, in the buckets every domain reaches), and
+passkey accuracy by length.
 Reads each arm's run/metrics.jsonl under DIR/arms/ in the order of DIR/report.json.
 """
 import json
@@ -107,7 +108,8 @@ def context(out, figures):
             lbp = e.get("loss_by_position")
             if not lbp:
                 continue
-            width = max(len(v) for v in lbp["loss"].values())
+            # Buckets every domain reaches (a lone long document's tail would set the scale).
+            width = min(len(v) for v in lbp["loss"].values())
             curve = [((i + 0.5) * lbp["bucket"], mean(v[i] if i < len(v) else None for v in lbp["loss"].values()))
                      for i in range(width)]
             if e["when"] == "start" and not base_done:
