@@ -75,16 +75,14 @@ def svg(parts, w, h):
 
 
 def arms(out):
-    report = json.loads((out / "report.json").read_text())
-    return [a["name"] for a in report["arms"]], report
+    return [a["name"] for a in json.loads((out / "report.json").read_text())["arms"]]
 
 
 def schedules(out, figures):
-    names, _ = arms(out)
+    names = arms(out)
     lr, heldout = [], []
     for name in names:
-        run = out / "arms" / name / "run"
-        steps, evals = records(run)
+        steps, evals = records(out / "arms" / name / "run")
         per_step = steps[0]["tokens"]
         # A branch counts its tokens from its own start: place it after the step it left.
         offset = 0
@@ -100,7 +98,7 @@ def schedules(out, figures):
 
 
 def context(out, figures):
-    names, _ = arms(out)
+    names = arms(out)
     by_position, passkey, base_done = [], [], False
     for name in names:
         _, evals = records(out / "arms" / name / "run")

@@ -16,8 +16,9 @@ use trainer::train::Event;
 
 The plan: train = TRAIN.toml, optionally base = CHECKPOINT, recipe = RECIPE.toml, tasks = [...],
 tokenizer, limit, bootstrap (1000); then [[arm]] tables: name, and optionally recipe,
-weights = { DOMAIN = W }, datasets = { DOMAIN = [DATASET...] } and a train = { ... } table merged
-into the train config. The first arm is the baseline. Writes OUT/arms/NAME/ (mixture, run,
+weights = { DOMAIN = W }, datasets = { DOMAIN = [DATASET...] }, a train = { ... } table merged
+into the train config, and branch_from = { arm = NAME, step = N } to start from an earlier arm's
+checkpoint (a WSD decay from the stable phase). The first arm is the baseline. Writes OUT/arms/NAME/ (mixture, run,
 eval.json), OUT/report.json and OUT/report.html; a rerun skips the arms that finished.")]
 pub struct AblateArgs {
     plan: PathBuf,

@@ -219,9 +219,12 @@ pub fn ablate(plan: &AblatePlan, out: &Path, on_event: &mut dyn FnMut(AblateEven
     let mut skipped = Vec::new();
     for arm in &plan.arms {
         let dir = out.join("arms").join(&arm.name);
-        let branch_from = arm.branch_from.as_ref().map(|from| {
-            out.join("arms").join(&from.arm).join("run/checkpoints").join(checkpointer::step_dir_name(from.step))
-        });
+        let branch_from = arm
+            .branch_from
+            .as_ref()
+            .map(|from| branch_checkpoint(out, from))
+            .transpose()
+            .with_context(|| format!("arm {:?}", arm.name))?;
         let (eval, was_done) =
             run_arm(plan, arm, branch_from, &tasks, &dir, on_event).with_context(|| format!("arm {:?}", arm.name))?;
         evals.push(eval);
@@ -246,6 +249,22 @@ pub fn ablate(plan: &AblatePlan, out: &Path, on_event: &mut dyn FnMut(AblateEven
         .collect();
     util::fsutil::write_atomic(&out.join("report.html"), html(&report, &curves).as_bytes())?;
     Ok(report)
+}
+
+/// The finished checkpoint `from` names in the earlier arm's run.
+fn branch_checkpoint(out: &Path, from: &BranchFrom) -> Result<PathBuf> {
+    let saved = checkpointer::list(&out.join("arms").join(&from.arm).join("run"))?;
+    if let Some((_, dir)) = saved.iter().find(|(step, _)| *step == from.step) {
+        return Ok(dir.clone());
+    }
+    let steps: Vec<String> = saved.iter().map(|(step, _)| step.to_string()).collect();
+    bail!(
+        "branch_from: arm {:?} saved no checkpoint at step {} (it saved steps [{}]): set its checkpoint_every \
+         so that it saves that step, or branch from one of these",
+        from.arm,
+        from.step,
+        steps.join(", ")
+    )
 }
 
 fn run_arm(
@@ -308,13 +327,6 @@ fn run_arm(
     config.data.path = mixture;
     if let Some(base) = &plan.base {
         config.model.source = ModelSource::Checkpoint(base.clone());
-    }
-    if let Some(from) = &branch_from {
-        ensure!(
-            from.join("model.safetensors").is_file() || from.join("model.safetensors.index.json").is_file(),
-            "branch_from: {} is not a checkpoint: set the earlier arm's checkpoint_every so that it saves that step",
-            from.display()
-        );
     }
     say(on_event, "training");
     let run = dir.join("run");

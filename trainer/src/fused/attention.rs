@@ -153,7 +153,7 @@ impl FlashAttention {
                     continue;
                 }
                 let (lo, hi) = (lo - j0, hi - j0);
-                let tile_max = row[lo..hi].iter().fold(f32::NEG_INFINITY, |x, &y| x.max(y));
+                let tile_max = super::lanes_max(&row[lo..hi]);
                 let new_max = row_max[a].max(tile_max);
                 let correction = super::exp(row_max[a] - new_max);
                 for (j, s) in row.iter_mut().enumerate() {

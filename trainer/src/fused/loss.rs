@@ -63,23 +63,10 @@ impl TargetLogProbs {
     }
 }
 
-/// The row's maximum, in 8 interleaved lanes so that it vectorizes (max is exact: any order).
-fn row_max(row: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let chunks = row.chunks_exact(8);
-    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    for chunk in chunks {
-        for (lane, &x) in lanes.iter_mut().zip(chunk) {
-            *lane = lane.max(x);
-        }
-    }
-    lanes.iter().fold(tail, |a, &b| a.max(b))
-}
-
 /// The log-sum-exp of `row`, which becomes its softmax when `into_softmax` and scratch
 /// otherwise (the exponentials are taken in place, in one vectorized pass, then summed).
 fn log_sum_exp(row: &mut [f32], into_softmax: bool) -> f32 {
-    let max = row_max(row);
+    let max = super::lanes_max(row);
     row.iter_mut().for_each(|x| *x = super::exp(*x - max));
     let sum = super::lanes_sum(row);
     if into_softmax {

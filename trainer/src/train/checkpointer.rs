@@ -50,8 +50,7 @@ pub fn companion_files(base: &Path) -> Vec<PathBuf> {
     COMPANION_FILES.iter().map(|name| base.join(name)).filter(|p| p.is_file()).collect()
 }
 
-/// The folder name of the checkpoint at `step` under `run/checkpoints/`.
-pub fn step_dir_name(step: u64) -> String {
+fn step_dir_name(step: u64) -> String {
     format!("step-{step:08}")
 }
 
