@@ -11,7 +11,7 @@ ALL_CORPORA = $(foreach c,web wiki books code math instruct,$(CORPORA)/$(c).parq
 SMOLLM2 ?= .models/smollm2-135m
 TINYSTORIES ?= ../shared/models/tinystories-656k
 
-.PHONY: build demo test lint fmt bench fixtures tasks parity slurm-test clean experiment-context experiment-schedules experiment-smollm2-quality experiment-smollm2-schedules experiment-smollm2-context
+.PHONY: build demo test lint fmt bench fixtures tasks parity slurm-test cuda-check clean experiment-context experiment-schedules experiment-smollm2-quality experiment-smollm2-schedules experiment-smollm2-context
 
 build:
 	$(CARGO) build --bin midtrain
@@ -76,6 +76,11 @@ fmt:
 ## slurm-wlm and munge with apt-get if missing), compared with a one-process run; not in `make test`
 slurm-test: build
 	scripts/slurm/test.sh $(TARGET_DIR)/debug/midtrain
+
+## cuda-check: build, clippy and start `--features cuda` without a GPU or the CUDA toolkit (the
+## compiler and libraries from PyPI and Debian into .cuda-toolkit/); not in `make test`
+cuda-check:
+	bash scripts/cuda/check_build.sh
 
 ## bench: throughput benchmarks; numbers go to docs/benchmarks.md
 bench: build
@@ -149,10 +154,16 @@ experiment-schedules: out/mixture/mixture.json
 	$(MIDTRAIN) compare $(EXPERIMENTS)/schedules/wsd $(EXPERIMENTS)/schedules/cosine \
 		--out $(EXPERIMENTS)/schedules/compare.html
 
+## The fastText quality classifier of the SmolLM2 experiments' filtered web: reference text (the
+## first 2,000 wiki articles) against random web (all 1,990 documents), the DCLM recipe.
+$(EXPERIMENTS)/smollm2/quality.bin: | build
+	$(MIDTRAIN) quality train --positive $(CORPORA)/wiki.parquet --negative $(CORPORA)/web.parquet \
+		--max-per-class 2000 --out $@
+
 ## experiment-smollm2-quality: SmolLM2-135M annealed 20k tokens on FineWeb-filtered vs unfiltered
-## web (math, code, schedule equal), evaluated on the corpora tasks and ranked
+## web, the filtered also by the quality score (math, code, schedule equal), evaluated on the corpora tasks and ranked
 ## (out/experiments/smollm2/quality/report.html). Config: trainer/configs/experiments/smollm2/
-experiment-smollm2-quality: build tasks
+experiment-smollm2-quality: build tasks $(EXPERIMENTS)/smollm2/quality.bin
 	$(MAKE) $(SMOLLM2)/model.safetensors
 	$(MIDTRAIN) prepare trainer/configs/experiments/smollm2/prepare.toml
 	$(MIDTRAIN) ablate trainer/configs/experiments/smollm2/quality.toml --out $(EXPERIMENTS)/smollm2/quality
@@ -160,7 +171,7 @@ experiment-smollm2-quality: build tasks
 ## experiment-smollm2-schedules: SmolLM2-135M annealed 24k tokens with WSD (1-sqrt over the last
 ## 20%), cosine and linear, and a WSD branch decayed from the stable checkpoint at step 12
 ## (out/experiments/smollm2/schedules/report.html). ~50 min on 2 cores.
-experiment-smollm2-schedules: build tasks
+experiment-smollm2-schedules: build tasks $(EXPERIMENTS)/smollm2/quality.bin
 	$(MAKE) $(SMOLLM2)/model.safetensors
 	$(MIDTRAIN) prepare trainer/configs/experiments/smollm2/prepare.toml
 	$(MIDTRAIN) ablate trainer/configs/experiments/smollm2/schedules.toml --out $(EXPERIMENTS)/smollm2/schedules
@@ -168,7 +179,7 @@ experiment-smollm2-schedules: build tasks
 ## experiment-smollm2-context: SmolLM2-135M extended 2,048 -> 8,192 with ABF + YaRN, ABF, PI
 ## (16k tokens each, 40% from long documents); short-context scores in report.html, passkey by
 ## length and depth and loss by position in compare.html (out/experiments/smollm2/context/). ~80 min.
-experiment-smollm2-context: build tasks
+experiment-smollm2-context: build tasks $(EXPERIMENTS)/smollm2/quality.bin
 	$(MAKE) $(SMOLLM2)/model.safetensors
 	$(MIDTRAIN) prepare trainer/configs/experiments/smollm2/prepare.toml
 	$(MIDTRAIN) ablate trainer/configs/experiments/smollm2/context.toml --out $(EXPERIMENTS)/smollm2/context
