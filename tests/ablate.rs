@@ -60,6 +60,28 @@ fn ablate_runs_both_arms_reports_them_and_skips_finished_ones() {
         assert!(s["low"].as_f64().unwrap() <= s["value"].as_f64().unwrap());
         assert!(s["value"].as_f64().unwrap() <= s["high"].as_f64().unwrap());
         assert_eq!(arm["tasks"]["heldout_web"]["metric"], "loss");
+        // Every other score of a task has its interval, and equals what `eval` reports for it.
+        let eval: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join(format!("arms/{}/eval.json", arm["name"].as_str().unwrap()))).unwrap(),
+        )
+        .unwrap();
+        for (task, metrics) in [("math_mc", &["acc_norm"][..]), ("heldout_web", &["perplexity", "bits_per_byte"][..])] {
+            let more = arm["tasks"][task]["more"].as_array().unwrap();
+            let names: Vec<&str> = more.iter().map(|m| m["metric"].as_str().unwrap()).collect();
+            assert_eq!(names, metrics, "{task}");
+            for m in more {
+                let (s, metric) = (&m["score"], m["metric"].as_str().unwrap());
+                let (low, value, high) =
+                    (s["low"].as_f64().unwrap(), s["value"].as_f64().unwrap(), s["high"].as_f64().unwrap());
+                assert!(low <= value && value <= high, "{task} {metric}: {s}");
+                let reported = eval["scores"][task][metric].as_f64().unwrap();
+                assert!(
+                    (value - reported).abs() < 1e-9 * reported.abs().max(1.0),
+                    "{task} {metric}: {value} vs {reported}"
+                );
+                assert_eq!(m["vs_baseline"].is_null(), arm["name"] == "baseline", "{task} {metric}");
+            }
+        }
     }
     assert!(arms[0]["tasks"]["math_mc"]["vs_baseline"].is_null(), "the baseline has no difference to itself");
     assert!(arms[1]["tasks"]["heldout_web"]["vs_baseline"]["value"].is_f64());

@@ -49,16 +49,14 @@ pub fn run(args: AblateArgs, quiet: bool) -> Result<ExitCode> {
     for arm in arms {
         outln!("{}. {}{}", arm.rank, arm.name, if arm.skipped { " (finished before)" } else { "" });
         for (task, t) in &arm.tasks {
-            let delta = t
-                .vs_baseline
-                .map_or("baseline".to_string(), |d| format!("Δ {:+.4} [{:+.4}, {:+.4}]", d.value, d.low, d.high));
-            outln!(
-                "   {task:<20} {} {:.4} [{:.4}, {:.4}]  {delta}",
-                t.metric,
-                t.score.value,
-                t.score.low,
-                t.score.high
-            );
+            let scores = std::iter::once((&t.metric, &t.score, &t.vs_baseline))
+                .chain(t.more.iter().map(|m| (&m.metric, &m.score, &m.vs_baseline)));
+            for (k, (metric, score, vs_baseline)) in scores.enumerate() {
+                let delta = vs_baseline
+                    .map_or("baseline".to_string(), |d| format!("Δ {:+.4} [{:+.4}, {:+.4}]", d.value, d.low, d.high));
+                let label = if k == 0 { task.as_str() } else { "" };
+                outln!("   {label:<20} {metric:<13} {:.4} [{:.4}, {:.4}]  {delta}", score.value, score.low, score.high);
+            }
         }
     }
     outln!("report: {}", args.out.join("report.html").display());

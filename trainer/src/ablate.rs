@@ -150,12 +150,24 @@ struct ItemValues {
     higher_is_better: bool,
     values: Vec<f64>,
     weights: Vec<f64>,
+    /// The task's other scores over the same items (acc_norm; bits per byte), which get
+    /// intervals too but do not rank (absent in an `eval.json` from before they were kept).
+    #[serde(default)]
+    more: Vec<MetricValues>,
 }
 
 impl ItemValues {
     fn metric_name(&self) -> &'static str {
         if self.higher_is_better { "acc" } else { "loss" }
     }
+}
+
+/// Another metric of a task's items, `Σ values / Σ weights` as well.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct MetricValues {
+    metric: String,
+    values: Vec<f64>,
+    weights: Vec<f64>,
 }
 
 /// `eval.json` of an arm.
@@ -183,10 +195,22 @@ impl Interval {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ArmTask {
+    /// The metric that ranks (acc, or loss).
     pub metric: String,
     pub n: usize,
     pub score: Interval,
     /// This arm minus the baseline, paired over items (`None` for the baseline).
+    pub vs_baseline: Option<Interval>,
+    /// The task's other scores (acc_norm; bits_per_byte; perplexity, the loss's exponential),
+    /// each with its interval and difference to the baseline on the same resamples.
+    #[serde(default)]
+    pub more: Vec<MetricScore>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MetricScore {
+    pub metric: String,
+    pub score: Interval,
     pub vs_baseline: Option<Interval>,
 }
 
@@ -356,26 +380,59 @@ fn run_arm(
 }
 
 fn item_values(kind: TaskKind, results: &[crate::tasks::ItemResult]) -> ItemValues {
+    let ones = vec![1.0; results.len()];
+    let hits = |pred: fn(&crate::tasks::ItemResult) -> Option<usize>| -> Vec<f64> {
+        results.iter().map(|r| f64::from(u8::from(pred(r) == r.gold))).collect()
+    };
+    let nats: Vec<f64> = results.iter().map(|r| -r.log_probs.iter().sum::<f64>()).collect();
     match kind {
         TaskKind::MultipleChoice => ItemValues {
             kind,
             higher_is_better: true,
-            values: results.iter().map(|r| f64::from(u8::from(r.pred == r.gold))).collect(),
-            weights: vec![1.0; results.len()],
+            values: hits(|r| r.pred),
+            weights: ones.clone(),
+            more: vec![MetricValues { metric: "acc_norm".into(), values: hits(|r| r.pred_norm), weights: ones }],
         },
         TaskKind::Loglikelihood | TaskKind::Perplexity => ItemValues {
             kind,
             higher_is_better: false,
-            values: results.iter().map(|r| -r.log_probs.iter().sum::<f64>()).collect(),
+            values: nats.clone(),
             weights: results.iter().map(|r| r.tokens.iter().sum::<usize>() as f64).collect(),
+            more: vec![MetricValues {
+                metric: "bits_per_byte".into(),
+                values: nats.iter().map(|n| n / std::f64::consts::LN_2).collect(),
+                weights: results.iter().map(|r| r.bytes.unwrap_or(0) as f64).collect(),
+            }],
         },
     }
 }
 
 /// `Σ values / Σ weights` over the items `pick` lists.
-fn metric(v: &ItemValues, pick: &[usize]) -> f64 {
-    let (s, w) = pick.iter().fold((0.0, 0.0), |(s, w), &i| (s + v.values[i], w + v.weights[i]));
+fn ratio(values: &[f64], weights: &[f64], pick: &[usize]) -> f64 {
+    let (s, w) = pick.iter().fold((0.0, 0.0), |(s, w), &i| (s + values[i], w + weights[i]));
     if w > 0.0 { s / w } else { f64::NAN }
+}
+
+fn metric(v: &ItemValues, pick: &[usize]) -> f64 {
+    ratio(&v.values, &v.weights, pick)
+}
+
+/// A score's interval over the resamples and, for an arm other than the baseline, its paired
+/// difference to the baseline: `at(pick, baseline)` is the score on the items `pick` lists, of
+/// the baseline when `baseline` is true, else of the arm.
+fn scored(
+    at: impl Fn(&[usize], bool) -> f64,
+    n: usize,
+    draws: &[Vec<usize>],
+    against_baseline: bool,
+) -> (Interval, Option<Interval>) {
+    let all: Vec<usize> = (0..n).collect();
+    let score = interval(at(&all, false), draws.iter().map(|d| at(d, false)).collect());
+    let vs_baseline = against_baseline.then(|| {
+        let diff = |d: &[usize]| at(d, false) - at(d, true);
+        interval(diff(&all), draws.iter().map(|d| diff(d)).collect())
+    });
+    (score, vs_baseline)
 }
 
 /// Bootstrap resamples of `n` item indices, seeded by the task's position.
@@ -411,14 +468,26 @@ fn compare(plan: &AblatePlan, out: &Path, evals: &[ArmEval], skipped: &[bool]) -
             let (mine, base) = (&eval.items[*name], &evals[0].items[*name]);
             ensure!(mine.values.len() == base.values.len(), "task {name}: arms scored different items");
             let n = mine.values.len();
-            let all: Vec<usize> = (0..n).collect();
             let draws = resamples(n, plan.bootstrap, t as u64);
-            let score = interval(metric(mine, &all), draws.iter().map(|d| metric(mine, d)).collect());
-            let vs_baseline = (k > 0).then(|| {
-                let diff = |d: &[usize]| metric(mine, d) - metric(base, d);
-                interval(diff(&all), draws.iter().map(|d| diff(d)).collect())
-            });
-            tasks.insert((*name).clone(), ArmTask { metric: mine.metric_name().into(), n, score, vs_baseline });
+            let pick = |baseline: bool| if baseline { base } else { mine };
+            let (score, vs_baseline) = scored(|d, b| metric(pick(b), d), n, &draws, k > 0);
+            let mut more = Vec::new();
+            if !mine.higher_is_better {
+                // Perplexity is the loss's exponential: its interval is the loss's, mapped.
+                let (score, vs_baseline) = scored(|d, b| metric(pick(b), d).exp(), n, &draws, k > 0);
+                more.push(MetricScore { metric: "perplexity".into(), score, vs_baseline });
+            }
+            for other in &mine.more {
+                // Paired with the baseline's same metric (an older eval.json may lack it).
+                let Some(theirs) = base.more.iter().find(|m| m.metric == other.metric) else { continue };
+                let at = |d: &[usize], b: bool| {
+                    let m = if b { theirs } else { other };
+                    ratio(&m.values, &m.weights, d)
+                };
+                let (score, vs_baseline) = scored(at, n, &draws, k > 0);
+                more.push(MetricScore { metric: other.metric.clone(), score, vs_baseline });
+            }
+            tasks.insert((*name).clone(), ArmTask { metric: mine.metric_name().into(), n, score, vs_baseline, more });
         }
         arms.push(ArmReport {
             name: arm.name.clone(),
@@ -485,6 +554,31 @@ fn html(report: &AblateReport, curves: &[Series]) -> String {
         body.push_str("</tr>");
     }
     body.push_str("</table>");
+    body.push_str(
+        "<h2>The other scores</h2><p>The same items, resamples and pairing; these do not rank.</p>\
+         <table><tr><th>task</th><th>metric</th><th>arm</th><th>score</th><th>Δ</th></tr>",
+    );
+    for name in &names {
+        for arm in &report.arms {
+            for m in &arm.tasks[*name].more {
+                let (class, delta) = m.vs_baseline.as_ref().map_or(("", "baseline".to_string()), |d| {
+                    (
+                        if d.excludes_zero() { "flag" } else { "" },
+                        format!("{:+.4} [{:+.4}, {:+.4}]", d.value, d.low, d.high),
+                    )
+                });
+                let _ = write!(
+                    body,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{delta}</td></tr>",
+                    escape(name),
+                    escape(&m.metric),
+                    escape(&arm.name),
+                    fmt(&m.score)
+                );
+            }
+        }
+    }
+    body.push_str("</table>");
     body.push_str(&line_chart("training loss by arm", "tokens", curves, false));
     body.push_str(
         "<h2>Realised mix</h2><table><tr><th>arm</th><th>mixture tokens</th><th>trained tokens</th>\
@@ -522,6 +616,7 @@ mod tests {
             higher_is_better: true,
             values: (0..200u32).map(|i| f64::from(u8::from(i.is_multiple_of(2)))).collect(),
             weights: vec![1.0; 200],
+            more: Vec::new(),
         };
         // The arm gets 20 more items right, the rest the same.
         let mut arm = base.clone();

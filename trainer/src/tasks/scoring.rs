@@ -79,6 +79,10 @@ pub struct ItemResult {
     pub pred: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pred_norm: Option<usize>,
+    /// The UTF-8 bytes the loss covers (a continuation with its delimiter, or the text): what
+    /// bits per byte divides by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
 }
 
 /// A token sequence whose tokens from `score_from` on are scored.
@@ -351,6 +355,7 @@ fn aggregate(task: &Task, requests: &[Request], scored: &[Scored]) -> (TaskScore
             greedy: scores.iter().map(|s| s.greedy).collect(),
             pred: None,
             pred_norm: None,
+            bytes: None,
         };
         tokens += scores.iter().map(|s| s.tokens as u64).sum::<u64>();
         match &item.target {
@@ -368,12 +373,15 @@ fn aggregate(task: &Task, requests: &[Request], scored: &[Scored]) -> (TaskScore
                 let whole = scores[0];
                 correct.push(f64::from(u8::from(whole.greedy)));
                 loss_sum -= whole.log_prob;
-                bytes += (task.spec.target_delimiter.len() + c.len()) as u64;
+                let scored = (task.spec.target_delimiter.len() + c.len()) as u64;
+                bytes += scored;
                 result.continuation = Some(c.clone());
+                result.bytes = Some(scored);
             }
             Target::Text(text) => {
                 loss_sum -= scores.iter().map(|s| s.log_prob).sum::<f64>();
                 bytes += text.len() as u64;
+                result.bytes = Some(text.len() as u64);
                 result.log_probs = vec![scores.iter().map(|s| s.log_prob).sum()];
                 result.tokens = vec![scores.iter().map(|s| s.tokens).sum()];
                 result.greedy = vec![scores.iter().all(|s| s.greedy)];
