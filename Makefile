@@ -160,9 +160,10 @@ $(EXPERIMENTS)/smollm2/quality.bin: | build
 	$(MIDTRAIN) quality train --positive $(CORPORA)/wiki.parquet --negative $(CORPORA)/web.parquet \
 		--max-per-class 2000 --out $@
 
-## experiment-smollm2-quality: SmolLM2-135M annealed 20k tokens on FineWeb-filtered vs unfiltered
-## web, the filtered also by the quality score (math, code, schedule equal), evaluated on the corpora tasks and ranked
-## (out/experiments/smollm2/quality/report.html). Config: trainer/configs/experiments/smollm2/
+## experiment-smollm2-quality: SmolLM2-135M annealed 20k tokens on web through the FineWeb chain
+## and the quality score vs the same web unfiltered (math, code, schedule equal), evaluated on the
+## corpora tasks and ranked (out/experiments/smollm2/quality/report.html). ~10 min on 2 cores.
+## Config: trainer/configs/experiments/smollm2/
 experiment-smollm2-quality: build tasks $(EXPERIMENTS)/smollm2/quality.bin
 	$(MAKE) $(SMOLLM2)/model.safetensors
 	$(MIDTRAIN) prepare trainer/configs/experiments/smollm2/prepare.toml

@@ -3,11 +3,14 @@
 
     python3 scripts/experiments/figures.py schedules out/experiments/smollm2/schedules docs/figures
     python3 scripts/experiments/figures.py context out/experiments/smollm2/context docs/figures
+    python3 scripts/experiments/figures.py quality out/experiments/smollm2/quality docs/figures
 
 schedules: per arm, the learning rate and the held-out loss (mean over domains) against tokens.
 context: per arm, held-out loss by position within the document at the stage's end (and the base
 model before the RoPE change; mean over domains, in the buckets every domain reaches), and
 passkey accuracy by length.
+quality: per arm, the training loss against tokens, and each task's difference to the baseline
+with its paired 95% bootstrap interval (from DIR/report.json).
 Reads each arm's run/metrics.jsonl under DIR/arms/ in the order of DIR/report.json.
 """
 import json
@@ -127,7 +130,57 @@ def context(out, figures):
     (figures / "smollm2-context.svg").write_text(svg(parts, 890, 270))
 
 
+def forest(title, rows, x0, y0, w=440):
+    """Differences with intervals, one row each: rows = [(label, value, low, high)], a line at 0."""
+    L, R, top, row_h = 150, 20, 30, 26
+    h = top + row_h * len(rows) + 34
+    lo = min(min(r[2] for r in rows), 0.0)
+    hi = max(max(r[3] for r in rows), 0.0)
+    pad = (hi - lo) * 0.08 or 0.01
+    lo, hi = lo - pad, hi + pad
+    pw = w - L - R
+    sx = lambda x: x0 + L + (x - lo) / (hi - lo) * pw
+    out = [f'<text x="{x0 + 10}" y="{y0 + 18}" font-size="13" font-weight="bold">{title}</text>',
+           f'<line x1="{sx(0):.1f}" y1="{y0 + top}" x2="{sx(0):.1f}" y2="{y0 + h - 34}" stroke="#999" '
+           f'stroke-dasharray="3,3"/>']
+    for k, (label, value, low, high) in enumerate(rows):
+        y = y0 + top + row_h * k + row_h / 2
+        color = COLORS[1] if low > 0 or high < 0 else COLORS[0]
+        out.append(f'<text x="{x0 + L - 8}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{label}</text>')
+        out.append(f'<line x1="{sx(low):.1f}" y1="{y:.1f}" x2="{sx(high):.1f}" y2="{y:.1f}" stroke="{color}" '
+                   f'stroke-width="2"/>')
+        out.append(f'<circle cx="{sx(value):.1f}" cy="{y:.1f}" r="3.5" fill="{color}"/>')
+    axis_y = y0 + h - 34
+    out.append(f'<line x1="{x0 + L}" y1="{axis_y}" x2="{x0 + L + pw}" y2="{axis_y}" stroke="#999"/>')
+    for i in range(5):
+        x = lo + (hi - lo) * i / 4
+        out.append(f'<text x="{sx(x):.1f}" y="{axis_y + 14}" font-size="10" text-anchor="middle">{x:+.3f}</text>')
+    out.append(f'<text x="{x0 + L + pw / 2}" y="{axis_y + 30}" font-size="11" text-anchor="middle">'
+               f'arm − baseline (red: the interval excludes 0)</text>')
+    return out, h
+
+
+def quality(out, figures):
+    report = json.loads((out / "report.json").read_text())
+    curves = []
+    for arm in report["arms"]:
+        steps, _ = records(out / "arms" / arm["name"] / "run")
+        curves.append((arm["name"], [(s["tokens"], s["loss"]) for s in steps], False))
+    parts = panel("training loss", "tokens", "loss", curves, 0, 0, w=440)
+    rows = []
+    for arm in report["arms"][1:]:
+        for task, t in arm["tasks"].items():
+            for m in [t] + t.get("more", []):
+                if m["metric"] == "perplexity":
+                    continue  # the loss's exponential: the same interval, another scale
+                d = m["vs_baseline"]
+                rows.append((f'{task} {m["metric"]}', d["value"], d["low"], d["high"]))
+    title = f'{report["arms"][1]["name"]} − {report["baseline"]}' if len(report["arms"]) == 2 else "vs the baseline"
+    more, h = forest(title, rows, 440, 0, w=460)
+    (figures / "smollm2-quality.svg").write_text(svg(parts + more, 910, max(270, h)))
+
+
 if __name__ == "__main__":
     kind, out, figures = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     figures.mkdir(parents=True, exist_ok=True)
-    {"schedules": schedules, "context": context}[kind](out, figures)
+    {"schedules": schedules, "context": context, "quality": quality}[kind](out, figures)

@@ -13,7 +13,7 @@
 Deterministic: items are taken in id order; the same corpora give the same files.
 
   python scripts/tasks/build_tasks.py --corpora ../shared/corpora --out out/tasks
-  python scripts/tasks/build_tasks.py --corpora ../shared/corpora --out fixtures/tasks --items 40
+  python scripts/tasks/build_tasks.py --corpora ../shared/corpora --out fixtures/tasks --items 20 --max-chars 600
 """
 
 import argparse
