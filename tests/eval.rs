@@ -92,3 +92,53 @@ fn bad_task_files_name_the_file_row_and_field() {
     let e = err(&["eval", ckpt.to_str().unwrap(), "--tasks", unknown.to_str().unwrap()]);
     assert!(e.contains("unknown input format"), "{e}");
 }
+
+#[test]
+fn a_parquet_task_scores_as_the_same_items_in_jsonl() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder};
+    use parquet::arrow::ArrowWriter;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = checkpoint(dir.path());
+    let items: [(&str, &[&str], i64); 3] = [
+        ("Question: 2 + 2 =\nAnswer:", &[" 3", " 4"], 1),
+        ("Question: the sky is\nAnswer:", &[" blue", " green", " loud"], 0),
+        ("Question: a cat has how many legs?\nAnswer:", &[" two", " four", " six", " none"], 1),
+    ];
+    let jsonl = dir.path().join("mc_jsonl.jsonl");
+    let lines: Vec<String> = items
+        .iter()
+        .map(|(context, choices, gold)| {
+            serde_json::json!({"context": context, "choices": choices, "gold": gold}).to_string()
+        })
+        .collect();
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+    // The same items as parquet, choices a list<string> column, as lm-eval's datasets ship them.
+    let mut choices = ListBuilder::new(StringBuilder::new());
+    for (_, item_choices, _) in &items {
+        for c in *item_choices {
+            choices.values().append_value(c);
+        }
+        choices.append(true);
+    }
+    let batch = RecordBatch::try_from_iter([
+        ("context", Arc::new(StringArray::from_iter_values(items.iter().map(|i| i.0))) as ArrayRef),
+        ("choices", Arc::new(choices.finish()) as ArrayRef),
+        ("gold", Arc::new(Int64Array::from_iter_values(items.iter().map(|i| i.2))) as ArrayRef),
+    ])
+    .unwrap();
+    let parquet = dir.path().join("mc_parquet.parquet");
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(&parquet).unwrap(), batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    let args =
+        ["eval", ckpt.to_str().unwrap(), "--tasks", jsonl.to_str().unwrap(), parquet.to_str().unwrap(), "--json"];
+    let out: serde_json::Value = serde_json::from_str(&ok(midtrain(&args, &[]))).unwrap();
+    let (from_jsonl, from_parquet) = (&out["tasks"]["mc_jsonl"], &out["tasks"]["mc_parquet"]);
+    assert_eq!(from_parquet["kind"], "multiple_choice");
+    assert_eq!(from_parquet["n"], 3);
+    assert_eq!(from_parquet, from_jsonl, "the same items score the same from either format");
+}
