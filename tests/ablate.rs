@@ -83,6 +83,16 @@ fn ablate_runs_both_arms_reports_them_and_skips_finished_ones() {
             }
         }
     }
+    // A difference is the arm's score minus the baseline's, metric by metric.
+    for task in ["math_mc", "heldout_web"] {
+        let (base, other) = (&arms[0]["tasks"][task]["more"], &arms[1]["tasks"][task]["more"]);
+        for (b, o) in base.as_array().unwrap().iter().zip(other.as_array().unwrap()) {
+            assert_eq!(b["metric"], o["metric"]);
+            let value = |m: &serde_json::Value| m["score"]["value"].as_f64().unwrap();
+            let diff = o["vs_baseline"]["value"].as_f64().unwrap();
+            assert!((diff - (value(o) - value(b))).abs() < 1e-9, "{task} {}: {diff}", o["metric"]);
+        }
+    }
     assert!(arms[0]["tasks"]["math_mc"]["vs_baseline"].is_null(), "the baseline has no difference to itself");
     assert!(arms[1]["tasks"]["heldout_web"]["vs_baseline"]["value"].is_f64());
     // The realised mixes differ as the weights say.
