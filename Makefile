@@ -155,10 +155,16 @@ experiment-schedules: out/mixture/mixture.json
 		--out $(EXPERIMENTS)/schedules/compare.html
 
 ## The fastText quality classifier of the SmolLM2 experiments' filtered web: reference text (the
-## first 2,000 wiki articles) against random web (all 1,990 documents), the DCLM recipe.
-$(EXPERIMENTS)/smollm2/quality.bin: | build
-	$(MIDTRAIN) quality train --positive $(CORPORA)/wiki.parquet --negative $(CORPORA)/web.parquet \
-		--max-per-class 2000 --out $@
+## first 2,000 wiki articles) against random web (the 1,424 web documents that hold no evaluation
+## item), the DCLM recipe. prepare keeps a finished dataset: after retraining this, remove
+## $(EXPERIMENTS)/smollm2/prepared/web_quality.
+SMOLLM2_TASKS = $(foreach t,math_mc heldout_web heldout_math heldout_books,out/tasks/$(t).jsonl)
+$(EXPERIMENTS)/smollm2/quality.bin: | build tasks
+	@mkdir -p $(@D)
+	rm -rf $(EXPERIMENTS)/smollm2/web-clean
+	$(MIDTRAIN) decontaminate $(CORPORA)/web.parquet --against $(SMOLLM2_TASKS) --out $(EXPERIMENTS)/smollm2/web-clean
+	$(MIDTRAIN) quality train --positive $(CORPORA)/wiki.parquet \
+		--negative '$(EXPERIMENTS)/smollm2/web-clean/kept/*.parquet' --max-per-class 2000 --out $@
 
 ## experiment-smollm2-quality: SmolLM2-135M annealed 20k tokens on web through the FineWeb chain
 ## and the quality score vs the same web unfiltered (math, code, schedule equal), evaluated on the
