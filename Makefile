@@ -156,8 +156,8 @@ experiment-schedules: out/mixture/mixture.json
 
 ## The fastText quality classifier of the SmolLM2 experiments' filtered web: reference text (the
 ## first 2,000 wiki articles) against random web (the 1,424 web documents that hold no evaluation
-## item), the DCLM recipe. prepare keeps a finished dataset: after retraining this, remove
-## $(EXPERIMENTS)/smollm2/prepared/web_quality.
+## item), the DCLM recipe. Retrained, its checksum no longer matches the one prepare recorded for
+## web_quality's filter stage, and prepare stops with an error naming the folder (remove it).
 SMOLLM2_TASKS = $(foreach t,math_mc heldout_web heldout_math heldout_books,out/tasks/$(t).jsonl)
 $(EXPERIMENTS)/smollm2/quality.bin: | build tasks
 	@mkdir -p $(@D)
