@@ -342,7 +342,7 @@ fn aggregate(task: &Task, requests: &[Request], scored: &[Scored]) -> (TaskScore
     }
     let mut results = Vec::with_capacity(task.items.len());
     let (mut correct, mut correct_norm) = (Vec::new(), Vec::new());
-    let (mut loss_sum, mut tokens, mut bytes) = (0.0, 0u64, 0u64);
+    let (mut loss_sum, mut tokens) = (0.0, 0u64);
     for ((item, prompt), scores) in task.items.iter().zip(&task.prompts).zip(&by_item) {
         let mut result = ItemResult {
             row: item.row,
@@ -373,14 +373,11 @@ fn aggregate(task: &Task, requests: &[Request], scored: &[Scored]) -> (TaskScore
                 let whole = scores[0];
                 correct.push(f64::from(u8::from(whole.greedy)));
                 loss_sum -= whole.log_prob;
-                let scored = (task.spec.target_delimiter.len() + c.len()) as u64;
-                bytes += scored;
                 result.continuation = Some(c.clone());
-                result.bytes = Some(scored);
+                result.bytes = Some((task.spec.target_delimiter.len() + c.len()) as u64);
             }
             Target::Text(text) => {
                 loss_sum -= scores.iter().map(|s| s.log_prob).sum::<f64>();
-                bytes += text.len() as u64;
                 result.bytes = Some(text.len() as u64);
                 result.log_probs = vec![scores.iter().map(|s| s.log_prob).sum()];
                 result.tokens = vec![scores.iter().map(|s| s.tokens).sum()];
@@ -413,6 +410,7 @@ fn aggregate(task: &Task, requests: &[Request], scored: &[Scored]) -> (TaskScore
         let loss = loss_sum / tokens as f64;
         out.loss = Some(loss);
         out.perplexity = Some(loss.exp());
+        let bytes: u64 = results.iter().filter_map(|r| r.bytes).sum();
         out.bits_per_byte = Some(loss_sum / std::f64::consts::LN_2 / bytes.max(1) as f64);
     }
     (out, results)
